@@ -1,0 +1,22 @@
+"""User-facing errors: one clear paragraph and a non-zero exit, never a traceback."""
+import sys
+import textwrap
+
+
+class UserError(Exception):
+    """Bad input from the user (flags, paths, data, checkpoints).
+
+    Scripts raise it anywhere below `main`; `run_cli` prints it as one paragraph
+    on stderr and exits with status 2, the same status argparse uses.
+    """
+
+
+def run_cli(main, parser, argv=None):
+    """Parse `argv`, call `main(args)`, turn a `UserError` into a message and exit 2."""
+    args = parser.parse_args(argv)
+    try:
+        return main(args)
+    except UserError as err:
+        text = " ".join(str(err).split())
+        print(textwrap.fill(f"error: {text}", width=100), file=sys.stderr)
+        sys.exit(2)
