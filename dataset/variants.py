@@ -1,0 +1,111 @@
+"""Array-backed datasets: plain, instance (with index) and contrast (with negatives)."""
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dataset.registry import check_choice
+from helper.errors import UserError
+
+VARIANTS = ("plain", "instance", "contrast")
+MODES = ("exact", "relax")
+
+
+class ArrayDataset(Dataset):
+    """Images held as one uint8 array; items are `(img, target)`.
+
+    data: uint8 (N, 32, 32, 3), HWC like torchvision CIFAR (may be memory-mapped);
+    targets: int64 (N,) labels 0..C-1; img: float tensor (3, 32, 32) after `transform`.
+    """
+
+    def __init__(self, data, targets, info, transform):
+        if len(data) != len(targets):
+            raise ValueError(f"{len(data)} images but {len(targets)} labels")
+        self.data = data
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.info = info
+        self.num_classes = info.num_classes
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def image(self, index):
+        """The transformed image `index`: float tensor (3, 32, 32)."""
+        return self.transform(Image.fromarray(np.asarray(self.data[index])))
+
+    def __getitem__(self, index):
+        return self.image(index), int(self.targets[index])
+
+
+class InstanceDataset(ArrayDataset):
+    """Items are `(img, target, index)`: the index names the instance (memory banks)."""
+
+    def __getitem__(self, index):
+        return self.image(index), int(self.targets[index]), index
+
+
+class NegativeSampler:
+    """Draws k negative indices per sample with torch's RNG, with replacement.
+
+    "exact": negatives come from other classes only. Indices are sorted by class
+    once; a uniform draw over the N - n_c other-class positions skips the block
+    of the positive's class. "relax": any sample but the positive itself.
+    """
+
+    def __init__(self, targets, k, mode):
+        check_choice("contrast mode", mode, MODES)
+        targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+        self.k, self.mode, self.size = k, mode, len(targets)
+        self.order = torch.argsort(targets, stable=True)
+        counts = torch.bincount(targets)
+        self.class_start = torch.cumsum(counts, 0) - counts
+        self.class_count = counts
+        self.targets = targets
+        if mode == "exact":
+            present = counts[counts > 0]
+            available = int((self.size - present).min())
+            what = "samples of other classes for some class"
+        else:
+            available = self.size - 1
+            what = "other samples"
+        if k >= available:
+            raise UserError(
+                f"The contrast set needs k={k} negatives per sample, but there are only "
+                f"{available} {what} ({mode} mode); choose k smaller than {available}."
+            )
+
+    def __call__(self, index):
+        """int64 tensor (k + 1,): `index` first, then k negatives."""
+        if self.mode == "exact":
+            label = self.targets[index]
+            start, count = self.class_start[label], self.class_count[label]
+            draw = torch.randint(self.size - int(count), (self.k,))
+            negatives = self.order[draw + (draw >= start).long() * count]
+        else:
+            draw = torch.randint(self.size - 1, (self.k,))
+            negatives = draw + (draw >= index).long()
+        return torch.cat([torch.tensor([index], dtype=torch.int64), negatives])
+
+
+class ContrastDataset(ArrayDataset):
+    """Items are `(img, target, index, contrast_idx)`; see `NegativeSampler`."""
+
+    def __init__(self, data, targets, info, transform, k=4096, mode="exact"):
+        super().__init__(data, targets, info, transform)
+        self.sampler = NegativeSampler(self.targets, k, mode)
+
+    def __getitem__(self, index):
+        img, target = super().__getitem__(index)
+        return img, target, index, self.sampler(index)
+
+
+def wrap_arrays(data, targets, info, transform, variant, k, mode):
+    """Build the dataset class that `variant` names around the arrays."""
+    if variant == "plain":
+        return ArrayDataset(data, targets, info, transform)
+    if variant == "instance":
+        return InstanceDataset(data, targets, info, transform)
+    if variant == "contrast":
+        return ContrastDataset(data, targets, info, transform, k=k, mode=mode)
+    raise AssertionError(variant)  # get_dataset checked it
