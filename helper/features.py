@@ -1,0 +1,124 @@
+"""Frozen-backbone feature extraction and a small on-disk cache of the results.
+
+Transfer (linear probe), retrieval metrics and MINE all need the same thing: the
+features a checkpoint gives a whole data set. `extract_features` computes them once
+in eval mode; `cached_features` stores them so a sweep over checkpoints can re-run
+without touching the images again.
+"""
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+
+import torch
+from tqdm import tqdm
+
+from helper.errors import UserError
+
+
+@contextlib.contextmanager
+def model_mode(model, training=False):
+    """Put `model` in train/eval mode for the block, then restore its previous mode."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def autocast_context(device, amp):
+    """bf16 autocast when `amp` and `device` is CUDA; a no-op context otherwise."""
+    device = torch.device(device)
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def model_features(model, images, layer=-1):
+    """Features of one batch, (B, 3, H, W) -> (B, D) float32, on the images' device.
+
+    `layer=-1` is the pooled penultimate vector (B, feat_dim); any other index picks
+    that stage feature of `model(images, is_feat=True)`, flattened to (B, -1).
+    """
+    if layer == -1:
+        return model.penultimate(images).float()
+    stage_features, _ = model(images, is_feat=True)
+    if not -len(stage_features) <= layer < len(stage_features):
+        raise UserError(
+            f"Feature layer {layer} does not exist: this model returns {len(stage_features)} "
+            f"stage features, so the layer index must lie in [{-len(stage_features)}, "
+            f"{len(stage_features) - 1}] (-1 is the pooled penultimate feature)."
+        )
+    return stage_features[layer].flatten(1).float()
+
+
+def iter_batch_features(model, loader, device, layer=-1, amp=False, progress=False, desc="features"):
+    """Yield `(features (B, D) float32, labels (B,) int64)` per batch, both on `device`.
+
+    The caller chooses the model mode and the grad mode; loader items are tuples whose
+    first two entries are images and labels (extra entries are ignored).
+    """
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        images = batch[0].to(device, non_blocking=True)
+        labels = torch.as_tensor(batch[1]).to(device, dtype=torch.long, non_blocking=True)
+        with autocast_context(device, amp):
+            features = model_features(model, images, layer)
+        yield features.float(), labels
+
+
+def extract_features(model, loader, device, layer=-1, amp=False, progress=False):
+    """Features of a whole loader in eval mode: `(features (N, D) float32, labels (N,) int64)` on CPU.
+
+    The model's previous train/eval mode is restored afterwards.
+    """
+    feature_chunks, label_chunks = [], []
+    with model_mode(model, training=False), torch.no_grad():
+        for features, labels in iter_batch_features(model, loader, device, layer, amp, progress):
+            feature_chunks.append(features.cpu())
+            label_chunks.append(labels.cpu())
+    if not feature_chunks:
+        raise UserError("Cannot extract features: the data loader yielded no batches (is the data set empty?).")
+    return torch.cat(feature_chunks), torch.cat(label_chunks)
+
+
+def file_fingerprint(path):
+    """A cache-key part that changes whenever the file does: absolute path, mtime and size."""
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        raise UserError(f"Cannot read '{path}': {err.strerror}. Check that the checkpoint path is right.") from err
+    return {"path": os.path.abspath(path), "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
+
+
+def cache_path(cache_dir, key):
+    """`<cache_dir>/<sha1 of the sorted JSON of key>.pt`."""
+    try:
+        text = json.dumps(key, sort_keys=True)
+    except TypeError as err:
+        raise UserError(f"A feature-cache key must hold plain values (str, int, float, bool, lists, dicts): {err}.") from err
+    return os.path.join(cache_dir, hashlib.sha1(text.encode("utf-8")).hexdigest() + ".pt")
+
+
+def cached_features(cache_dir, key, compute_fn):
+    """Return the tuple of tensors stored under `key`, computing and saving it on a miss.
+
+    `compute_fn()` returns a tuple of tensors. Saving writes a temp file in `cache_dir`
+    and renames it, so an interrupted run never leaves a half-written cache entry.
+    """
+    path = cache_path(cache_dir, key)
+    if os.path.exists(path):
+        return tuple(torch.load(path, map_location="cpu", weights_only=True))
+    tensors = tuple(compute_fn())
+    os.makedirs(cache_dir, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(list(tensors), handle)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return tensors

@@ -1,0 +1,98 @@
+"""Discriminability metrics on features and a parameter-distance transferability score.
+
+- `recall_at_1`: leave-one-out nearest-neighbour retrieval (cosine), in percent;
+- `nmi_kmeans`: KMeans clustering quality against the labels (NMI in [0, 1]);
+- `parameter_distance_transferability`: per-layer ratio of distances between the
+  random init, the source-trained and the fine-tuned weights, from "Rethinking Two
+  Consensuses of Transferability of Pre-trained DNNs".
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.metrics import normalized_mutual_info_score
+
+from helper.errors import UserError
+
+
+def _features_and_labels(features, labels, min_samples):
+    """Validate and convert to (float32 (N, D) tensor, int64 (N,) tensor)."""
+    features = torch.as_tensor(features, dtype=torch.float32)
+    labels = torch.as_tensor(labels, dtype=torch.long).to(features.device)
+    if features.ndim != 2 or labels.ndim != 1 or len(features) != len(labels):
+        raise UserError(f"Metrics need features (N, D) and labels (N,) with the same N "
+                        f"(got {tuple(features.shape)} and {tuple(labels.shape)}).")
+    if len(features) < min_samples:
+        raise UserError(f"This metric needs at least {min_samples} samples (got {len(features)}).")
+    return features, labels
+
+
+def recall_at_1(features, labels, block_size=1024):
+    """Percent of samples whose nearest other sample (cosine similarity) shares their label.
+
+    features (N, D), labels (N,). The similarity matrix is built `block_size` rows at a
+    time, so memory is O(block_size * N); a sample's similarity to itself is -inf.
+    """
+    features, labels = _features_and_labels(features, labels, min_samples=2)
+    normalized = F.normalize(features, dim=1)
+    hits = 0
+    for start in range(0, len(normalized), block_size):
+        rows = torch.arange(start, min(start + block_size, len(normalized)), device=normalized.device)
+        similarity = normalized[rows] @ normalized.T                          # (b, N)
+        similarity[torch.arange(len(rows), device=rows.device), rows] = -math.inf
+        nearest = similarity.argmax(dim=1)                                     # (b,)
+        hits += (labels[nearest] == labels[rows]).sum().item()
+    return 100.0 * hits / len(normalized)
+
+
+def nmi_kmeans(features, labels, num_classes=None, n_init=10, seed=0):
+    """NMI in [0, 1] between KMeans clusters of the L2-normalised features and the labels.
+
+    features (N, D), labels (N,); k = num_classes, or the number of distinct labels.
+    """
+    features, labels = _features_and_labels(features, labels, min_samples=1)
+    labels_np = labels.cpu().numpy()
+    k = num_classes if num_classes is not None else len(np.unique(labels_np))
+    if not 1 <= k <= len(labels_np):
+        raise UserError(f"KMeans needs between 1 and N={len(labels_np)} clusters (got k={k}).")
+    normalized = F.normalize(features, dim=1).cpu().numpy()
+    clusters = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit_predict(normalized)
+    return float(normalized_mutual_info_score(labels_np, clusters))
+
+
+def _weight_keys(state, exclude):
+    """Keys of conv/linear weights (ending in '.weight', ndim >= 2) not under an excluded prefix."""
+    return [key for key, value in state.items()
+            if key.endswith(".weight") and value.ndim >= 2 and not key.startswith(tuple(exclude))]
+
+
+def parameter_distance_transferability(init_state, source_state, finetuned_state, exclude=()):
+    """Per-layer T = ||theta_r - theta_FB|| / ||theta_A - theta_FB|| and its mean over layers.
+
+    theta_r: random init, theta_A: source-trained, theta_FB: fine-tuned on the target;
+    norms are Euclidean on the flattened difference, computed in float64. A larger T
+    means fine-tuning stayed closer to the source weights than to the random init,
+    i.e. the layer transferred better. Layers are state-dict keys ending in '.weight'
+    with ndim >= 2 (conv and linear weights), minus keys starting with a prefix in
+    `exclude` (e.g. the new head 'fc.'). A zero denominator (fine-tuning did not move
+    the layer away from the source) gives T = inf for that layer, and the mean is then
+    inf as well. Returns {'layers': {key: T}, 'mean': float}.
+    """
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    keys = _weight_keys(finetuned_state, exclude)
+    if not keys:
+        raise UserError("No conv or linear weights left to compare: the fine-tuned state dict has no "
+                        "'.weight' entries with 2 or more dimensions outside the excluded prefixes.")
+    layers = {}
+    for key in keys:
+        tensors = [state.get(key) for state in (init_state, source_state, finetuned_state)]
+        if any(t is None or t.shape != tensors[2].shape for t in tensors):
+            raise UserError(f"Layer '{key}' is missing or has a different shape in one of the three state "
+                            f"dicts (init, source, fine-tuned); pass its prefix in `exclude` (e.g. the head).")
+        theta_r, theta_a, theta_fb = (t.detach().double().cpu().flatten() for t in tensors)
+        numerator = torch.linalg.vector_norm(theta_r - theta_fb).item()
+        denominator = torch.linalg.vector_norm(theta_a - theta_fb).item()
+        layers[key] = numerator / denominator if denominator > 0 else math.inf
+    return {"layers": layers, "mean": float(np.mean(list(layers.values())))}

@@ -1,0 +1,169 @@
+"""The paper's transferability measure: a linear probe on a frozen backbone.
+
+One training loop (`train_linear_probe`) serves both protocols; they differ only in
+how a batch of training features is obtained:
+
+- `probe_cached`: rows of a precomputed feature tensor (fast; the backbone is fixed);
+- `probe_backbone`: the backbone runs on the images each batch, which allows
+  `bn_mode='train'` (BatchNorm statistics keep updating, as in the original code).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from helper.device import get_device
+from helper.errors import UserError
+from helper.features import autocast_context, iter_batch_features, model_features, model_mode
+
+
+def accuracy(logits, targets, topk=(1,)):
+    """Top-k accuracies in percent, logits (B, C), targets (B,) -> [float per k].
+
+    k larger than C counts every sample as correct, as with a full ranking.
+    """
+    max_k = min(max(topk), logits.shape[1])
+    top_classes = logits.topk(max_k, dim=1).indices                 # (B, max_k)
+    hits = top_classes.eq(targets.reshape(-1, 1))                     # (B, max_k)
+    return [hits[:, :min(k, max_k)].any(dim=1).float().sum().item() * 100.0 / targets.numel() for k in topk]
+
+
+def seeded_linear(feat_dim, num_classes, seed):
+    """`nn.Linear(feat_dim, num_classes)` whose init depends only on `seed` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(feat_dim, num_classes)
+
+
+def train_linear_probe(featurize, n_train, train_labels, eval_fn, feat_dim, num_classes, epochs=30,
+                       lr=0.4, weight_decay=5e-4, momentum=0.9, batch_size=512, seed=0, device=None,
+                       progress=False):
+    """Train a fresh linear head on frozen features; evaluate it after every epoch.
+
+    featurize(idx (B,) int64 CPU) -> features (B, feat_dim), computed without grad.
+    eval_fn(head) -> test accuracy in percent. SGD with momentum and weight decay,
+    cosine LR per epoch down to 0, a seeded shuffle each epoch.
+    Returns {'final_acc', 'best_acc', 'best_epoch', 'history', 'head'}.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise UserError(f"The linear probe needs epochs >= 1 and batch size >= 1 (got {epochs} and {batch_size}).")
+    if n_train < 1 or len(train_labels) != n_train:
+        raise UserError(f"The linear probe needs a non-empty training set with one label per sample "
+                        f"(got {n_train} samples and {len(train_labels)} labels).")
+    device = torch.device(device) if device is not None else get_device()
+    labels_on_device = torch.as_tensor(train_labels, dtype=torch.long).to(device)
+    head = seeded_linear(feat_dim, num_classes, seed).to(device)
+    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+    shuffle_generator = torch.Generator().manual_seed(seed)
+    history = []
+    for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False):
+        order = torch.randperm(n_train, generator=shuffle_generator)
+        for batch_idx in order.split(batch_size):
+            with torch.no_grad():
+                features = featurize(batch_idx).to(device).float()
+            loss = F.cross_entropy(head(features), labels_on_device[batch_idx.to(device)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            history.append(float(eval_fn(head)))
+    best_epoch = max(range(epochs), key=lambda epoch: history[epoch])
+    return {"final_acc": history[-1], "best_acc": history[best_epoch], "best_epoch": best_epoch,
+            "history": history, "head": head}
+
+
+def infer_num_classes(*label_tensors):
+    """1 + the largest label seen, for label tensors (N,)."""
+    return int(max(int(labels.max()) for labels in label_tensors if len(labels))) + 1
+
+
+def probe_cached(train_feats, train_labels, test_feats, test_labels, eval_batch_size=4096, **kw):
+    """Linear probe on precomputed features: train (N, D) / (N,), test (M, D) / (M,).
+
+    Extra keywords go to `train_linear_probe` (num_classes defaults to 1 + max label).
+    """
+    if train_feats.ndim != 2 or test_feats.ndim != 2 or train_feats.shape[1] != test_feats.shape[1]:
+        raise UserError(f"Cached probe features must be (N, D) with the same D for train and test "
+                        f"(got {tuple(train_feats.shape)} and {tuple(test_feats.shape)}).")
+    device = torch.device(kw.pop("device", None) or get_device())
+    train_on_device = train_feats.to(device, torch.float32)
+    test_on_device = test_feats.to(device, torch.float32)
+    test_labels_on_device = torch.as_tensor(test_labels, dtype=torch.long).to(device)
+    kw.setdefault("num_classes", infer_num_classes(torch.as_tensor(train_labels), test_labels_on_device))
+
+    def featurize(idx):
+        return train_on_device[idx.to(device)]
+
+    def eval_fn(head):
+        batches = zip(test_on_device.split(eval_batch_size), test_labels_on_device.split(eval_batch_size))
+        return percent_correct(head, batches)
+
+    return train_linear_probe(featurize, len(train_feats), train_labels, eval_fn,
+                              feat_dim=train_feats.shape[1], device=device, **kw)
+
+
+def percent_correct(head, feature_label_batches):
+    """Top-1 accuracy in percent of `head` over an iterable of (features (B, D), labels (B,))."""
+    correct, total = 0, 0
+    for features, labels in feature_label_batches:
+        correct += (head(features).argmax(dim=1) == labels).sum().item()
+        total += labels.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def dataset_labels(dataset):
+    """Labels (N,) int64 of a map-style data set: its `targets` when present, else item [1] of each sample."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None or len(targets) != len(dataset):
+        targets = [dataset[i][1] for i in range(len(dataset))]
+    return torch.as_tensor(targets, dtype=torch.long)
+
+
+def parameter_fingerprint(model):
+    """(P, 2) float64: sum and squared sum of each parameter; a cheap check that nothing moved."""
+    return torch.stack([torch.stack([p.detach().double().sum(), p.detach().double().square().sum()]).cpu()
+                        for p in model.parameters()])
+
+
+def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, num_workers=0, **kw):
+    """Linear probe that runs the frozen backbone on the images each batch.
+
+    bn_mode='eval': backbone in eval mode (same result as `probe_cached`);
+    bn_mode='train': backbone in train mode while featurizing, so BatchNorm running
+    statistics keep updating (the original protocol). Parameters are frozen in both
+    (checked afterwards, MoCo-style, from a cheap per-parameter fingerprint);
+    evaluation on `test_set` always uses eval mode. The model's mode and
+    requires_grad flags are restored afterwards.
+    """
+    if bn_mode not in ("eval", "train"):
+        raise UserError(f"bn_mode must be 'eval' or 'train' (got {bn_mode!r}).")
+    device = torch.device(kw.pop("device", None) or get_device())
+    train_labels = dataset_labels(train_set)
+    kw.setdefault("num_classes", infer_num_classes(train_labels, dataset_labels(test_set)))
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=kw.get("batch_size", 512),
+                                              shuffle=False, num_workers=num_workers)
+
+    def featurize(idx):
+        images = torch.stack([train_set[i][0] for i in idx.tolist()]).to(device)
+        with model_mode(model, training=bn_mode == "train"), autocast_context(device, amp):
+            return model_features(model, images)
+
+    def eval_fn(head):
+        with model_mode(model, training=False):
+            return percent_correct(head, iter_batch_features(model, test_loader, device, amp=amp))
+
+    grad_flags = [p.requires_grad for p in model.parameters()]
+    before = parameter_fingerprint(model)
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        result = train_linear_probe(featurize, len(train_set), train_labels, eval_fn,
+                                    feat_dim=model.feat_dim, device=device, **kw)
+    finally:
+        for p, flag in zip(model.parameters(), grad_flags):
+            p.requires_grad_(flag)
+    if not torch.equal(before, parameter_fingerprint(model)):
+        raise RuntimeError("The backbone's parameters changed during the linear probe; it must stay frozen.")
+    return result
