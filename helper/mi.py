@@ -1,0 +1,252 @@
+"""Neural mutual-information estimators (MINE and friends) for I(X;T) and I(T;Y).
+
+The paper tracks I(X;T) and I(T;Y) per checkpoint with MINE (Belghazi et al.
+2018). `estimate_mi` trains a statistics network T(a, b) on joint pairs and
+shuffled (marginal) pairs and reports a lower bound on I(a; b) in nats.
+Everything after the initial copy of the table to the device stays there:
+batches are drawn with torch on the device and the per-iteration bounds are
+read back once, so the loop has no host synchronisation.
+"""
+import functools
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from helper.device import get_device
+from helper.errors import UserError
+
+ESTIMATORS = ("mine", "nwj", "infonce", "smile")
+INFONCE_MAX_ROWS = 512
+INFONCE_MAX_ELEMENTS = 2 ** 27   # R x R x hidden activations per layer
+HOLDOUT_EVAL_BATCHES = 10
+
+
+def one_hot(labels, num_classes):
+    """Integer labels (N,) -> float one-hot table (N, num_classes) for I(T;Y)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"one_hot: labels must lie in [0, {num_classes}), got range "
+                        f"[{int(labels.min())}, {int(labels.max())}].")
+    return nn.functional.one_hot(labels, num_classes).float()
+
+
+class StatisticsNetwork(nn.Module):
+    """MINE critic: MLP [a, b] -> hidden -> hidden -> hidden -> 1 with ReLU."""
+
+    def __init__(self, in_dim, hidden_size):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(in_dim, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, 1))
+        for layer in list(self.body)[:-1]:      # last Linear keeps PyTorch's init
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, ab):
+        """Concatenated pairs (B, Da+Db) -> scores (B,)."""
+        return self.body(ab).squeeze(-1)
+
+    def score(self, a, b):
+        """Paired rows a (B, Da), b (B, Db) -> scores (B,)."""
+        return self(torch.cat([a, b], dim=1))
+
+    def pairwise(self, a, b):
+        """All pairs (a_i, b_j) -> score matrix (R, R) without building R*R inputs.
+
+        The first layer is linear in [a, b], so W [a_i, b_j] = W_a a_i + W_b b_j:
+        project each side once (R, H) and broadcast to (R, R, H).
+        """
+        first = self.body[0]
+        w_a, w_b = first.weight.split([a.shape[1], b.shape[1]], dim=1)
+        hidden = nn.functional.linear(a, w_a, first.bias)[:, None, :] \
+            + nn.functional.linear(b, w_b)[None, :, :]
+        return self.body[1:](hidden).squeeze(-1)
+
+
+def sample_batches(n, batch_size, generator=None, device=None):
+    """Three independent draws without replacement from range(n) -> (3, batch_size) long.
+
+    Row 0 indexes the joint batch (a_i, b_i); rows 1 and 2 are the a-rows and
+    b-rows of the marginal batch, drawn independently so the pairs follow
+    p(a)p(b). randperm beats argsort/topk of noise on CPU and is one kernel on CUDA.
+    """
+    return torch.stack([torch.randperm(n, generator=generator, device=device)[:batch_size]
+                        for _ in range(3)])
+
+
+def _log_mean_exp(values):
+    """log(mean(exp(values))) for values (B,), stable against overflow."""
+    return values.logsumexp(0) - math.log(values.shape[0])
+
+
+def _bound(net, estimator, table, dim_a, idx, tau, infonce_rows):
+    """One draw of the bound from table = [a, b] (N, Da+Db) -> (bound, t_joint (B,), t_marg (B,)).
+
+    For 'infonce' the critic matrix replaces t_joint/t_marg (returned as None).
+    Joint rows are one gather from the concatenated table; marginal rows join
+    the a-part of one draw to the b-part of another.
+    """
+    joint, marg_a, marg_b = idx
+    a, b = table[:, :dim_a], table[:, dim_a:]
+    if estimator == "infonce":
+        rows = joint[:infonce_rows]
+        scores = net.pairwise(a[rows], b[rows]).float()             # (R, R)
+        bound = (scores.diag() - scores.logsumexp(1)).mean() + math.log(len(rows))
+        return bound, None, None
+    t_joint = net(table[joint]).float()
+    t_marg = net.score(a[marg_a], b[marg_b]).float()
+    if estimator == "mine":
+        bound = t_joint.mean() - _log_mean_exp(t_marg)
+    elif estimator == "nwj":
+        bound = t_joint.mean() - (t_marg - 1).exp().mean()
+    else:  # smile: DV with exp(T_marg) clipped to [e^-tau, e^tau]
+        bound = t_joint.mean() - _log_mean_exp(t_marg.clamp(-tau, tau))
+    return bound, t_joint, t_marg
+
+
+def _surrogate_loss(estimator, bound, t_joint, t_marg, ma, ma_rate, first_step):
+    """Loss to minimise and the updated MINE moving average (a 0-d tensor or None)."""
+    if estimator == "mine":
+        exp_mean = t_marg.exp().mean()
+        batch_ma = exp_mean.detach()
+        ok = torch.isfinite(batch_ma)
+        if first_step:
+            ma = torch.where(ok, batch_ma, torch.ones_like(batch_ma))
+        else:
+            ma = torch.where(ok, (1 - ma_rate) * ma + ma_rate * batch_ma, ma)
+        # Bias-corrected gradient of the DV bound (MINE, Sec. 3.2).
+        return -(t_joint.mean() - exp_mean / ma), ma
+    if estimator == "smile":
+        # SMILE trains the critic with the Jensen-Shannon (f-GAN) bound and only
+        # reads out the clipped DV value (Song & Ermon 2020, their reference code).
+        js = -nn.functional.softplus(-t_joint).mean() - nn.functional.softplus(t_marg).mean()
+        return -js, ma
+    return -bound, ma
+
+
+def _check_inputs(a, b, estimator, iters, batch_size, window, holdout):
+    if estimator not in ESTIMATORS:
+        raise UserError(f"Unknown MI estimator '{estimator}'; choose one of {', '.join(ESTIMATORS)}.")
+    if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0]:
+        raise UserError(f"estimate_mi needs two 2-D tables with the same number of rows, "
+                        f"got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
+    if a.shape[0] < 2:
+        raise UserError("estimate_mi needs at least 2 rows to form joint and marginal batches.")
+    if iters < 1 or batch_size < 1 or window < 1:
+        raise UserError(f"iters, batch_size and window must be positive, "
+                        f"got {iters}, {batch_size}, {window}.")
+    if holdout is not None and not 0 < holdout < 1:
+        raise UserError(f"holdout is the held-out fraction of rows and must lie in (0, 1), got {holdout}.")
+
+
+def _split_rows(n, holdout, generator, device):
+    """Seeded split of range(n) -> (fit_rows, held_rows), each of at least 2 rows."""
+    n_held = int(round(n * holdout))
+    if n_held < 2 or n - n_held < 2:
+        raise UserError(f"holdout={holdout} on {n} rows leaves fewer than 2 rows on one side.")
+    perm = torch.randperm(n, generator=generator, device=device)
+    return perm[n_held:], perm[:n_held]
+
+
+@torch.no_grad()
+def _final_bound(net, estimator, table, dim_a, batch_size, tau, infonce_rows, generator, amp):
+    """(mean, std) of the final network's bound over fresh batches of `table`."""
+    batch = min(batch_size, table.shape[0])
+    values = []
+    for _ in range(HOLDOUT_EVAL_BATCHES):
+        idx = sample_batches(table.shape[0], batch, generator, table.device)
+        with torch.autocast(table.device.type, dtype=torch.bfloat16, enabled=amp):
+            values.append(_bound(net, estimator, table, dim_a, idx, tau, infonce_rows)[0])
+    values = torch.stack(values).double().cpu()
+    return float(values.mean()), float(values.std())
+
+
+def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
+                hidden_size=1024, ma_rate=0.01, window=500, holdout=None, seed=None,
+                device=None, amp=False, progress=False, smile_tau=5.0):
+    """Lower-bound I(a; b) in nats for paired rows a (N, Da), b (N, Db).
+
+    Returns a dict: 'mi' (mean of the last `window` per-iteration bounds, or with
+    `holdout` the final network's bound on held-out rows), 'std', 'history'
+    (numpy, NaN where the bound was not finite), 'nan_steps' (skipped updates),
+    'iters', 'seconds', 'estimator', 'batch_size' (after clamping to the rows
+    available) and with `holdout` also 'mi_train'. Raises UserError when no
+    finite bound is left in the window (e.g. every step was non-finite).
+    """
+    start = time.time()
+    iters, batch_size, window = int(iters), int(batch_size), int(window)
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    _check_inputs(a, b, estimator, iters, batch_size, window, holdout)
+    device = device if isinstance(device, torch.device) else get_device(device)
+    dim_a = a.shape[1]
+    table = torch.cat([a.float(), b.float()], dim=1).to(device)   # (N, Da+Db), moved once
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    if holdout is not None:
+        fit_rows, held_rows = _split_rows(table.shape[0], holdout, generator, device)
+        fit = table[fit_rows]
+    else:
+        fit = table
+    n = fit.shape[0]
+    batch_size = min(batch_size, n)
+    hidden_size = int(hidden_size)
+    infonce_rows = max(2, min(batch_size, INFONCE_MAX_ROWS,
+                              math.isqrt(INFONCE_MAX_ELEMENTS // hidden_size)))
+
+    with torch.random.fork_rng(devices=[]):     # seeded init without touching global RNG
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        net = StatisticsNetwork(table.shape[1], hidden_size).to(device)
+    # Fused Adam accepts a device-side `found_inf` flag (the hook GradScaler uses)
+    # and then skips the whole update, moments and step count included, inside
+    # the kernel. Zeroing NaN grads instead would still move the weights through
+    # Adam's momentum, and testing the loss on the host would sync every step.
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+    params = [p for p in net.parameters()]
+    history = torch.empty(iters, device=device)
+    skipped = torch.zeros((), device=device)
+    ma = None
+    steps = tqdm(range(iters), desc=f"MI ({estimator})", disable=not progress)
+    for step in steps:
+        idx = sample_batches(n, batch_size, generator, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            bound, t_joint, t_marg = _bound(net, estimator, fit, dim_a, idx, smile_tau, infonce_rows)
+        loss, ma = _surrogate_loss(estimator, bound, t_joint, t_marg, ma, ma_rate, step == 0)
+        optimizer.zero_grad()
+        loss.backward()
+        grad_norm = nn.utils.get_total_norm([p.grad for p in params])
+        found_inf = (~(torch.isfinite(loss) & torch.isfinite(grad_norm))).float()
+        optimizer.found_inf = found_inf
+        optimizer.step()
+        skipped += found_inf
+        history[step] = bound.detach()
+
+    history = history.cpu().numpy().astype(np.float64)
+    history[~np.isfinite(history)] = np.nan
+    tail = history[-min(window, iters):]
+    if not np.isfinite(tail).any():
+        raise UserError(f"MI estimation ({estimator}) produced no finite bound in the last "
+                        f"{len(tail)} iterations ({int(skipped)} of {iters} updates were skipped "
+                        f"as non-finite). Check the inputs for NaN/Inf values or lower the learning rate.")
+    result = {"mi": float(np.nanmean(tail)), "std": float(np.nanstd(tail)), "history": history,
+              "nan_steps": int(skipped), "iters": iters, "estimator": estimator,
+              "batch_size": batch_size}
+    if holdout is not None:
+        net.eval()
+        evaluate = functools.partial(_final_bound, net, estimator, dim_a=dim_a, batch_size=batch_size,
+                                     tau=smile_tau, infonce_rows=infonce_rows,
+                                     generator=generator, amp=amp)
+        result["mi_train"] = evaluate(table=fit)[0]
+        result["mi"], result["std"] = evaluate(table=table[held_rows])
+    result["seconds"] = time.time() - start
+    return result

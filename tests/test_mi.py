@@ -1,0 +1,131 @@
+"""MI estimators on Gaussians with known MI, the sampler, seeding, holdout and NaN handling."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from helper.errors import UserError
+from helper.mi import StatisticsNetwork, estimate_mi, one_hot, sample_batches
+
+CPU = torch.device("cpu")
+FAST = dict(hidden_size=64, lr=2e-3, window=200, device=CPU, seed=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny MLPs run far faster on one thread, especially on a shared 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gaussian_pair(rows, dim, rho, seed):
+    """y = rho x + sqrt(1 - rho^2) e; returns x, y (rows, dim) and the true MI in nats."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, dim, generator=gen)
+    y = rho * x + math.sqrt(1 - rho ** 2) * torch.randn(rows, dim, generator=gen)
+    return x, y, -dim / 2 * math.log(1 - rho ** 2)
+
+
+def run(estimator, x, y, iters=600, **kw):
+    batch = 64 if estimator == "infonce" else 256
+    return estimate_mi(x, y, estimator, iters=iters, batch_size=kw.pop("batch_size", batch), **{**FAST, **kw})
+
+
+@pytest.mark.parametrize("estimator", ["mine", "nwj", "infonce", "smile"])
+def test_estimators_recover_known_mi_and_zero(estimator):
+    x, y, truth = gaussian_pair(4000, 2, 0.8, seed=1)          # truth = 1.02 nats
+    target = min(truth, math.log(64)) if estimator == "infonce" else truth
+    correlated = run(estimator, x, y)
+    assert abs(correlated["mi"] - target) < 0.2, correlated["mi"]
+    independent = run(estimator, x, torch.randn(4000, 2, generator=torch.Generator().manual_seed(5)), iters=300)
+    assert abs(independent["mi"]) < 0.1, independent["mi"]
+    assert correlated["nan_steps"] == 0 and correlated["estimator"] == estimator
+    assert correlated["history"].shape == (600,) and correlated["iters"] == 600
+
+
+def test_infonce_is_capped_by_log_batch():
+    x, y, truth = gaussian_pair(2000, 2, 0.99, seed=2)         # truth 3.9 nats > log 8
+    result = run("infonce", x, y, iters=300, batch_size=8, lr=5e-3)
+    assert truth > math.log(8)
+    assert np.nanmax(result["history"]) <= math.log(8) + 1e-5
+    assert result["mi"] > 0.6 * math.log(8)
+
+
+def test_sampler_draws_without_replacement_and_independent_marginals():
+    gen = torch.Generator().manual_seed(0)
+    idx = sample_batches(100, 30, gen, CPU)
+    assert idx.shape == (3, 30) and idx.dtype == torch.long
+    for row in idx:
+        assert len(set(row.tolist())) == 30 and row.min() >= 0 and row.max() < 100
+    assert sorted(sample_batches(50, 50, gen, CPU)[0].tolist()) == list(range(50))
+    draws = torch.stack([sample_batches(100, 30, gen, CPU) for _ in range(400)])   # (400, 3, 30)
+    marg_a, marg_b = draws[:, 1].flatten().double(), draws[:, 2].flatten().double()
+    assert abs(torch.corrcoef(torch.stack([marg_a, marg_b]))[0, 1]) < 0.05
+    same = (draws[:, 1] == draws[:, 2]).double().mean()
+    assert same < 0.03                                          # ~1/100 when independent
+    assert (draws[:, 0] == draws[:, 1]).double().mean() < 0.03
+
+
+def test_same_seed_same_result_and_batch_clamp():
+    x, y, _ = gaussian_pair(100, 2, 0.5, seed=3)
+    first = estimate_mi(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 7})
+    second = estimate_mi(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 7})
+    other = estimate_mi(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 8})
+    assert np.array_equal(first["history"], second["history"]) and first["mi"] == second["mi"]
+    assert not np.array_equal(first["history"], other["history"])
+    assert first["batch_size"] == 100
+
+
+def test_holdout_exposes_memorisation():
+    x, y, _ = gaussian_pair(64, 2, 0.0, seed=4)                 # independent, tiny: easy to memorise
+    result = estimate_mi(x, y, iters=800, batch_size=32, holdout=0.5,
+                         **{**FAST, "hidden_size": 128, "lr": 3e-3})
+    assert result["batch_size"] == 32
+    assert np.isfinite(result["mi"]) and np.isfinite(result["mi_train"])
+    assert result["mi_train"] > result["mi"] + 0.2, (result["mi_train"], result["mi"])
+
+
+def test_non_finite_steps_are_skipped_not_zeroed():
+    x, y, truth = gaussian_pair(2000, 2, 0.8, seed=6)
+    x[17] = float("nan")
+    result = run("mine", x, y)
+    assert 0 < result["nan_steps"] < 600
+    assert np.isnan(result["history"]).sum() == result["nan_steps"]
+    assert abs(result["mi"] - truth) < 0.25
+    with pytest.raises(UserError, match="no finite bound"):
+        run("mine", torch.full((50, 2), float("nan")), y[:50], iters=20)
+
+
+def test_pairwise_critic_matches_explicit_pairs_and_init():
+    torch.manual_seed(0)
+    net = StatisticsNetwork(5, 16)
+    linears = [m for m in net.body if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        assert all(float(layer.bias.abs().max()) == 0 for layer in linears[:3])
+        assert abs(float(linears[1].weight.std()) - 0.02) < 0.004
+    a, b = torch.randn(4, 3), torch.randn(4, 2)
+    explicit = torch.stack([net.score(a[i].expand(4, 3), b) for i in range(4)])
+    assert torch.allclose(net.pairwise(a, b), explicit, atol=1e-6)
+
+
+def test_amp_runs_on_cpu():
+    x, y, _ = gaussian_pair(200, 2, 0.8, seed=7)
+    result = estimate_mi(x, y, iters=20, batch_size=64, amp=True, **FAST)
+    assert np.isfinite(result["mi"]) and result["nan_steps"] == 0
+
+
+def test_one_hot_and_input_errors():
+    table = one_hot(torch.tensor([0, 2, 1]), 3)
+    assert table.dtype == torch.float32
+    assert torch.equal(table, torch.tensor([[1., 0, 0], [0, 0, 1], [0, 1, 0]]))
+    with pytest.raises(UserError):
+        one_hot(torch.tensor([3]), 3)
+    with pytest.raises(UserError, match="same number of rows"):
+        estimate_mi(torch.zeros(10, 2), torch.zeros(9, 2), iters=1, device=CPU)
+    with pytest.raises(UserError, match="Unknown MI estimator"):
+        estimate_mi(torch.zeros(10, 2), torch.zeros(10, 2), estimator="kde", iters=1, device=CPU)
+    with pytest.raises(UserError, match="holdout"):
+        estimate_mi(torch.zeros(10, 2), torch.zeros(10, 2), holdout=1.5, iters=1, device=CPU)
