@@ -12,6 +12,22 @@ if REPO_ROOT not in sys.path:
 torch.set_num_threads(2)
 
 
+DIGITS_RUN_EPOCHS = 3
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A resnet8 run on digits_a with ckpt_epoch_0..3.pth, trained once per test session."""
+    import train_vanilla
+    root = tmp_path_factory.mktemp("digits_run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        run = train_vanilla.main(train_vanilla.get_args_parser().parse_args(
+            ["--dataset", "digits_a", "--model", "resnet8", "--epochs", str(DIGITS_RUN_EPOCHS), "--save_freq", "1",
+             "--num_workers", "0", "--no_progress", "--note", "t"]))
+    return os.path.abspath(os.path.join(root, run.run_dir))
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run a test inside tmp_path, so ./save and ./data land there."""

@@ -1,0 +1,197 @@
+"""The one checkpoint module: atomic save, safe load, run folders and epoch listing.
+
+File format (compatible with the original CRD / dt-tradeoff code, which wrote
+`{'epoch', 'model', 'accuracy', ...}` with the same file names):
+
+    ckpt_epoch_<E>.pth   {'epoch': E, 'model': state_dict, 'accuracy': top-1 on the
+                          source test split, 'arch', 'dataset', 'num_classes',
+                          'feat_dim', 'args': plain dict, 'format': 1}
+
+Everything is plain Python types or tensors, so `torch.load(weights_only=True)`
+reads it; original checkpoints without the metadata load as well.
+"""
+import os
+import re
+import tempfile
+
+import torch
+
+from helper.errors import UserError
+
+CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)\.pth$")
+DEFAULT_MODEL_ROOT = os.path.join(".", "save", "model")
+FORMAT_VERSION = 1
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, unreadable, or does not fit the model."""
+
+
+def save_atomic(obj, path):
+    """`torch.save` to a temporary file in the same folder, then rename over `path`.
+
+    A crash mid-write never leaves a truncated checkpoint under the final name.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Read a checkpoint with `weights_only=True`; a bad file is a `CheckpointError` naming it."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated, corrupt, or not a torch file
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
+                              "the file is corrupt or was not written by torch.save.") from err
+
+
+def clean_state_dict(state):
+    """Strip the `module.` prefix that DataParallel / DDP add (and `_orig_mod.` of torch.compile)."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def model_state(model):
+    """The state_dict of the bare model, whatever wraps it (DDP, torch.compile)."""
+    return clean_state_dict(unwrap(model).state_dict())
+
+
+def unwrap(model):
+    """The bare module under DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def plain(value):
+    """Convert argparse values to plain types that `weights_only=True` accepts."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def model_checkpoint(model, epoch, accuracy, arch, dataset, args=None):
+    """The dict written to `ckpt_epoch_<E>.pth`, `<arch>_best.pth` and `<arch>_last.pth`."""
+    bare = unwrap(model)
+    return {
+        "epoch": int(epoch),
+        "model": model_state(model),
+        "accuracy": None if accuracy is None else float(accuracy),
+        "arch": arch,
+        "dataset": dataset,
+        "num_classes": int(bare.num_classes),
+        "feat_dim": int(bare.feat_dim),
+        "args": plain(vars(args) if args is not None and not isinstance(args, dict) else (args or {})),
+        "format": FORMAT_VERSION,
+    }
+
+
+def ckpt_name(epoch):
+    return f"ckpt_epoch_{int(epoch)}.pth"
+
+
+def list_checkpoints(run_dir):
+    """{epoch: path} of every `ckpt_epoch_<E>.pth` in `run_dir`, sorted by epoch."""
+    if not os.path.isdir(run_dir):
+        return {}
+    found = {}
+    for name in os.listdir(run_dir):
+        match = CKPT_RE.match(name)
+        if match:
+            found[int(match.group(1))] = os.path.join(run_dir, name)
+    return dict(sorted(found.items()))
+
+
+def resolve_run_dir(ckpt_path, model_root=DEFAULT_MODEL_ROOT):
+    """A run folder given by name under `./save/model/` (as in the original) or by any path."""
+    for candidate in (ckpt_path, os.path.join(model_root, ckpt_path)):
+        if os.path.isdir(candidate):
+            return candidate
+    raise CheckpointError(f"run folder {ckpt_path!r} not found: looked for it as a path and under "
+                          f"{model_root}/. Pass the folder train_vanilla.py or train_ctc.py wrote.")
+
+
+def _describe_mismatch(model, state):
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)):
+        if keys:
+            parts.append(f"{len(keys)} keys {label} (e.g. {', '.join(keys[:3])})")
+    return "; ".join(parts)
+
+
+def guess_arch(state):
+    """The registered architectures whose keys and (non-head) shapes match `state`, built on 'meta'."""
+    from models import model_dict
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    matches = []
+    for name, fn in model_dict.items():
+        with torch.device("meta"):
+            net = fn(num_classes=1)
+        head_keys = {f"{net.head_attr}.weight", f"{net.head_attr}.bias"}
+        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        if set(expected) == set(found) and all(expected[k] == found[k] for k in expected if k not in head_keys):
+            matches.append(name)
+    return matches
+
+
+def load_model(path, arch=None, num_classes=None, device="cpu"):
+    """Build the model a checkpoint holds and load its weights strictly.
+
+    The architecture comes from the checkpoint's metadata, else from `arch`; when
+    both exist and differ, or the weights do not fit, a `CheckpointError` names
+    the file and both architectures. `num_classes` defaults to the checkpoint's
+    (metadata, else the head's shape). Returns `(model, checkpoint_dict)`.
+    """
+    from models import create_model
+    ckpt = load_checkpoint(path)
+    state = clean_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
+    stored_arch = ckpt.get("arch") if isinstance(ckpt, dict) else None
+    if stored_arch and arch and stored_arch != arch:
+        raise CheckpointError(f"checkpoint {path} holds a {stored_arch} but model {arch} was asked for; "
+                              f"pass --model {stored_arch} or another checkpoint.")
+    arch = stored_arch or arch
+    if arch is None:
+        raise CheckpointError(f"checkpoint {path} does not record its architecture; pass --model.")
+    with torch.device("meta"):
+        probe = create_model(arch, num_classes=1)
+    head_key = f"{probe.head_attr}.weight"
+    if num_classes is None:
+        num_classes = ckpt.get("num_classes") or (state[head_key].shape[0] if head_key in state else None)
+    model = create_model(arch, num_classes=num_classes or 1)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        guesses = guess_arch(state)
+        held = f"the weights of {' or '.join(guesses)}" if guesses else "weights of an unknown architecture"
+        raise CheckpointError(f"checkpoint {path} holds {held}, which do not fit model {arch} "
+                              f"({_describe_mismatch(model, state)}); pass the matching --model.") from None
+    return model.to(device), ckpt

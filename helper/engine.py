@@ -1,0 +1,173 @@
+"""A training run's folder: checkpoints, exact resume, TensorBoard and the epoch log.
+
+    run = TrainingRun(args, name, model, optimizer, state={"criterion": crd})
+    start = run.prepare()            # fresh run (writes ckpt_epoch_0) or --resume
+    for epoch in range(start, args.epochs + 1):
+        ... train, evaluate ...
+        run.end_epoch(epoch, lr, train_metrics, val_metrics)
+    run.finish()
+
+Files in `<model_path>/<name>/`: `ckpt_epoch_<E>.pth` every `save_freq` epochs and
+`ckpt_epoch_0.pth` (the initialisation), `<arch>_best.pth`, `<arch>_last.pth`,
+`resume.pth` (everything needed to continue exactly: model, optimizer, the extra
+`state` objects, RNG; rewritten every epoch), `args.json` and `log.txt` (one JSON
+line per epoch). TensorBoard events go to `<tb_path>/<name>/`.
+"""
+import json
+import os
+import time
+
+from tqdm import tqdm
+
+from helper.checkpoint import (ckpt_name, list_checkpoints, load_checkpoint, model_checkpoint,
+                               model_state, plain, save_atomic, unwrap)
+from helper.errors import UserError
+from helper.loops import NonFiniteLossError, train_one_epoch
+from helper.schedule import set_lr
+from helper.seed import rng_state, set_rng_state
+
+RESUME_FILE = "resume.pth"
+
+
+def is_main_process():
+    """True unless this is a non-zero rank of an initialised process group."""
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class TrainingRun:
+    def __init__(self, args, name, model, optimizer, state=None, evaluate_fn=None):
+        self.args = args
+        self.name = name
+        self.model = model
+        self.optimizer = optimizer
+        self.state = state or {}
+        self.evaluate_fn = evaluate_fn
+        self.run_dir = os.path.join(args.model_path, name)
+        self.tb_dir = os.path.join(args.tb_path, name)
+        self.best_acc = None
+        self.main = is_main_process()
+        self.writer = None
+        self._epoch_start = time.time()
+
+    # ----------------------------------------------------------------- start
+    def prepare(self):
+        """Create the folder or resume from it; return the first epoch to train."""
+        resume_path = os.path.join(self.run_dir, RESUME_FILE)
+        existing = list_checkpoints(self.run_dir)
+        if self.args.resume and os.path.isfile(resume_path):
+            start = self._load_resume(resume_path)
+            self._log(f"resuming {self.run_dir} at epoch {start} (best so far {self.best_acc:.2f})")
+        else:
+            if existing and not self.args.resume and not getattr(self.args, "overwrite", False):
+                raise UserError(f"run folder {self.run_dir} already holds {len(existing)} checkpoints; pass "
+                                "--resume to continue that run, --overwrite to start it again, or another --note.")
+            start = 1
+            if self.main:
+                os.makedirs(self.run_dir, exist_ok=True)
+                with open(os.path.join(self.run_dir, "args.json"), "w") as f:
+                    json.dump(plain(vars(self.args)), f, indent=1, sort_keys=True)
+            val = self.evaluate_fn() if self.evaluate_fn else {}
+            self._save_model(ckpt_name(0), 0, val.get("acc1"))
+        if self.main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=self.tb_dir, purge_step=start)
+        self._epoch_start = time.time()
+        return start
+
+    def _load_resume(self, path):
+        ckpt = load_checkpoint(path)
+        if ckpt.get("arch") != self.args.model:
+            raise UserError(f"{path} belongs to a {ckpt.get('arch')} run, not {self.args.model}.")
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        for key, obj in self.state.items():
+            obj.load_state_dict(ckpt["state"][key])
+        set_rng_state(ckpt["rng"])
+        self.best_acc = ckpt["best_acc"]
+        return ckpt["epoch"] + 1
+
+    # ------------------------------------------------------------- per epoch
+    def end_epoch(self, epoch, lr, train, val, extra_log=None):
+        """Log the epoch, then write the epoch's checkpoints and the resume state."""
+        seconds = time.time() - self._epoch_start
+        improved = self.best_acc is None or val["acc1"] > self.best_acc
+        self.best_acc = val["acc1"] if improved else self.best_acc
+        record = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train.items()},
+                  **{f"val_{k}": v for k, v in val.items()}, "best_acc": self.best_acc,
+                  "seconds": round(seconds, 2), **(extra_log or {})}
+        if self.main:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+            self.writer.flush()
+            with open(os.path.join(self.run_dir, "log.txt"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self._log(f"epoch {epoch}/{self.args.epochs} | lr {lr:.5f} | train loss {train['loss']:.4f} "
+                      f"acc {train['acc1']:.2f} | val loss {val['loss']:.4f} acc {val['acc1']:.2f} "
+                      f"| best {self.best_acc:.2f} | {seconds:.1f}s")
+        if epoch % self.args.save_freq == 0:
+            self._save_model(ckpt_name(epoch), epoch, val["acc1"])
+        if improved:
+            self._save_model(f"{self.args.model}_best.pth", epoch, val["acc1"])
+        self._save_resume(epoch)
+        self._epoch_start = time.time()
+
+    def finish(self, epoch, accuracy):
+        self._save_model(f"{self.args.model}_last.pth", epoch, accuracy)
+        if self.writer:
+            self.writer.close()
+        self._log(f"done: best val acc {self.best_acc:.2f}; checkpoints in {self.run_dir}")
+
+    def last_good_checkpoint(self):
+        found = list_checkpoints(self.run_dir)
+        return found[max(found)] if found else None
+
+    # -------------------------------------------------------------- writing
+    def _save_model(self, filename, epoch, accuracy):
+        if self.main:
+            ckpt = model_checkpoint(self.model, epoch, accuracy, self.args.model, self.args.dataset, self.args)
+            save_atomic(ckpt, os.path.join(self.run_dir, filename))
+
+    def _save_resume(self, epoch):
+        if self.main:
+            save_atomic({"epoch": epoch, "arch": self.args.model, "model": model_state(self.model),
+                         "optimizer": self.optimizer.state_dict(),
+                         "state": {key: obj.state_dict() for key, obj in self.state.items()},
+                         "rng": rng_state(), "best_acc": self.best_acc, "args": plain(vars(self.args))},
+                        os.path.join(self.run_dir, RESUME_FILE))
+
+    def _log(self, message):
+        if self.main:
+            tqdm.write(message)
+
+
+def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_epoch=None, progress=True):
+    """The epoch loop: schedule, train, evaluate, log and checkpoint; returns the last val metrics.
+
+    `loader_for(epoch)` gives the epoch's training loader, `before_epoch(epoch)`
+    runs first (CTC's stage switch). A NaN/inf loss stops the run with a message
+    naming the epoch, step and the last good checkpoint, which stays untouched.
+    """
+    args, val = run.args, None
+    epochs = range(start, args.epochs + 1)
+    if not epochs:
+        run._log(f"{run.run_dir} already finished its {args.epochs} epochs; nothing to do.")
+        return None
+    for epoch in tqdm(epochs, desc="epochs", initial=start - 1, total=args.epochs, disable=not progress,
+                      dynamic_ncols=True):
+        if before_epoch:
+            before_epoch(epoch)
+        lr = lr_at(epoch)
+        set_lr(optimizer, lr)
+        try:
+            train = train_one_epoch(run.model, loader_for(epoch), optimizer, compute_loss, device, epoch,
+                                    progress=progress and run.main)
+        except NonFiniteLossError as err:
+            raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
+                            f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "
+                            f"{epoch - 1}. Lower the learning rate or check the data, then rerun with --resume.")
+        val = run.evaluate_fn()
+        run.end_epoch(epoch, lr, train, val)
+    run.finish(args.epochs, val["acc1"])
+    return val

@@ -1,0 +1,94 @@
+"""Arguments and set-up shared by train_vanilla.py and train_ctc.py."""
+import argparse
+import os
+
+import torch
+
+from dataset import dataset_names, get_dataset, get_loader
+from models import available_models
+
+
+def int_list(text):
+    """'150,180,210' -> [150, 180, 210]; '' -> []."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 150,180,210, got {text!r}")
+
+
+def default_workers():
+    return min(8, os.cpu_count() or 1)
+
+
+def add_training_args(parser, epochs=200):
+    """The flags every training script shares; defaults are the paper's."""
+    g = parser.add_argument_group("data and model")
+    g.add_argument("--dataset", default="cifar100", choices=dataset_names(), help="source data set")
+    g.add_argument("--model", default="resnext32_16x4d", choices=available_models(), metavar="MODEL",
+                   help="architecture; one of: " + ", ".join(available_models()))
+    g.add_argument("--data_folder", default="./data", help="root of the data sets (default ./data)")
+    g.add_argument("--augment", default="standard", choices=["standard", "none", "auto"],
+                   help="training augmentation: standard = crop 32 pad 4 + flip (paper), auto = AutoAugment + Cutout")
+    g.add_argument("--num_workers", type=int, default=default_workers(), help="DataLoader worker processes")
+
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (paper: {epochs})")
+    g.add_argument("--batch_size", type=int, default=64, help="batch size per process (paper: 64)")
+    g.add_argument("--learning_rate", type=float, default=0.05, help="initial SGD learning rate (paper: 0.05)")
+    g.add_argument("--lr_decay_epochs", type=int_list, default=[],
+                   help="comma-separated epochs for step decay, e.g. 150,180,210; empty = cosine annealing (paper)")
+    g.add_argument("--lr_decay_rate", type=float, default=0.1, help="step-decay factor")
+    g.add_argument("--min_lr_scale", type=float, default=0.0,
+                   help="cosine schedule floor, as a fraction of the initial learning rate")
+    g.add_argument("--weight_decay", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper: 0.9)")
+    g.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
+
+    g = parser.add_argument_group("run folder and logging")
+    g.add_argument("--save_freq", type=int, default=2, help="write ckpt_epoch_<E>.pth every this many epochs")
+    g.add_argument("--note", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
+    g.add_argument("--trial", default="0", help="trial id, part of the run folder name")
+    g.add_argument("--model_path", default="./save/model", help="where run folders are created")
+    g.add_argument("--tb_path", default="./save/tensorboard", help="where TensorBoard logs are written")
+    g.add_argument("--resume", action="store_true", help="continue the run from its newest state (resume.pth)")
+    g.add_argument("--overwrite", action="store_true", help="start again in an existing run folder")
+    g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
+    g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    return parser
+
+
+def check_training_args(args):
+    from helper.errors import UserError
+    for name in ("epochs", "batch_size", "save_freq"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.learning_rate <= 0:
+        raise UserError(f"--learning_rate must be positive, got {args.learning_rate}.")
+
+
+def load_source_data(args, variant="plain", **variant_kw):
+    """(train_set, val_set) of the source data set; val is its evaluation split, unaugmented."""
+    train_set = get_dataset(args.dataset, split="train", variant=variant, augment=args.augment,
+                            root=args.data_folder, **variant_kw)
+    val_set = get_dataset(args.dataset, split=train_set.info.eval_split, root=args.data_folder, download=False)
+    return train_set, val_set
+
+
+def train_loader_for(args, train_set):
+    """epoch -> DataLoader whose shuffle order depends only on (seed, epoch), so resume is exact."""
+    return lambda epoch: get_loader(train_set, args.batch_size, train=True, num_workers=args.num_workers,
+                                    seed=args.seed, epoch=epoch)
+
+
+def val_loader(args, val_set):
+    return get_loader(val_set, max(args.batch_size, 256), train=False, num_workers=args.num_workers)
+
+
+def build_sgd(params, args, weight_decay=None):
+    return torch.optim.SGD(params, lr=args.learning_rate, momentum=args.momentum,
+                           weight_decay=args.weight_decay if weight_decay is None else weight_decay)
+
+
+def format_float(value):
+    """0.05 -> '0.05', 1.0 -> '1.0': for run folder names, no ':' or spaces."""
+    return repr(float(value))

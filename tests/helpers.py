@@ -1,0 +1,30 @@
+"""Small helpers shared by the script tests."""
+import csv
+import os
+import shutil
+
+from helper.errors import run_cli
+
+
+def cli(main, parser, argv, capsys):
+    """(exit status, stdout, stderr) of one script call, as the shell would see them."""
+    try:
+        code = run_cli(main, parser, argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def copy_run(run, dest):
+    """A fresh copy of a run's checkpoints, so each test writes its own result files."""
+    os.makedirs(dest)
+    for name in os.listdir(run):
+        if name.startswith("ckpt_epoch_"):
+            shutil.copy(os.path.join(run, name), dest)
+    return str(dest)
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -1,0 +1,122 @@
+"""train_vanilla.py end to end on the embedded digits data: files, loss, exact resume, bad input."""
+import json
+import os
+
+import pytest
+import torch
+
+import train_vanilla
+from helper.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
+from helper.engine import TrainingRun
+
+BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "64", "--num_workers", "0",
+        "--learning_rate", "0.05", "--no_progress", "--note", "test"]
+
+
+def run(argv):
+    return train_vanilla.main(train_vanilla.get_args_parser().parse_args(BASE + argv))
+
+
+def final_weights(run_dir):
+    return load_checkpoint(os.path.join(run_dir, "resnet8_last.pth"))["model"]
+
+
+def test_two_epochs_write_the_expected_files_and_the_loss_falls(in_tmp):
+    result = run(["--epochs", "2", "--save_freq", "1"])
+    run_dir = result.run_dir
+    assert os.path.basename(run_dir) == "resnet8_digits_a_lr_0.05_trial_0_test"
+    for name in ["ckpt_epoch_0.pth", "ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "resnet8_best.pth",
+                 "resnet8_last.pth", "resume.pth", "args.json", "log.txt"]:
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    assert not [f for f in os.listdir(run_dir) if f.startswith(".tmp_")]
+    ckpt = load_checkpoint(os.path.join(run_dir, "ckpt_epoch_2.pth"))
+    assert ckpt["epoch"] == 2 and ckpt["arch"] == "resnet8" and ckpt["dataset"] == "digits_a"
+    assert ckpt["num_classes"] == 5 and ckpt["feat_dim"] == 64 and ckpt["args"]["seed"] == 0
+    assert 0.0 <= ckpt["accuracy"] <= 100.0
+    init = load_checkpoint(os.path.join(run_dir, "ckpt_epoch_0.pth"))["model"]
+    assert not torch.equal(init["conv1.weight"], ckpt["model"]["conv1.weight"])
+    log = [json.loads(line) for line in open(os.path.join(run_dir, "log.txt"))]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert log[1]["train_loss"] < log[0]["train_loss"]
+    assert log[1]["val_acc1"] > 100 / 5  # better than chance on 5 classes
+    events = os.listdir(os.path.join("save", "tensorboard", os.path.basename(run_dir)))
+    assert any(e.startswith("events.out.tfevents") for e in events)
+
+
+def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch):
+    straight = run(["--epochs", "2", "--model_path", "straight"])
+    original_end = TrainingRun.end_epoch
+
+    def crash_after_epoch_1(self, epoch, *args, **kw):
+        original_end(self, epoch, *args, **kw)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingRun, "end_epoch", crash_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        run(["--epochs", "2", "--model_path", "resumed"])
+    monkeypatch.setattr(TrainingRun, "end_epoch", original_end)
+    resumed = run(["--epochs", "2", "--model_path", "resumed", "--resume"])
+    a, b = final_weights(straight.run_dir), final_weights(resumed.run_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = [json.loads(line)["epoch"] for line in open(os.path.join(resumed.run_dir, "log.txt"))]
+    assert log == [1, 2]
+
+
+def test_existing_run_folder_needs_resume_or_overwrite(in_tmp, capsys):
+    run(["--epochs", "1"])
+    with pytest.raises(SystemExit) as exc:
+        train_vanilla.run_cli(train_vanilla.main, train_vanilla.get_args_parser(), BASE + ["--epochs", "1"])
+    assert exc.value.code == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_unknown_model_and_dataset_list_the_choices(capsys):
+    parser = train_vanilla.get_args_parser()
+    for flag, value, expected in [("--model", "resnet9000", "resnext32_16x4d"), ("--dataset", "mnist", "cinic10")]:
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([flag, value])
+        assert exc.value.code == 2
+        assert expected in capsys.readouterr().err
+
+
+def test_missing_data_is_one_clear_message(in_tmp, capsys):
+    argv = ["--dataset", "cinic10", "--data_folder", str(in_tmp / "nowhere"), "--model", "resnet8", "--no_progress"]
+    with pytest.raises(SystemExit) as exc:
+        train_vanilla.run_cli(train_vanilla.main, train_vanilla.get_args_parser(), argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert os.path.join("nowhere", "CINIC-10") in err and "Traceback" not in err
+
+
+def test_checkpoint_of_another_architecture_names_both(in_tmp):
+    from models import create_model
+    path = str(in_tmp / "r8.pth")
+    save_atomic({"epoch": 1, "model": create_model("resnet8", 5).state_dict(), "accuracy": 1.0, "arch": "resnet8"}, path)
+    with pytest.raises(CheckpointError, match="resnet8.*resnet14"):
+        load_model(path, arch="resnet14")
+    # an original-style checkpoint without metadata: the architecture is recognised from its keys
+    save_atomic({"model": create_model("resnet8", 5).state_dict()}, path)
+    with pytest.raises(CheckpointError, match="resnet8.*resnet14"):
+        load_model(path, arch="resnet14")
+
+
+def test_module_prefixed_state_dict_loads_with_identical_outputs(in_tmp):
+    from models import create_model
+    torch.manual_seed(0)
+    net = create_model("resnet8", 7).eval()
+    path = str(in_tmp / "dp.pth")
+    save_atomic({"epoch": 3, "model": {f"module.{k}": v for k, v in net.state_dict().items()}, "accuracy": 5.0}, path)
+    loaded, ckpt = load_model(path, arch="resnet8")
+    assert loaded.num_classes == 7 and ckpt["epoch"] == 3
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.equal(net(x), loaded.eval()(x))
+
+
+def test_corrupt_checkpoint_is_reported_by_name(in_tmp):
+    path = in_tmp / "ckpt_epoch_4.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="ckpt_epoch_4.pth"):
+        load_checkpoint(str(path))
