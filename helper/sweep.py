@@ -1,0 +1,143 @@
+"""Sweeps over the checkpoints of a run: selection, resumable result rows, gaps and failures.
+
+transfer.py, discriminability.py and mine.py all follow the same pattern:
+
+    run_dir = resolve_run_dir(args.ckpt_path)
+    results = ResultsCSV(os.path.join(run_dir, "transfer_cinic10_linear.csv"), FIELDS)
+    return run_sweep(args, run_dir, results, evaluate_one, label="transfer")
+
+`evaluate_one(epoch, path) -> dict` computes one row. Rows are appended and
+flushed as each checkpoint finishes, so an interrupted sweep resumes where it
+stopped. A missing checkpoint is skipped with a warning; an unreadable one is
+reported by name and the sweep goes on; both are listed at the end, and a
+failure makes the exit status non-zero.
+
+Sharding (`--shard I/N`, or torchrun's RANK / WORLD_SIZE): shard I takes every
+N-th selected checkpoint and appends to `<stem>.shard<I>of<N>.csv`; readers merge
+all shard files with the main one, so shards never write to the same file.
+"""
+import csv
+import glob
+import json
+import os
+import sys
+
+from tqdm import tqdm
+
+from helper.checkpoint import CheckpointError, list_checkpoints, plain
+from helper.errors import UserError
+
+
+def add_sweep_args(parser, start_epoch=2, skip=2):
+    g = parser.add_argument_group("checkpoint sweep")
+    g.add_argument("--ckpt_path", required=True,
+                   help="run folder: a name under --model_path (as in the original) or any path")
+    g.add_argument("--model_path", default="./save/model", help="where run folders live")
+    g.add_argument("--start_epoch", type=int, default=start_epoch, help="first checkpoint epoch")
+    g.add_argument("--skip", type=int, default=skip, help="epoch step between checkpoints (even, as saved)")
+    g.add_argument("--end_epoch", type=int, default=None, help="last checkpoint epoch (default: newest present)")
+    g.add_argument("--force", action="store_true", help="recompute checkpoints already in the results file")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="take every N-th checkpoint starting at the I-th (0-based); default from RANK/WORLD_SIZE")
+    g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    return parser
+
+
+def parse_shard(text, environ=os.environ):
+    """'1/4' -> (1, 4); None -> torchrun's (RANK, WORLD_SIZE) when set, else (0, 1)."""
+    if text is None:
+        return int(environ.get("RANK", 0)), int(environ.get("WORLD_SIZE", 1))
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard expects I/N such as 0/4, got {text!r}.") from None
+    if not 0 <= index < count:
+        raise UserError(f"--shard {text}: I must be in 0..N-1.")
+    return index, count
+
+
+def select_epochs(available, start, skip, end=None):
+    """Epochs start, start+skip, ... up to `end` (default: the newest available)."""
+    if skip < 1:
+        raise UserError(f"--skip must be at least 1, got {skip}.")
+    if end is None:
+        end = max(available) if available else start - 1
+    return list(range(start, end + 1, skip))
+
+
+class ResultsCSV:
+    """One CSV row per checkpoint, appended and flushed as it finishes; shards merged on read."""
+
+    def __init__(self, path, fields, shard=(0, 1)):
+        self.path, self.fields = path, list(fields)
+        stem, ext = os.path.splitext(path)
+        self.stem, self.ext = stem, ext
+        self.write_path = path if shard[1] == 1 else f"{stem}.shard{shard[0]}of{shard[1]}{ext}"
+
+    def files(self):
+        return [p for p in [self.path] + sorted(glob.glob(f"{self.stem}.shard*of*{self.ext}")) if os.path.isfile(p)]
+
+    def rows(self):
+        """Every row of the main file and all shard files, later rows of an epoch winning, by epoch."""
+        merged = {}
+        for path in self.files():
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    merged[int(row["epoch"])] = row
+        return [merged[e] for e in sorted(merged)]
+
+    def done(self):
+        return {int(row["epoch"]) for row in self.rows()}
+
+    def append(self, row):
+        new = not os.path.isfile(self.write_path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.write_path)), exist_ok=True)
+        with open(self.write_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _format(row.get(k)) for k in self.fields})
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _format(value):
+    return f"{value:.6g}" if isinstance(value, float) else ("" if value is None else value)
+
+
+def write_args_json(results, args):
+    with open(os.path.splitext(results.write_path)[0] + ".args.json", "w") as f:
+        json.dump(plain(vars(args)), f, indent=1, sort_keys=True)
+
+
+def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
+    """Evaluate the selected checkpoints of `run_dir`; return the exit status (0, or 1 on failures)."""
+    available = list_checkpoints(run_dir)
+    shard = parse_shard(args.shard)
+    epochs = select_epochs(available, args.start_epoch, args.skip, args.end_epoch)[shard[0]::shard[1]]
+    done = set() if args.force else results.done()
+    todo = [e for e in epochs if e not in done]
+    missing, failed = [], []
+    if done & set(epochs):
+        print(f"{label}: {len(done & set(epochs))} checkpoints already in {results.path}; "
+              f"{len(todo)} to go (--force recomputes)", flush=True)
+    write_args_json(results, args)
+    for epoch in tqdm(todo, desc=label, disable=args.no_progress, dynamic_ncols=True):
+        path = available.get(epoch)
+        if path is None:
+            missing.append(epoch)
+            tqdm.write(f"warning: ckpt_epoch_{epoch}.pth is missing from {run_dir}; skipped")
+            continue
+        try:
+            row = evaluate_one(epoch, path)
+        except CheckpointError as err:
+            failed.append((epoch, str(err)))
+            tqdm.write(f"error: {err} Skipped; the sweep goes on.", file=sys.stderr)
+            continue
+        results.append({"epoch": epoch, **row})
+    if missing:
+        print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, missing))}")
+    if failed:
+        print(f"{label}: unreadable checkpoints: " + "; ".join(f"epoch {e}" for e, _ in failed), file=sys.stderr)
+    print(f"{label}: results in {results.write_path}", flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,246 @@
+"""What transfer.py and discriminability.py share: source checkpoints, target data, frozen features,
+and the per-checkpoint evaluations (linear probe, fine-tuning, CAT concatenation).
+
+Every function takes the parsed `args` of one of the two scripts; the flags it reads are
+the ones `add_feature_args` (and, for the probe, transfer.py) defines.
+"""
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from dataset import DATASETS, get_dataset, get_info, get_loader
+from helper.checkpoint import (CheckpointError, clean_state_dict, list_checkpoints, load_checkpoint, load_model,
+                               model_checkpoint, model_state, save_atomic)
+from helper.errors import UserError
+from helper.features import cached_features, extract_features, file_fingerprint
+from helper.loops import evaluate, train_one_epoch
+from helper.metrics import parameter_distance_transferability
+from helper.probe import probe_backbone, probe_cached
+from helper.schedule import cosine_lr, set_lr
+from helper.seed import set_seed
+from helper.sweep import select_epochs
+
+
+def add_feature_args(parser, model_default=None):
+    """Flags for loading checkpoints and extracting frozen features, shared by both sweeps."""
+    from models import available_models
+    g = parser.add_argument_group("model, data and features")
+    g.add_argument("--model", default=model_default, choices=available_models(), metavar="MODEL",
+                   help="architecture of the checkpoints, checked against the arch they record"
+                        + (f" (default {model_default})" if model_default else " (default: what they record)"))
+    g.add_argument("--data_folder", default="./data", help="root of the data sets (default ./data)")
+    g.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="DataLoader worker processes")
+    g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
+    g.add_argument("--extract_batch", type=int, default=256, help="batch size of feature extraction (default 256)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the probe head, its shuffle and k-means (default 0)")
+    g.add_argument("--cache_dir", default=None,
+                   help="keep extracted features here, keyed by checkpoint file (path, mtime, size), "
+                        "data set and split, so reruns skip extraction (default: no cache)")
+    return parser
+
+
+def warn(message):
+    """One 'warning: ...' line on stderr, as the sweep prints them."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def int_list(text):
+    """'2,10,50' -> [2, 10, 50]."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"expected comma-separated checkpoint epochs like 2,50,100, got {text!r}.") from None
+
+
+# ------------------------------------------------------------------ checkpoints
+def check_run(run_dir, args):
+    """Read the first readable selected checkpoint of the run before the sweep starts; return its dict.
+
+    Catches a wrong `--model` once, as a user error (exit 2), instead of as a failure of every
+    checkpoint. Unreadable files are left for the sweep to report; None when none is readable.
+    """
+    available = list_checkpoints(run_dir)
+    for epoch in select_epochs(available, args.start_epoch, args.skip, args.end_epoch):
+        if epoch not in available:
+            continue
+        try:
+            return load_model(available[epoch], arch=args.model)[1]
+        except CheckpointError as err:
+            try:
+                load_checkpoint(available[epoch])
+            except CheckpointError:
+                continue                    # unreadable: the sweep reports it
+            raise UserError(str(err)) from None
+    return None
+
+
+def load_source(path, args, device):
+    """(frozen model in eval mode, checkpoint dict) of one source checkpoint.
+
+    The source classes come from the checkpoint (its metadata, else its head's shape): the
+    head is discarded anyway, and only that number lets the weights load strictly.
+    """
+    model, ckpt = load_model(path, arch=args.model, device=device)
+    return model.eval(), ckpt
+
+
+def check_source(ckpt, source_dataset):
+    """Warn once when the run's recorded source data set or class count disagrees with `source_dataset`."""
+    if not isinstance(ckpt, dict):
+        return
+    recorded, classes = ckpt.get("dataset"), ckpt.get("num_classes")
+    if recorded and recorded != source_dataset:
+        warn(f"the checkpoints were trained on {recorded}, not on --source_dataset {source_dataset}.")
+    elif classes and classes != DATASETS[source_dataset].num_classes:
+        warn(f"the checkpoints have {classes} source classes, {source_dataset} has "
+             f"{DATASETS[source_dataset].num_classes}.")
+
+
+def source_acc(ckpt):
+    """The source test accuracy a checkpoint records, or None."""
+    value = ckpt.get("accuracy") if isinstance(ckpt, dict) else None
+    return None if value is None else float(value)
+
+
+# ------------------------------------------------------------------ data and features
+def load_split(name, split, args, augment="none"):
+    """One split of data set `name` (DataNotFoundError names the missing path)."""
+    get_info(name, split)
+    return get_dataset(name, split=split, augment=augment, root=args.data_folder,
+                       download=split == DATASETS[name].train_split)
+
+
+def split_features(model, dataset, ckpt_path, args, device, split):
+    """(features (N, feat_dim) float32, labels (N,) int64) on CPU, in eval mode; cached with --cache_dir."""
+    def compute():
+        loader = get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
+        return extract_features(model, loader, device, progress=not args.no_progress)
+
+    if not args.cache_dir:
+        return compute()
+    key = {"checkpoint": file_fingerprint(ckpt_path), "dataset": dataset.info.name, "split": split,
+           "root": os.path.abspath(args.data_folder), "layer": -1, "size": len(dataset)}
+    return cached_features(args.cache_dir, key, compute)
+
+
+# ------------------------------------------------------------------ per-checkpoint evaluations
+def probe_kwargs(args, num_classes, device):
+    return dict(num_classes=num_classes, epochs=args.epoch, lr=args.lr, weight_decay=args.wd, momentum=0.9,
+                batch_size=args.batch, seed=args.seed, device=device, progress=not args.no_progress)
+
+
+def probe_result(result):
+    """The CSV fields of a `train_linear_probe` result (best_epoch counted from 1)."""
+    return {"final_acc": result["final_acc"], "best_acc_on_eval": result["best_acc"],
+            "best_epoch": result["best_epoch"] + 1}
+
+
+def linear_probe(model, path, target, args, device):
+    """The paper's protocol on one frozen checkpoint: a new linear head on the target's train split."""
+    num_classes = target["info"].num_classes
+    if args.bn_mode == "train":
+        result = probe_backbone(model, target["train"], target["eval"], bn_mode="train",
+                                num_workers=args.num_workers, **probe_kwargs(args, num_classes, device))
+        return probe_result(result)
+    train = split_features(model, target["train"], path, args, device, "train")
+    test = split_features(model, target["eval"], path, args, device, args.eval_split)
+    return probe_result(probe_cached(*train, *test, **probe_kwargs(args, num_classes, device)))
+
+
+def finetune(model, target, args, device):
+    """Train every weight (new seeded head) on the augmented target train split; eval after each epoch."""
+    set_seed(args.seed)
+    model.reset_head(target["info"].num_classes)
+    model.to(device)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
+    eval_loader = get_loader(target["eval"], args.extract_batch, train=False, num_workers=args.num_workers)
+
+    def compute_loss(batch):
+        logits = model(batch[0])
+        return F.cross_entropy(logits, batch[1]), logits, batch[1], {}
+
+    history = []
+    for epoch in range(1, args.epoch + 1):
+        set_lr(optimizer, cosine_lr(args.lr, epoch, 1, args.epoch))
+        loader = get_loader(target["train_aug"], args.batch, train=True, num_workers=args.num_workers,
+                            seed=args.seed, epoch=epoch)
+        train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progress=not args.no_progress)
+        history.append(evaluate(model, eval_loader, device)["acc1"])
+    best = max(range(len(history)), key=history.__getitem__)
+    return {"final_acc": history[-1], "best_acc": history[best], "best_epoch": best}
+
+
+def param_transferability(init_path, source_state, model):
+    """Per-layer T of "Rethinking Two Consensuses of Transferability" between init, source and fine-tuned."""
+    init = load_checkpoint(init_path)
+    init_state = init["model"] if isinstance(init, dict) and "model" in init else init
+    return parameter_distance_transferability(clean_state_dict(init_state), source_state, model_state(model),
+                                              exclude=(model.head_attr + ".",))
+
+
+def write_json_entry(path, key, value):
+    """Set `key` in the JSON object stored at `path` (created when absent), atomically."""
+    data = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            data = json.load(f)
+    data[str(key)] = value
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def finetune_checkpoint(model, epoch, init_path, target, args, device, layers_json):
+    """Fine-tune one checkpoint; add param_transferability (mean; None without `init_path`),
+    write the per-layer values to `layers_json` and, with --save_finetuned, the weights."""
+    source_state = {k: v.detach().clone() for k, v in model_state(model).items()}
+    row = probe_result(finetune(model, target, args, device))
+    if init_path:
+        scores = param_transferability(init_path, source_state, model)
+        row["param_transferability"] = scores["mean"]
+        write_json_entry(layers_json, epoch, scores)
+    if args.save_finetuned:
+        out = os.path.join(os.path.dirname(layers_json), f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
+        save_atomic(model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args), out)
+    return row
+
+
+def concat_members(run_dir, args):
+    """[(label, path)] of the CAT members: --concat epochs of this run, then --concat_paths files."""
+    available = list_checkpoints(run_dir)
+    members = []
+    for epoch in int_list(args.concat or ""):
+        if epoch not in available:
+            raise UserError(f"--concat: ckpt_epoch_{epoch}.pth is not in {run_dir}.")
+        members.append((str(epoch), available[epoch]))
+    members += [(p, p) for p in (args.concat_paths or "").split(",") if p.strip()]
+    if len(members) < 2:
+        raise UserError("concatenation needs at least two checkpoints: pass --concat E1,E2 "
+                        "and/or --concat_paths p1,p2.")
+    return members
+
+
+def concat_probe(members, target, args, device):
+    """Linear probe on the concatenated frozen features of several checkpoints (CAT)."""
+    train_parts, eval_parts, accs = [], [], []
+    for _, path in members:
+        model, ckpt = load_source(path, args, device)
+        train_feats, train_labels = split_features(model, target["train"], path, args, device, "train")
+        eval_feats, eval_labels = split_features(model, target["eval"], path, args, device, args.eval_split)
+        train_parts.append(train_feats)
+        eval_parts.append(eval_feats)
+        accs.append(source_acc(ckpt))
+        del model
+    train_feats, eval_feats = torch.cat(train_parts, dim=1), torch.cat(eval_parts, dim=1)
+    result = probe_cached(train_feats, train_labels, eval_feats, eval_labels,
+                          **probe_kwargs(args, target["info"].num_classes, device))
+    return {**probe_result(result), "feat_size": train_feats.shape[1]}
+
+

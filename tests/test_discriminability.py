@@ -1,0 +1,46 @@
+"""discriminability.py on the tiny digits_a run shared by the sweep tests (trained once per session)."""
+import pytest
+
+import discriminability
+from tests.helpers import cli, copy_run, read_rows
+
+
+@pytest.fixture(scope="module")
+def run(digits_run):
+    return digits_run
+
+
+def sweep(run_dir, capsys, *extra):
+    argv = ["--ckpt_path", run_dir, "--start_epoch", "0", "--skip", "1", "--n_init", "2",
+            "--num_workers", "0", "--no_progress", *extra]
+    return cli(discriminability.main, discriminability.get_args_parser(), argv, capsys)
+
+
+def test_sweep_writes_metrics_and_resumes(run, tmp_path, capsys, monkeypatch):
+    fresh = copy_run(run, tmp_path / "run")
+    code, out, _ = sweep(fresh, capsys)
+    assert code == 0
+    rows = read_rows(f"{fresh}/discriminability_digits_a.csv")       # data set from the checkpoints
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    for row in rows:
+        assert 0 <= float(row["recall_at_1"]) <= 100
+        assert 0 <= float(row["nmi"]) <= 1
+        assert 0 <= float(row["source_acc"]) <= 100
+    assert "Source Epoch: 3, Recall@1: " in out
+
+    calls = []
+    original = discriminability.metrics_of
+    monkeypatch.setattr(discriminability, "metrics_of", lambda *a: calls.append(1) or original(*a))
+    code, out, _ = sweep(fresh, capsys)
+    assert code == 0 and calls == [] and "4 checkpoints already" in out
+    assert read_rows(f"{fresh}/discriminability_digits_a.csv") == rows
+
+    code, _, _ = sweep(fresh, capsys, "--train_split", "--start_epoch", "3")
+    assert code == 0 and len(calls) == 1
+    (train_row,) = read_rows(f"{fresh}/discriminability_digits_a_train.csv")
+    assert train_row["epoch"] == "3" and 0 <= float(train_row["nmi"]) <= 1
+
+
+def test_wrong_architecture_exits_2(run, tmp_path, capsys):
+    code, _, err = sweep(copy_run(run, tmp_path / "run"), capsys, "--model", "resnet14")
+    assert code == 2 and "resnet8" in err and "resnet14" in err

@@ -1,0 +1,157 @@
+"""transfer.py on a tiny digits_a run (resnet8): probe learns, gaps, corrupt files, resume, shards,
+fine-tuning, concatenation and bad input."""
+import json
+import os
+
+import pytest
+
+import transfer
+from helper import transfer as T
+from helper.checkpoint import load_model
+from tests.conftest import DIGITS_RUN_EPOCHS as RUN_EPOCHS
+from tests.helpers import cli, copy_run, read_rows
+
+@pytest.fixture(scope="module")
+def run(digits_run):
+    return digits_run
+
+
+@pytest.fixture
+def fresh(run, tmp_path):
+    return copy_run(run, tmp_path / "run")
+
+
+def sweep(run_dir, capsys, *extra, probe_epochs="10"):
+    """transfer.py digits_a -> digits_b over epochs 1..3; features cached beside the run copy."""
+    argv = ["--ckpt_path", run_dir, "--cache_dir", os.path.join(run_dir, "features"),
+            "--source_dataset", "digits_a", "--target_dataset", "digits_b",
+            "--model", "resnet8", "--start_epoch", "1", "--skip", "1", "--epoch", probe_epochs,
+            "--num_workers", "0", "--no_progress", *extra]
+    return cli(transfer.main, transfer.get_args_parser(), argv, capsys)
+
+
+def count_calls(monkeypatch, name="linear_probe"):
+    calls = []
+    original = getattr(T, name)
+
+    def spy(model, path, *a, **kw):
+        calls.append(os.path.basename(path))
+        return original(model, path, *a, **kw)
+    monkeypatch.setattr(T, name, spy)
+    return calls
+
+
+def test_probe_learns_resumes_and_force_recomputes(fresh, capsys, monkeypatch):
+    code, out, _ = sweep(fresh, capsys)
+    assert code == 0
+    results = os.path.join(fresh, "transfer_digits_b_linear.csv")
+    rows = read_rows(results)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["final_acc"]) > 40.0          # 5 classes: chance is 20 %
+    assert all(0 <= float(r["best_acc_on_eval"]) <= 100 and float(r["best_acc_on_eval"]) >= float(r["final_acc"])
+               for r in rows)
+    assert "Source Epoch: 3, Target Acc: " in out
+    assert os.path.isfile(os.path.join(fresh, "transfer_digits_b_linear.args.json"))
+    assert len(os.listdir(os.path.join(fresh, "features"))) == 6   # 3 checkpoints x (train, test)
+
+    # Interrupted after epoch 2: drop the last row; the rerun evaluates only epoch 3.
+    with open(results) as f:
+        lines = f.readlines()
+    with open(results, "w") as f:
+        f.writelines(lines[:-1])
+    calls = count_calls(monkeypatch)
+    code, out, _ = sweep(fresh, capsys)
+    assert code == 0 and calls == ["ckpt_epoch_3.pth"]
+    again = read_rows(results)
+    assert [r["epoch"] for r in again] == ["1", "2", "3"]
+    assert again[:2] == rows[:2]                        # untouched, seconds included
+    assert again[2]["final_acc"] == rows[2]["final_acc"]  # seeded: the same accuracy
+
+    calls.clear()
+    code, _, _ = sweep(fresh, capsys, "--force")
+    assert code == 0 and len(calls) == 3
+    assert len(read_rows(results)) == 6
+
+
+def test_missing_checkpoint_is_skipped_and_listed(fresh, capsys):
+    os.remove(os.path.join(fresh, "ckpt_epoch_2.pth"))
+    code, out, err = sweep(fresh, capsys, probe_epochs="2")
+    assert code == 0
+    assert [r["epoch"] for r in read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv"))] == ["1", "3"]
+    assert "missing checkpoints (skipped): epochs 2" in out
+    assert "ckpt_epoch_2.pth is missing" in out + err
+
+
+def test_corrupt_checkpoint_is_reported_and_sweep_goes_on(fresh, capsys):
+    with open(os.path.join(fresh, "ckpt_epoch_1.pth"), "wb") as f:
+        f.write(b"not a checkpoint" * 64)
+    code, out, err = sweep(fresh, capsys, "--end_epoch", "2", probe_epochs="2")
+    assert code == 1
+    assert "ckpt_epoch_1.pth" in err and "unreadable checkpoints: epoch 1" in err
+    assert [r["epoch"] for r in read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv"))] == ["2"]
+
+
+def test_bn_mode_train_probe_writes_its_own_file(fresh, capsys):
+    code, out, _ = sweep(fresh, capsys, "--bn_mode", "train", "--start_epoch", "3", probe_epochs="1")
+    assert code == 0 and "Source Epoch: 3, Target Acc: " in out
+    (row,) = read_rows(os.path.join(fresh, "transfer_digits_b_linear_bntrain.csv"))
+    assert 0 <= float(row["final_acc"]) <= 100
+    assert not os.path.exists(os.path.join(fresh, "transfer_digits_b_linear.csv"))
+
+
+def test_shards_together_equal_unsharded(fresh, capsys):
+    assert sweep(fresh, capsys, probe_epochs="3")[0] == 0
+    assert sweep(fresh, capsys, "--shard", "0/2", "--force", probe_epochs="3")[0] == 0
+    assert sweep(fresh, capsys, "--shard", "1/2", "--force", probe_epochs="3")[0] == 0
+    whole = read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv"))
+    shard0 = read_rows(os.path.join(fresh, "transfer_digits_b_linear.shard0of2.csv"))
+    shard1 = read_rows(os.path.join(fresh, "transfer_digits_b_linear.shard1of2.csv"))
+    assert [r["epoch"] for r in shard0] == ["1", "3"] and [r["epoch"] for r in shard1] == ["2"]
+    merged = sorted(shard0 + shard1, key=lambda r: int(r["epoch"]))
+    assert [(r["epoch"], r["final_acc"], r["best_acc_on_eval"]) for r in merged] == \
+        [(r["epoch"], r["final_acc"], r["best_acc_on_eval"]) for r in whole]
+
+
+def test_finetune_writes_param_transferability_and_weights(fresh, capsys):
+    code, out, _ = sweep(fresh, capsys, "--mode", "finetune", "--start_epoch", "3", "--save_finetuned",
+                         probe_epochs="1")
+    assert code == 0
+    (row,) = read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))
+    assert row["epoch"] == "3" and 0 <= float(row["final_acc"]) <= 100
+    assert float(row["param_transferability"]) > 0
+    with open(os.path.join(fresh, "transfer_digits_b_finetune.layers.json")) as f:
+        layers = json.load(f)["3"]["layers"]
+    assert "conv1.weight" in layers and not any(k.startswith("fc.") for k in layers)
+    assert float(row["param_transferability"]) == pytest.approx(sum(layers.values()) / len(layers), rel=1e-5)
+    model, ckpt = load_model(os.path.join(fresh, "finetuned_digits_b", "ckpt_epoch_3.pth"))
+    assert model.num_classes == 5 and ckpt["dataset"] == "digits_b" and ckpt["epoch"] == 3
+
+    os.remove(os.path.join(fresh, "ckpt_epoch_0.pth"))
+    code, _, err = sweep(fresh, capsys, "--mode", "finetune", "--start_epoch", "3", "--force", probe_epochs="1")
+    assert code == 0 and "ckpt_epoch_0.pth" in err
+    assert read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))[-1]["param_transferability"] == ""
+
+
+def test_concat_doubles_feature_size(fresh, capsys):
+    code, out, _ = sweep(fresh, capsys, "--concat", "1,3", probe_epochs="3")
+    assert code == 0
+    code, _, _ = sweep(fresh, capsys, "--concat", "1", "--concat_paths", os.path.join(fresh, "ckpt_epoch_3.pth"),
+                       probe_epochs="3")
+    assert code == 0
+    by_epochs, by_path = read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))
+    assert int(by_epochs["feat_size"]) == 2 * 64          # resnet8: feat_dim 64
+    assert by_epochs["epochs"] == "1;3" and "feature size 128" in out
+    assert by_path["final_acc"] == by_epochs["final_acc"]   # the same two checkpoints, named by path
+    assert not os.path.exists(os.path.join(fresh, "transfer_digits_b_linear.csv"))
+
+
+def test_bad_input_exits_2(fresh, tmp_path, capsys):
+    code, _, err = sweep(fresh, capsys, "--target_dataset", "imagenet")
+    assert code == 2 and "imagenet" in err
+    code, _, err = sweep(fresh, capsys, "--model", "resnet14")
+    assert code == 2 and "resnet8" in err and "resnet14" in err
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    code, _, err = sweep(fresh, capsys, "--target_dataset", "cinic10", "--data_folder", str(empty))
+    assert code == 2 and "Traceback" not in err
+    assert str(empty) in err.replace("\n", "")          # run_cli wraps lines (also at hyphens)

@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Transferability of every saved checkpoint of a run: a linear probe (or fine-tuning) on a target data set.
+
+The paper's sweep (ResNeXt-32 16x4d trained on CIFAR-100, linear probe on CINIC-10):
+
+    python transfer.py --source_dataset cifar100 --target_dataset cinic10 --model resnext32_16x4d \\
+        --ckpt_path <run folder> --start_epoch 2 --skip 2
+
+Linear mode (the paper's protocol): the source network is frozen; its penultimate features
+are extracted once per checkpoint (eval mode, no augmentation) and a new linear head is
+trained on them for --epoch epochs (SGD, momentum 0.9, cosine schedule); top-1 accuracy on
+the target's evaluation split is reported. Finetune mode trains every weight and also reports
+the parameter-distance transferability of "Rethinking Two Consensuses of Transferability of
+Pre-trained DNNs". --concat probes the concatenated features of several checkpoints (CAT).
+
+Results: <run folder>/transfer_<target>_<mode>[_bntrain][_<eval split>].csv (the suffixes only
+for --bn_mode train and a non-default --eval_split), one row per checkpoint, appended as it
+finishes; a rerun skips the checkpoints already there (--force recomputes). Columns: epoch,
+final_acc (after the last probe epoch: the honest number), best_acc_on_eval (best over the
+probe epochs, chosen on the evaluation split itself, which is what the original printed: an
+optimistic number), best_epoch (1-based), source_acc (source test accuracy the checkpoint
+records), param_transferability (finetune only), seconds.
+"""
+import argparse
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+from dataset import DATASETS, dataset_names
+from helper import transfer as T
+from helper.checkpoint import resolve_run_dir
+from helper.device import get_device
+from helper.errors import UserError, run_cli
+from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+
+FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"]
+CONCAT_FIELDS = ["epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"]
+DEFAULT_LR = {"linear": 0.4, "finetune": 0.01}
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_sweep_args(parser, start_epoch=2, skip=2)
+    T.add_feature_args(parser, model_default="resnext32_16x4d")
+    g = parser.add_argument_group("transfer")
+    g.add_argument("--source_dataset", default="cifar100", choices=dataset_names(),
+                   help="data set the run was trained on (paper: cifar100); the checkpoints' own record wins")
+    g.add_argument("--target_dataset", default="cinic10", choices=dataset_names(), help="target data set (paper: cinic10)")
+    g.add_argument("--eval_split", default=None,
+                   help="target split to report accuracy on (default: the data set's evaluation split, "
+                        "'valid' for cinic10 as in the paper, 'test' for the others)")
+    g.add_argument("--mode", default="linear", choices=["linear", "finetune"],
+                   help="linear: frozen backbone, new linear head (paper); finetune: train every weight")
+    g.add_argument("--epoch", type=int, default=30, help="epochs of probe / fine-tuning training (paper: 30)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune)")
+    g.add_argument("--wd", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
+    g.add_argument("--batch", type=int, default=512, help="training batch size (paper: 512)")
+    g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
+                   help="linear mode only. eval (default): BatchNorm frozen, features extracted once per "
+                        "checkpoint and cached. train: reproduces the original code, which ran the backbone "
+                        "in train mode so BatchNorm statistics kept updating during the 'linear' probe; "
+                        "features then cannot be cached and the backbone runs on every batch (much slower)")
+    g.add_argument("--save_finetuned", action="store_true",
+                   help="finetune mode: write the fine-tuned weights to <run folder>/finetuned_<target>/ckpt_epoch_<E>.pth")
+    g.add_argument("--concat", default=None, metavar="E1,E2,...",
+                   help="instead of a sweep, linear-probe the concatenated frozen features of these checkpoint "
+                        "epochs of the run (CAT, Zhang & Bottou 2023); one row in transfer_<target>_concat.csv")
+    g.add_argument("--concat_paths", default=None, metavar="P1,P2,...",
+                   help="checkpoint files (e.g. of other runs of --model) to add to the concatenation")
+    return parser
+
+
+def check_args(args):
+    """Fill mode-dependent defaults and reject values the loops cannot use."""
+    if args.lr is None:
+        args.lr = DEFAULT_LR[args.mode]
+    for name in ("epoch", "batch", "extract_batch"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}.")
+    if (args.concat or args.concat_paths) and args.mode != "linear":
+        raise UserError("--concat and --concat_paths probe frozen features: use them with --mode linear.")
+    if args.bn_mode == "train" and (args.concat or args.concat_paths):
+        raise UserError("--concat needs cached features, so it only works with --bn_mode eval.")
+    args.eval_split = args.eval_split or DATASETS[args.target_dataset].eval_split
+
+
+def load_target(args):
+    """The target splits: unaugmented train and eval, plus the augmented train split for fine-tuning."""
+    info = DATASETS[args.target_dataset]
+    target = {"info": info, "train": T.load_split(args.target_dataset, info.train_split, args),
+              "eval": T.load_split(args.target_dataset, args.eval_split, args)}
+    if args.mode == "finetune":
+        target["train_aug"] = T.load_split(args.target_dataset, info.train_split, args, augment="standard")
+    return target
+
+
+def results_name(args):
+    """transfer_<target>_<mode>.csv; protocol variants get their own file so a rerun never mixes them."""
+    name = f"transfer_{args.target_dataset}_{args.mode}"
+    if args.mode == "linear" and args.bn_mode == "train":
+        name += "_bntrain"
+    if args.eval_split != DATASETS[args.target_dataset].eval_split:
+        name += f"_{args.eval_split}"
+    return name + ".csv"
+
+
+def report(head, row):
+    """The original's one line per checkpoint."""
+    text = f"{head}, Target Acc: {row['final_acc']:.2f} (best over epochs {row['best_acc_on_eval']:.2f})"
+    if row.get("param_transferability") is not None:
+        text += f", param transferability {row['param_transferability']:.4f}"
+    tqdm.write(text)
+
+
+def run_concat(args, run_dir, target, device):
+    """One CAT evaluation: one row appended to <run folder>/transfer_<target>_concat.csv."""
+    members = T.concat_members(run_dir, args)
+    start = time.time()
+    row = T.concat_probe(members, target, args, device)
+    row.update(epochs=";".join(label for label, _ in members), paths=";".join(path for _, path in members),
+               seconds=time.time() - start)
+    results = ResultsCSV(os.path.join(run_dir, f"transfer_{args.target_dataset}_concat.csv"), CONCAT_FIELDS)
+    results.append(row)
+    report(f"Concat {row['epochs']} (feature size {row['feat_size']})", row)
+    print(f"concat: results in {results.path}")
+    return 0
+
+
+def main(args):
+    check_args(args)
+    device = get_device(args.device)
+    run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
+    target = load_target(args)
+    if args.concat or args.concat_paths:
+        return run_concat(args, run_dir, target, device)
+    first = T.check_run(run_dir, args)
+    T.check_source(first, args.source_dataset)
+    if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
+        T.warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
+    results = ResultsCSV(os.path.join(run_dir, results_name(args)), FIELDS, parse_shard(args.shard))
+    layers_json = os.path.splitext(results.write_path)[0] + ".layers.json"
+    init_path = os.path.join(run_dir, "ckpt_epoch_0.pth")
+    if args.mode == "finetune" and not os.path.isfile(init_path):
+        T.warn(f"{init_path} (the initialisation) is missing: the param_transferability column stays empty.")
+        init_path = None
+
+    def evaluate_one(epoch, path):
+        start = time.time()
+        model, ckpt = T.load_source(path, args, device)
+        if args.mode == "finetune":
+            row = T.finetune_checkpoint(model, epoch, init_path, target, args, device, layers_json)
+        else:
+            row = T.linear_probe(model, path, target, args, device)
+        row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)
+        report(f"Source Epoch: {epoch}", row)
+        return row
+
+    return run_sweep(args, run_dir, results, evaluate_one, label=f"transfer to {args.target_dataset}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, get_args_parser()))
