@@ -1,0 +1,215 @@
+#!/usr/bin/env python
+"""Mutual information of every saved checkpoint of a run, estimated with MINE (Belghazi et al. 2018).
+
+The paper's sweeps (ResNeXt-32 16x4d trained on CIFAR-100), each in nats per checkpoint:
+
+    python mine.py --mode xt --model resnext32_16x4d --dataset cifar100 --ckpt_path <run folder> \\
+        --lr 8e-5 --iter_num 1e+4 --start_epoch 2 --skip 2
+    python mine.py --mode ty --model resnext32_16x4d --dataset cinic10 --ckpt_path <run folder> \\
+        --lr 1e-5 --iter_num 2e+4 --start_epoch 2 --skip 2
+
+Data: the evaluation split of --dataset (cifar100: the 10k test images; cinic10: valid), not
+augmented, normalised. X is the flattened image (3*32*32 = 3072 values), T the checkpoint's
+pooled penultimate feature in eval mode (--layer picks an earlier stage, flattened), Y the
+one-hot label. X and Y are built once per invocation; only T is extracted per checkpoint.
+A statistics network [a, b] -> 1024 -> 1024 -> 1024 -> 1 is trained with Adam on batches of
+5000 pairs; the value reported is the mean of the bound over the last --window iterations.
+I(X;Y) does not depend on the checkpoint: it is fitted once and recorded for every epoch.
+
+Results: <run folder>/mi_<mode>_<dataset>.csv (suffixed _<estimator>, _layer<L>, _holdout when
+those differ from the paper's setting), one row per checkpoint, resumable (--force recomputes);
+the per-iteration bounds go to <same stem>_history/epoch_<E>.npy.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dataset import DATASETS, dataset_names, get_loader
+from helper import transfer as T
+from helper.checkpoint import load_checkpoint, load_model, resolve_run_dir
+from helper.device import get_device
+from helper.errors import UserError, run_cli
+from helper.features import cached_features, extract_features, file_fingerprint
+from helper.mi import ESTIMATORS, estimate_mi, one_hot
+from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+
+FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer"]
+PAIRS = {"xt": ("X", "T"), "ty": ("T", "Y"), "xy": ("X", "Y")}
+
+
+def whole_number(text):
+    """argparse type: '1e+4' -> 10000, as the original's float --iter_num; 1.5 is rejected."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 10000 or 1e+4, got {text!r}") from None
+    if not value.is_integer() or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(value)
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_sweep_args(parser, start_epoch=2, skip=2)
+    T.add_feature_args(parser, model_default=None)
+    parser.set_defaults(extract_batch=512)
+    parser._option_string_actions["--extract_batch"].help = "batch size of feature extraction (default 512)"
+    parser._option_string_actions["--seed"].help = ("seed of the statistics network's init and of the "
+                                                    "batch draws, so estimates repeat (default 0)")
+    g = parser.add_argument_group("mutual information")
+    g.add_argument("--mode", required=True, choices=sorted(PAIRS),
+                   help="xt: I(X;T), ty: I(T;Y), xy: I(X;Y) (paper: xt on cifar100, ty on cifar100 and cinic10)")
+    g.add_argument("--dataset", required=True, choices=dataset_names(),
+                   help="data set whose evaluation split is measured (paper: cifar100 test, cinic10 valid)")
+    g.add_argument("--source_dataset", default=None, choices=dataset_names(),
+                   help="data set the run was trained on; only needed when the checkpoints do not record "
+                        "their number of classes (original checkpoints)")
+    g.add_argument("--layer", type=int, default=-1,
+                   help="T: -1 the pooled penultimate feature (paper); another index picks that stage "
+                        "feature of model(x, is_feat=True), flattened")
+    g.add_argument("--estimator", default="mine", choices=ESTIMATORS,
+                   help="bound to train and report (paper: mine, the Donsker-Varadhan bound)")
+    g.add_argument("--lr", type=float, default=1e-4,
+                   help="Adam learning rate of the statistics network (paper: 8e-5 for xt, 1e-5 for ty)")
+    g.add_argument("--iter_num", type=whole_number, default=10000,
+                   help="training iterations; 1e+4 is accepted (paper: 1e+4 for xt, 2e+4 for ty)")
+    g.add_argument("--batch_size", type=int, default=5000, help="pairs per iteration (paper: 5000)")
+    g.add_argument("--hidden_size", type=int, default=1024, help="width of the statistics network (paper: 1024)")
+    g.add_argument("--window", type=int, default=500,
+                   help="iterations averaged for the reported value (paper: moving average over 500)")
+    g.add_argument("--ma_rate", type=float, default=0.01,
+                   help="rate of MINE's moving average of E[exp T] in the bias-corrected gradient (paper: 0.01)")
+    g.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+                   help="fit on the other rows and report the final network's bound on this held-out "
+                        "fraction (e.g. 0.5); the training-rows value goes to mi_train (default: off, as the paper)")
+    g.add_argument("--amp", action="store_true",
+                   help="bf16 autocast for the statistics network (faster on recent GPUs; default off)")
+    return parser
+
+
+def check_args(args):
+    for name in ("batch_size", "hidden_size", "window", "extract_batch"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.lr <= 0:
+        raise UserError(f"--lr must be positive, got {args.lr}.")
+    if args.holdout is not None and not 0 < args.holdout < 1:
+        raise UserError(f"--holdout is a fraction of the rows and must lie in (0, 1), got {args.holdout}.")
+
+
+def results_path(run_dir, args):
+    """mi_<mode>_<dataset>.csv, suffixed by every setting that changes what the value means."""
+    name = f"mi_{args.mode}_{args.dataset}"
+    if args.estimator != "mine":
+        name += f"_{args.estimator}"
+    if args.layer != -1 and args.mode != "xy":
+        name += f"_layer{args.layer}"
+    if args.holdout is not None:
+        name += "_holdout"
+    return os.path.join(run_dir, name + ".csv")
+
+
+def source_classes(ckpt, where, args):
+    """Classes of the checkpoint's head: its metadata, else --source_dataset, else a UserError."""
+    recorded = ckpt.get("num_classes") if isinstance(ckpt, dict) else None
+    if recorded:
+        return int(recorded)
+    if args.source_dataset is None:
+        raise UserError(f"{where} does not record its number of classes (an original checkpoint?); "
+                        "pass --source_dataset, the data set the run was trained on (paper: cifar100).")
+    return DATASETS[args.source_dataset].num_classes
+
+
+def image_table(dataset, args):
+    """(X (N, 3072) flattened normalised images, labels (N,) int64) on CPU, in loader order."""
+    loader = get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
+    images, labels = [], []
+    for batch in tqdm(loader, desc="images", disable=args.no_progress, leave=False):
+        images.append(batch[0].flatten(1).float())
+        labels.append(torch.as_tensor(batch[1], dtype=torch.long))
+    if not images:
+        raise UserError(f"the {args.dataset} evaluation split is empty: no images to estimate MI on.")
+    return torch.cat(images), torch.cat(labels)
+
+
+def checkpoint_features(path, dataset, args, device):
+    """T (N, D) float32 on CPU of one checkpoint, in eval mode; cached with --cache_dir."""
+    ckpt = load_checkpoint(path)
+    num_classes = source_classes(ckpt, f"checkpoint {path}", args)
+
+    def compute():
+        model, _ = load_model(path, arch=args.model, num_classes=num_classes, device=device)
+        return extract_features(model, get_loader(dataset, args.extract_batch, train=False,
+                                                  num_workers=args.num_workers),
+                                device, layer=args.layer, progress=not args.no_progress)
+
+    if not args.cache_dir:
+        return compute()[0]
+    key = {"checkpoint": file_fingerprint(path), "dataset": args.dataset, "split": DATASETS[args.dataset].eval_split,
+           "root": os.path.abspath(args.data_folder), "layer": args.layer, "size": len(dataset)}
+    return cached_features(args.cache_dir, key, compute)[0]
+
+
+def fit(a, b, args, device):
+    """One seeded estimate of I(a; b) with the flags' settings (the result dict of estimate_mi)."""
+    return estimate_mi(a, b, estimator=args.estimator, iters=args.iter_num, batch_size=args.batch_size,
+                       lr=args.lr, hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=args.window,
+                       holdout=args.holdout, seed=args.seed, device=device, amp=args.amp,
+                       progress=not args.no_progress)
+
+
+def report(result, epoch, args, arch, history_dir):
+    """The original's line, a warning for skipped steps, the history file; returns the CSV row."""
+    x, y = PAIRS[args.mode]
+    tqdm.write(f"I({x};{y}) of {arch} of {epoch}-th epoch is : {result['mi']}")
+    if result["nan_steps"]:
+        T.warn(f"epoch {epoch}: {result['nan_steps']} of {result['iters']} updates had a non-finite bound "
+               "and were skipped; consider a lower --lr.")
+    os.makedirs(history_dir, exist_ok=True)
+    np.save(os.path.join(history_dir, f"epoch_{epoch}.npy"), result["history"])
+    row = {k: result.get(k) for k in FIELDS if k in result}
+    row["layer"] = None if args.mode == "xy" else args.layer
+    return row
+
+
+def main(args):
+    check_args(args)
+    device = get_device(args.device)
+    run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
+    first = T.check_run(run_dir, args)
+    if first is not None:
+        source_classes(first, f"the first selected checkpoint in {run_dir}", args)
+        arch = args.model or first.get("arch")
+    else:
+        arch = args.model
+    split = DATASETS[args.dataset].eval_split
+    data = T.load_split(args.dataset, split, args)
+    tables = {}                                 # X and Y, built at the first checkpoint that needs them
+    results = ResultsCSV(results_path(run_dir, args), FIELDS, parse_shard(args.shard))
+    history_dir = os.path.splitext(results.path)[0] + "_history"
+
+    def evaluate_one(epoch, path):
+        if not tables:
+            x, labels = image_table(data, args) if args.mode != "ty" else (None, torch.as_tensor(data.targets))
+            y = one_hot(labels, DATASETS[args.dataset].num_classes).to(device)
+            tables.update(x=None if x is None else x.to(device), y=y)   # copied to the device once
+        x, y = tables["x"], tables["y"]
+        if args.mode == "xy":                   # independent of the checkpoint: one fit for every epoch
+            if "xy" not in tables:
+                tables["xy"] = fit(x, y, args, device)
+            result = tables["xy"]
+        else:
+            t = checkpoint_features(path, data, args, device)
+            result = fit(x, t, args, device) if args.mode == "xt" else fit(t, y, args, device)
+        return report(result, epoch, args, arch or os.path.basename(path), history_dir)
+
+    label = f"I({';'.join(PAIRS[args.mode])}) on {args.dataset}"
+    return run_sweep(args, run_dir, results, evaluate_one, label=label)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, get_args_parser()))

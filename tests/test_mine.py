@@ -1,0 +1,165 @@
+"""mine.py on a tiny digits_a run (resnet8, 2 epochs): CSV rows and the original line, resume and
+--force, X built once per invocation, float --iter_num, seeding, --layer, modes xy and --holdout,
+and bad input."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import mine
+from helper.checkpoint import ckpt_name, model_checkpoint, save_atomic
+from models import create_model
+from tests.helpers import cli, copy_run, read_rows as rows
+
+TINY = ["--batch_size", "128", "--hidden_size", "32", "--iter_num", "20", "--window", "5"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A resnet8 digits_a run folder with ckpt_epoch_1..2.pth, written as train_vanilla.py writes them.
+
+    The weights are seeded random inits rather than trained ones: MI values are not asserted,
+    and skipping training keeps this module within its time budget on a shared 2-core CPU.
+    """
+    root = tmp_path_factory.mktemp("mine_run")
+    for epoch in (1, 2):
+        torch.manual_seed(epoch)
+        model = create_model("resnet8", num_classes=5)
+        save_atomic(model_checkpoint(model, epoch, 20.0, "resnet8", "digits_a"), str(root / ckpt_name(epoch)))
+    return str(root)
+
+
+@pytest.fixture
+def fresh(run, tmp_path):
+    return copy_run(run, tmp_path / "run")
+
+
+def mi(run_dir, capsys, mode, *extra):
+    """(exit status, stdout, stderr) of one mine.py call on the run's epochs 1 and 2."""
+    argv = ["--mode", mode, "--dataset", "digits_a", "--ckpt_path", run_dir, "--start_epoch", "1", "--skip", "1",
+            "--num_workers", "0", "--no_progress", *TINY, *extra]
+    return cli(mine.main, mine.get_args_parser(), argv, capsys)
+
+
+def spy(monkeypatch, name):
+    """Wrap mine.<name>; return the list of (args, kwargs) of its calls."""
+    calls, original = [], getattr(mine, name)
+
+    def wrapper(*a, **kw):
+        calls.append((a, kw))
+        return original(*a, **kw)
+    monkeypatch.setattr(mine, name, wrapper)
+    return calls
+
+
+def test_xt_sweep_writes_rows_resumes_and_force_recomputes(fresh, capsys, monkeypatch):
+    fits, tables = spy(monkeypatch, "estimate_mi"), spy(monkeypatch, "image_table")
+    extracted = spy(monkeypatch, "checkpoint_features")
+    code, out, _ = mi(fresh, capsys, "xt")
+    assert code == 0
+    assert "I(X;T) of resnet8 of 1-th epoch is : " in out and "I(X;T) of resnet8 of 2-th epoch is : " in out
+    path = os.path.join(fresh, "mi_xt_digits_a.csv")
+    first = rows(path)
+    assert [r["epoch"] for r in first] == ["1", "2"]
+    assert all(np.isfinite(float(r["mi"])) and r["iters"] == "20" and r["batch_size"] == "128" and r["nan_steps"] == "0"
+               and r["estimator"] == "mine" and r["layer"] == "-1" and r["mi_train"] == "" for r in first)
+    assert np.load(os.path.join(fresh, "mi_xt_digits_a_history", "epoch_2.npy")).shape == (20,)
+    # X built once per invocation, T extracted per checkpoint.
+    assert len(tables) == 1 and len(extracted) == 2 and len(fits) == 2
+    (x, t), kw = fits[0]
+    assert x.shape == (180, 3072) and t.shape == (180, 64)       # digits_a test split; resnet8 feat_dim 64
+    assert kw["hidden_size"] == 32 and kw["window"] == 5 and kw["seed"] == 0
+    assert not torch.equal(fits[0][0][1], fits[1][0][1])        # each checkpoint's own T
+
+    code, out, _ = mi(fresh, capsys, "xt")
+    assert code == 0 and len(fits) == 2 and len(tables) == 1 and "2 checkpoints already in" in out
+    assert rows(path) == first
+
+    code, _, _ = mi(fresh, capsys, "xt", "--force", "--start_epoch", "2")
+    again = rows(path)
+    assert code == 0 and len(fits) == 3 and len(again) == 3
+    assert again[2]["epoch"] == "2" and again[2]["mi"] == first[1]["mi"]       # seed 0 both times
+
+
+def test_ty_sweep_uses_one_hot_labels(fresh, capsys, monkeypatch):
+    fits, tables = spy(monkeypatch, "estimate_mi"), spy(monkeypatch, "image_table")
+    code, out, _ = mi(fresh, capsys, "ty")
+    assert code == 0 and "I(T;Y) of resnet8 of 2-th epoch is : " in out
+    assert [r["epoch"] for r in rows(os.path.join(fresh, "mi_ty_digits_a.csv"))] == ["1", "2"]
+    assert tables == []                                          # no image table for I(T;Y)
+    (t, y), _ = fits[0]
+    assert t.shape == (180, 64) and y.shape == (180, 5)
+    assert torch.equal(y.sum(1), torch.ones(180)) and set(y.argmax(1).tolist()) == set(range(5))
+
+
+def test_float_iter_num_and_seed(fresh, capsys):
+    parse = mine.get_args_parser().parse_args
+    base = ["--mode", "xt", "--dataset", "cifar100", "--ckpt_path", "x"]
+    assert parse(base + ["--iter_num", "1e+2"]).iter_num == 100
+    assert parse(base + ["--iter_num", "2e+4"]).iter_num == 20000
+    code, _, err = mi(fresh, capsys, "ty", "--iter_num", "1.5")
+    assert code == 2 and "whole number" in err
+
+    for seed in ("0", "0", "1"):
+        code, _, _ = mi(fresh, capsys, "ty", "--iter_num", "2e+1", "--start_epoch", "2", "--force", "--seed", seed)
+        assert code == 0
+    one, same, other = rows(os.path.join(fresh, "mi_ty_digits_a.csv"))
+    assert one["iters"] == "20"
+    assert (one["mi"], one["std"]) == (same["mi"], same["std"]) and other["mi"] != one["mi"]
+
+
+def test_layer_picks_an_earlier_stage(fresh, capsys, monkeypatch):
+    fits = spy(monkeypatch, "estimate_mi")
+    code, _, _ = mi(fresh, capsys, "ty", "--layer", "1", "--start_epoch", "2")
+    assert code == 0
+    t = fits[0][0][0]
+    assert t.shape[0] == 180 and t.shape[1] > 64                # a flattened feature map, not the pooled 64
+    (row,) = rows(os.path.join(fresh, "mi_ty_digits_a_layer1.csv"))
+    assert row["layer"] == "1"
+    assert not os.path.exists(os.path.join(fresh, "mi_ty_digits_a.csv"))
+    code, _, err = mi(fresh, capsys, "ty", "--layer", "99", "--start_epoch", "2")
+    assert code == 2 and "layer 99" in err.replace("\n", " ")
+
+
+def test_xy_fits_once_and_holdout_writes_mi_train(fresh, capsys, monkeypatch):
+    fits = spy(monkeypatch, "estimate_mi")
+    extracted = spy(monkeypatch, "checkpoint_features")
+    code, out, _ = mi(fresh, capsys, "xy")
+    assert code == 0 and len(fits) == 1 and extracted == []
+    assert "I(X;Y) of resnet8 of 1-th epoch is : " in out and "I(X;Y) of resnet8 of 2-th epoch is : " in out
+    xy = rows(os.path.join(fresh, "mi_xy_digits_a.csv"))
+    assert [r["epoch"] for r in xy] == ["1", "2"] and xy[0]["mi"] == xy[1]["mi"] and xy[0]["layer"] == ""
+
+    code, _, _ = mi(fresh, capsys, "ty", "--holdout", "0.5", "--start_epoch", "2")
+    assert code == 0
+    (row,) = rows(os.path.join(fresh, "mi_ty_digits_a_holdout.csv"))
+    assert np.isfinite(float(row["mi_train"])) and np.isfinite(float(row["mi"]))
+    assert row["batch_size"] == "90"                             # clamped to the 90 fitting rows
+
+
+def test_nan_steps_are_reported(fresh, capsys, monkeypatch):
+    def fake(a, b, **kw):
+        return {"mi": 0.5, "std": 0.1, "history": np.zeros(kw["iters"]), "nan_steps": 3, "iters": kw["iters"],
+                "seconds": 0.0, "estimator": "mine", "batch_size": 128}
+    monkeypatch.setattr(mine, "estimate_mi", fake)
+    code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2")
+    assert code == 0 and "3 of 20 updates" in err
+    assert rows(os.path.join(fresh, "mi_ty_digits_a.csv"))[0]["nan_steps"] == "3"
+
+
+def test_bad_input_exits_2(fresh, capsys, monkeypatch):
+    fits = spy(monkeypatch, "estimate_mi")
+    code, _, err = mi(fresh, capsys, "ty", "--dataset", "imagenet")
+    assert code == 2 and "imagenet" in err
+    code, _, err = mi(fresh, capsys, "ty", "--model", "resnet14")
+    assert code == 2 and "resnet8" in err and "resnet14" in err
+
+    # An original-style checkpoint: weights only, no metadata.
+    path = os.path.join(fresh, "ckpt_epoch_2.pth")
+    torch.save({"model": torch.load(path, weights_only=True)["model"]}, path)
+    code, _, err = mi(fresh, capsys, "ty", "--model", "resnet8", "--start_epoch", "2")
+    assert code == 2 and "--source_dataset" in err and "Traceback" not in err
+    assert fits == []
+    code, out, _ = mi(fresh, capsys, "ty", "--model", "resnet8", "--start_epoch", "2", "--source_dataset", "digits_b")
+    assert code == 0 and "I(T;Y) of resnet8 of 2-th epoch is : " in out
