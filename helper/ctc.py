@@ -1,0 +1,204 @@
+"""Contrastive Temporal Coding (CTC): the two training stages, the stage switch and the frozen network.
+
+Stage 1 (epochs 1..s, s = --stage_two_epoch):
+    loss = ce_weight * CE + alpha * instance discrimination of the penultimate feature,
+    with weight decay `weight_decay * weight_decay_coef`.
+Switch (start of epoch s+1, before any step; the model then equals the one saved
+as ckpt_epoch_<s>): copy the model into the frozen "info bank" (the earlier
+representation T1), restore the weight decay to `weight_decay` and, with
+--update_memory_bank, fill both CRD memories in one unaugmented pass.
+Stage 2 (epochs s+1..E):
+    loss = ce_weight * CE + beta * CRD (or ITRD)(current feature, frozen feature)
+           [+ kd_weight * KD(current logits, frozen logits)].
+
+With --teacher the frozen network is an external checkpoint instead of the
+snapshot (nothing is copied at the switch); with s = 0 this is plain
+teacher -> student distillation (CRD / ITRD / KD) from the first epoch.
+
+Which stage an epoch is in follows from the epoch alone, so --resume needs no
+extra flag: everything else (frozen weights, heads, memories and Z, instance
+bank, the optimiser's weight decay) is in resume.pth via `CTCObjective.state()`.
+"""
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from crd import CRDLoss, InstanceDiscrimination, ITRDLoss, kd_loss
+from dataset import build_transform, get_loader
+from dataset.variants import wrap_arrays
+from helper.checkpoint import CheckpointError, load_model, unwrap
+from helper.errors import UserError
+from helper.train_setup import train_loader_for
+
+
+def check_ctc_args(args):
+    """Reject bad stage / weight settings before any data is read."""
+    s, epochs = args.stage_two_epoch, args.epochs
+    if not 0 <= s < epochs:
+        raise UserError(f"--stage_two_epoch must lie in [0, --epochs) so that stage 2 has at least one epoch "
+                        f"(0 only with --teacher); got --stage_two_epoch {s} with --epochs {epochs}.")
+    if s == 0 and not args.teacher:
+        raise UserError("--stage_two_epoch 0 skips stage 1, so there is no earlier representation to copy; "
+                        "pass --teacher PATH for plain distillation, or a stage-two epoch of at least 1 "
+                        "(paper: 200 of 300).")
+    for name in ("alpha", "beta", "kd_weight", "ce_weight", "weight_decay_coef", "stage_two_decay_rate"):
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name} must not be negative, got {getattr(args, name)}.")
+    if args.kd_T <= 0:
+        raise UserError(f"--kd_T must be positive, got {args.kd_T}.")
+
+
+def load_teacher(args, num_classes, device):
+    """The external frozen network of --teacher and its architecture name; checks KD's class count."""
+    try:
+        teacher, ckpt = load_model(args.teacher, arch=args.teacher_model, device=device)
+    except CheckpointError as err:
+        raise UserError(f"--teacher: {str(err).replace('--model', '--teacher_model')}") from None
+    arch = (ckpt.get("arch") if isinstance(ckpt, dict) else None) or args.teacher_model
+    if args.kd_weight > 0 and teacher.num_classes != num_classes:
+        raise UserError(f"--kd_weight {args.kd_weight} compares logits, but teacher {args.teacher} ({arch}) has "
+                        f"{teacher.num_classes} classes and {args.dataset} has {num_classes}; use a teacher "
+                        "trained on the same classes or --kd_weight 0 (feature distillation alone works).")
+    return freeze(teacher), arch
+
+
+def freeze(net):
+    """Eval mode and no gradients: the frozen network is a fixed target, never in the optimiser."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+class CTCData:
+    """The training views of one data set: stage 1, stage 2 and the unaugmented memory fill.
+
+    Stage 1 needs the index (instance bank), stage 2 with CRD also the k
+    negatives (`contrast` items, k = --nce_k, --mode); all share one array.
+    Building the contrast view checks --nce_k against the negatives available.
+    """
+
+    def __init__(self, args, train_set):
+        self.args = args
+        self.stage_one = train_set  # variant "instance": (img, target, index)
+        self.stage_two = train_set
+        if args.stage_two_loss == "crd" and args.beta > 0:
+            try:
+                self.stage_two = wrap_arrays(train_set.data, train_set.targets, train_set.info,
+                                             train_set.transform, "contrast", args.nce_k, args.mode)
+            except UserError as err:
+                raise UserError(f"--nce_k {args.nce_k} is too large for {args.dataset}: {err}") from None
+        # The one-shot memory fill stores each image as it is: augmentation would only add noise.
+        self.plain = wrap_arrays(train_set.data, train_set.targets, train_set.info,
+                                 build_transform(train_set.info, "none"), "instance", 0, args.mode)
+
+    def loader_for(self, epoch):
+        """epoch -> the epoch's shuffled loader; order depends on (seed, epoch) only."""
+        dataset = self.stage_one if epoch <= self.args.stage_two_epoch else self.stage_two
+        return train_loader_for(self.args, dataset)(epoch)
+
+    def fill_loader(self):
+        return get_loader(self.plain, max(self.args.batch_size, 256), train=False,
+                          num_workers=self.args.num_workers)
+
+
+class CTCObjective:
+    """Losses, frozen network and stage switch of one CTC (or distillation) run.
+
+    model: the network being trained; frozen: the info bank (a copy of `model`
+    made here, when `teacher` is None) or the external teacher.
+    """
+
+    def __init__(self, args, model, n_data, device, teacher=None):
+        self.args, self.model, self.device = args, model, device
+        self.temporal = teacher is None
+        self.frozen = freeze(copy.deepcopy(unwrap(model))) if self.temporal else teacher
+        feat_s, feat_t = unwrap(model).feat_dim, self.frozen.feat_dim
+        self.instance = InstanceDiscrimination(feat_s, n_data, args.instance_dim, args.instance_t,
+                                               args.instance_m).to(device)
+        if args.stage_two_loss == "crd":
+            self.criterion = CRDLoss(feat_s, feat_t, n_data, args.contrast_feat_dim, args.nce_k, args.nce_t,
+                                     args.nce_m)
+        else:
+            self.criterion = ITRDLoss(feat_s, feat_t, args.lambda_corr, args.lambda_mutual, args.alpha_it)
+        self.criterion.to(device)
+        self.stage = 1 if args.stage_two_epoch > 0 else 2
+
+    def parameters(self):
+        """What the one SGD optimiser trains: the model and the stage-2 heads (+ the projector if asked)."""
+        params = list(self.model.parameters()) + list(self.criterion.parameters())
+        if self.args.train_projector:
+            params += list(self.instance.projector.parameters())
+        return params
+
+    def initial_weight_decay(self):
+        return self.args.weight_decay * (self.args.weight_decay_coef if self.args.stage_two_epoch > 0 else 1.0)
+
+    def lr_phases(self):
+        """make_lr_schedule phases: cosine over stage 1, restart at stage_two_decay_rate * lr for stage 2.
+
+        Without a stage 1 (plain distillation) stage 2 starts at the full learning rate.
+        """
+        a, s, lr = self.args, self.args.stage_two_epoch, self.args.learning_rate
+        if s == 0:
+            return [(1, a.epochs, lr)]
+        return [(1, s, lr), (s + 1, a.epochs - s, lr * a.stage_two_decay_rate)]
+
+    def state(self):
+        """Objects TrainingRun saves in resume.pth and restores on --resume."""
+        return {"frozen": self.frozen, "instance": self.instance, "criterion": self.criterion}
+
+    # ------------------------------------------------------------------ stages
+    def before_epoch(self, epoch, optimizer, data):
+        """Set the epoch's stage; at the first stage-2 epoch do the switch (also when resuming there)."""
+        self.stage = 1 if epoch <= self.args.stage_two_epoch else 2
+        if epoch == self.args.stage_two_epoch + 1:
+            self.start_stage_two(optimizer, data.fill_loader())
+
+    def start_stage_two(self, optimizer, fill_loader):
+        if self.temporal:
+            self.frozen.load_state_dict(unwrap(self.model).state_dict())
+        for group in optimizer.param_groups:
+            group["weight_decay"] = self.args.weight_decay
+        if self.args.update_memory_bank and isinstance(self.criterion, CRDLoss):
+            self.fill_memory(fill_loader)
+
+    @torch.no_grad()
+    def fill_memory(self, loader):
+        """Overwrite both CRD memories (momentum 0) with the embeddings of every training image."""
+        was_training = self.model.training
+        self.model.eval()  # no BatchNorm statistics are updated by this pass
+        for images, _, idx in loader:
+            images, idx = images.to(self.device), idx.to(self.device)
+            self.criterion.refresh_memory(self.model.penultimate(images), self.frozen.penultimate(images), idx)
+        self.model.train(was_training)
+
+    def compute_loss(self, batch):
+        """batch: (images, targets, index[, contrast_idx]) on the device -> (loss, logits, targets, terms)."""
+        images, targets, idx = batch[0], batch[1], batch[2]
+        feats, logits = self.model(images, is_feat=True)
+        ce = F.cross_entropy(logits, targets)
+        loss, terms = self.args.ce_weight * ce, {"ce": ce.detach()}
+        if self.stage == 1:
+            if self.args.alpha > 0:
+                term = self.instance(feats[-1], idx)
+                loss, terms["instance"] = loss + self.args.alpha * term, term.detach()
+            return loss, logits, targets, terms
+        with torch.no_grad():
+            t_feats, t_logits = self.frozen(images, is_feat=True)
+        if self.args.beta > 0:
+            term = self.stage_two_term(feats[-1], t_feats[-1], idx, batch[3] if len(batch) > 3 else None)
+            loss, terms[self.args.stage_two_loss] = loss + self.args.beta * term, term.detach()
+        if self.args.kd_weight > 0:
+            term = kd_loss(logits, t_logits, self.args.kd_T)
+            loss, terms["kd"] = loss + self.args.kd_weight * term, term.detach()
+        return loss, logits, targets, terms
+
+    def stage_two_term(self, f_s, f_t, idx, contrast_idx):
+        """f_s: (B, feat_s) current, f_t: (B, feat_t) frozen -> scalar CRD or ITRD loss."""
+        if isinstance(self.criterion, CRDLoss):
+            return self.criterion(f_s, f_t, idx, contrast_idx)
+        if f_s.shape[0] < 2:  # ITRD standardises over the batch; a last batch of one carries no signal
+            return f_s.sum() * 0.0
+        return self.criterion(f_s, f_t)
