@@ -59,7 +59,11 @@ class TrainingRun:
             start = self._load_resume(resume_path)
             self._log(f"resuming {self.run_dir} at epoch {start} (best so far {self.best_acc:.2f})")
         else:
-            if existing and not self.args.resume and not getattr(self.args, "overwrite", False):
+            if existing and not getattr(self.args, "overwrite", False):
+                if self.args.resume:
+                    raise UserError(f"run folder {self.run_dir} holds {len(existing)} checkpoints but no "
+                                    f"{RESUME_FILE} to continue from (a run of other code?); pass --overwrite "
+                                    "to start it again, or another --note.")
                 raise UserError(f"run folder {self.run_dir} already holds {len(existing)} checkpoints; pass "
                                 "--resume to continue that run, --overwrite to start it again, or another --note.")
             start = 1
