@@ -1,12 +1,12 @@
 """CINIC-10 from its PNG folders, decoded once into a memory-mapped uint8 cache."""
 import os
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image
 
 from dataset.registry import DataNotFoundError
+from helper.checkpoint import atomic_write
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
@@ -40,15 +40,7 @@ def decode(items):
 
 def save_atomic(path, array):
     """np.save to a temporary file beside `path`, then rename it over `path`."""
-    handle, temp_path = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npy")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, array)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+    atomic_write(path, lambda out: np.save(out, array))
 
 
 def cache_paths(root, split):

@@ -27,22 +27,27 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
 
 
-def save_atomic(obj, path):
-    """`torch.save` to a temporary file in the same folder, then rename over `path`.
+def atomic_write(path, write):
+    """Call `write(file)` on a temporary file in `path`'s folder, then rename it over `path`.
 
-    A crash mid-write never leaves a truncated checkpoint under the final name.
+    A crash mid-write never leaves a truncated file under the final name.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pth", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def save_atomic(obj, path):
+    """`torch.save(obj)` to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path, map_location="cpu"):

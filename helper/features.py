@@ -9,11 +9,11 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 
 import torch
 from tqdm import tqdm
 
+from helper.checkpoint import save_atomic
 from helper.errors import UserError
 
 
@@ -111,14 +111,5 @@ def cached_features(cache_dir, key, compute_fn):
     if os.path.exists(path):
         return tuple(torch.load(path, map_location="cpu", weights_only=True))
     tensors = tuple(compute_fn())
-    os.makedirs(cache_dir, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(list(tensors), handle)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    save_atomic(list(tensors), path)
     return tensors
