@@ -87,6 +87,31 @@ class NegativeSampler:
             negatives = draw + (draw >= index).long()
         return torch.cat([torch.tensor([index], dtype=torch.int64), negatives])
 
+    def to(self, device):
+        """This sampler with its tables on `device`, for `batch` there (DeviceLoader)."""
+        moved = object.__new__(NegativeSampler)
+        moved.__dict__.update({key: value.to(device) if torch.is_tensor(value) else value
+                               for key, value in self.__dict__.items()})
+        return moved
+
+    def batch(self, index, generator=None):
+        """Vectorised `__call__`: index int64 (B,) on the tables' device -> (B, k + 1).
+
+        Same distribution as k calls per row; "exact" scales a uniform float by
+        each row's N - n_c (float64, so the floor stays below the bound).
+        """
+        shape, device = (len(index), self.k), self.targets.device
+        if self.mode == "exact":
+            label = self.targets[index]
+            start, count = self.class_start[label, None], self.class_count[label, None]
+            uniform = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+            draw = (uniform * (self.size - count)).long()
+            negatives = self.order[draw + (draw >= start).long() * count]
+        else:
+            draw = torch.randint(self.size - 1, shape, generator=generator, device=device)
+            negatives = draw + (draw >= index[:, None]).long()
+        return torch.cat([index[:, None], negatives], dim=1)
+
 
 class ContrastDataset(ArrayDataset):
     """Items are `(img, target, index, contrast_idx)`; see `NegativeSampler`."""

@@ -10,7 +10,6 @@ with `.item()`. Both use the same statistics network, Adam and MINE loss.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -22,6 +21,7 @@ import torch  # noqa: E402
 from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
 from helper.mi import StatisticsNetwork, estimate_mi  # noqa: E402
+from helper.speed import device_name  # noqa: E402
 
 
 def original_batch(data, dim_a, batch_size, marginal):
@@ -64,13 +64,8 @@ def ours(a, b, args, device, iters):
     return result["seconds"]
 
 
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def main(args):
+def measure(args):
+    """Both loops on synthetic correlated data; a dict of it/s, speed-up and the set-up."""
     device = get_device(args.device)
     if args.iters is None:
         args.iters = 300 if device.type == "cuda" else 20
@@ -89,19 +84,23 @@ def main(args):
     reference_loop(a, b, warm, device)
     ours_its = args.iters / ours(a, b, args, device, args.iters)
     reference_its = args.iters / reference_loop(a, b, args, device)
+    return {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+            "config": {k: v for k, v in vars(args).items() if k != "json"},
+            "estimate_mi_it_per_s": ours_its, "reference_it_per_s": reference_its,
+            "speedup": ours_its / reference_its}
 
-    print(f"MINE on {device} ({device_name(device)}), torch {torch.__version__}: rows={args.rows} "
+
+def main(args):
+    record = measure(args)
+    ours_its, reference_its = record["estimate_mi_it_per_s"], record["reference_it_per_s"]
+    print(f"MINE on {record['device']} ({record['device_name']}), torch {torch.__version__}: rows={args.rows} "
           f"X={args.dim_a}-d T={args.dim_b}-d batch={args.batch_size} hidden={args.hidden_size} "
           f"iters={args.iters} amp={args.amp}")
     print(f"{'loop':<34}{'it/s':>10}")
     print(f"{'estimate_mi (on-device sampling)':<34}{ours_its:>10.2f}")
     print(f"{'reference (numpy + host copy)':<34}{reference_its:>10.2f}")
-    print(f"{'speed-up (ours / reference)':<34}{ours_its / reference_its:>10.2f}x")
+    print(f"{'speed-up (ours / reference)':<34}{record['speedup']:>10.2f}x")
     if args.json:
-        record = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-                  "config": {k: v for k, v in vars(args).items() if k != "json"},
-                  "estimate_mi_it_per_s": ours_its, "reference_it_per_s": reference_its,
-                  "speedup": ours_its / reference_its}
         with open(args.json, "w") as handle:
             json.dump(record, handle, indent=2)
 

@@ -62,7 +62,8 @@ def timed(device, fn):
     return out, time.perf_counter() - start
 
 
-def main(args):
+def measure(args):
+    """Cached and uncached probe of one checkpoint; a dict of seconds, speed-up and accuracies."""
     device = get_device(args.device)
     info = DATASETS[args.dataset]
     train_set = get_dataset(args.dataset, info.train_split, root=args.data_folder)
@@ -95,10 +96,17 @@ def main(args):
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
     }
-    print(f"{args.model} on {args.dataset} ({len(train_set)} train / {len(eval_set)} eval images), "
+    return result
+
+
+def main(args):
+    result = measure(args)
+    cached_s, uncached_s = result["cached_s"], result["uncached_s"]
+    n_train, n_eval = result["n_train"], result["n_eval"]
+    print(f"{args.model} on {args.dataset} ({n_train} train / {n_eval} eval images), "
           f"{args.epochs} probe epochs, {result['device']}:")
-    print(f"  cached features (extract once + probe): {cached_s:8.2f} s   final acc {fast['final_acc']:.2f}")
-    print(f"  uncached (backbone every batch):        {uncached_s:8.2f} s   final acc {slow['final_acc']:.2f}")
+    print(f"  cached features (extract once + probe): {cached_s:8.2f} s   final acc {result['cached_final_acc']:.2f}")
+    print(f"  uncached (backbone every batch):        {uncached_s:8.2f} s   final acc {result['uncached_final_acc']:.2f}")
     print(f"  speed-up: {result['speedup']:.1f}x")
     if args.json:
         with open(args.json, "w") as f:

@@ -1,0 +1,81 @@
+"""helper/speed.py: flags, defaults per device, autocast and model preparation."""
+import argparse
+
+import pytest
+import torch
+
+from dataset import get_dataset
+from helper.checkpoint import model_state
+from helper.errors import UserError
+from helper.speed import add_speed_args, autocast, describe, prepare_model, resolve_speed_args
+from models import create_model
+
+
+def parse(argv, **extra):
+    args = add_speed_args(argparse.ArgumentParser()).parse_args(argv)
+    vars(args).update(extra)
+    return args
+
+
+@pytest.fixture(scope="module")
+def model_and_batch():
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=5).eval()
+    return model, torch.randn(4, 3, 32, 32)
+
+
+def test_flags_parse_to_tri_state():
+    assert (parse([]).amp, parse([]).channels_last, parse([]).compile, parse([]).loader) == (None, None, None, "auto")
+    args = parse(["--amp", "--no_channels_last", "--compile", "--loader", "gpu"])
+    assert (args.amp, args.channels_last, args.compile, args.loader) == (True, False, True, "gpu")
+    assert parse(["--no_amp"]).amp is False
+
+
+def test_cpu_defaults_are_all_off_and_cpu_loader():
+    digits = get_dataset("digits_a", "train", augment="standard")
+    args = resolve_speed_args(parse([]), torch.device("cpu"), digits)
+    assert (args.amp, args.channels_last, args.compile, args.loader) == (False, False, False, "cpu")
+    assert describe(args) == "amp=off channels_last=off compile=off loader=cpu"
+
+
+def test_cuda_defaults_and_explicit_flags_win():
+    args = resolve_speed_args(parse([]), torch.device("cuda"))        # no data set: nothing to place on the GPU
+    assert (args.amp, args.channels_last, args.compile, args.loader) == (True, True, False, "cpu")
+    args = resolve_speed_args(parse(["--no_amp", "--compile"]), torch.device("cuda"))
+    assert (args.amp, args.channels_last, args.compile) == (False, True, True)
+    with pytest.raises(UserError, match="AutoAugment"):
+        resolve_speed_args(parse(["--loader", "gpu"], augment="auto"), torch.device("cpu"))
+
+
+def test_channels_last_gives_the_same_logits(model_and_batch):
+    model, x = model_and_batch
+    with torch.no_grad():
+        reference = model(x)
+        fast = create_model("resnet8", num_classes=5).eval()
+        fast.load_state_dict(model.state_dict())
+        fast = prepare_model(fast, parse(["--channels_last", "--no_compile"]))
+        out = fast(x.contiguous(memory_format=torch.channels_last))
+    assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.amp.autocast_mode.is_autocast_available("cpu"), reason="no CPU autocast")
+def test_bf16_autocast_close_to_fp32_and_off_on_cpu_by_default(model_and_batch):
+    model, x = model_and_batch
+    with torch.no_grad():
+        reference = model(x)
+        with autocast("cpu", True):                                    # CPU: a no-op unless allowed
+            assert model(x).dtype == torch.float32
+        with autocast("cpu", True, allow_cpu=True):
+            low = model(x)
+    assert low.dtype == torch.bfloat16
+    error = (low.float() - reference).abs().max()
+    assert 0 < error < 0.05 * reference.abs().max() + 0.05
+
+
+def test_compiled_model_saves_bare_keys(model_and_batch):
+    model, _ = model_and_batch
+    compiled = prepare_model(model, parse(["--compile"]))               # compilation itself is lazy
+    assert compiled is not model
+    assert any(key.startswith("_orig_mod.") for key in compiled.state_dict())
+    assert list(model_state(compiled)) == list(model.state_dict())
