@@ -73,22 +73,55 @@ def panel_grid(n):
     return fig, list(axes.flat[:n])
 
 
-def plot_lines(runs, pattern, panels, out, name, note):
-    """One subplot per (file suffix, metric): each run a line of metric vs epoch."""
+MI_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)", "xy": "I(X;Y)"}
+
+
+def describe(file):
+    """Short panel titles from result file names: transfer_cinic10_linear -> 'cinic10 (linear)'."""
+    kind, _, rest = file.partition("_")
+    if kind == "mi":
+        mode, _, dataset = rest.partition("_")
+        return f"{MI_NAMES.get(mode, mode)} on {dataset}"
+    if kind == "transfer":
+        target, _, mode = rest.partition("_")
+        return f"transfer to {target} ({mode})"
+    return f"on {rest}"
+
+
+def plot_lines(runs, pattern, panels, out, name, note, cols=None):
+    """One subplot per (result file, metric): each run a line of the metric vs epoch.
+
+    `cols(file)` optionally groups files into grid columns (the MI figure: one column per
+    data set, one row per information quantity); by default panels fill a grid in order.
+    """
     data = {label: read_series(run_dir, pattern) for label, run_dir in runs}
     keys = sorted({(f, m, t) for series in data.values() for f in series for m, t in panels})
     if not keys:
         print(f"note: no {note} results ({pattern}) in these runs; {name} figure left out")
         return None
-    fig, axes = panel_grid(len(keys))
-    for ax, (file, metric, title) in zip(axes, keys):
+    if cols:
+        col_names = sorted({cols(f) for f, _, _ in keys})
+        order = list(MI_NAMES)  # xt above ty above xy, as in the paper
+        row_names = sorted({(f.replace(cols(f), ""), m) for f, m, _ in keys},
+                           key=lambda r: (next((i for i, k in enumerate(order) if f"_{k}_" in r[0]), 9), r))
+        fig, grid = plt.subplots(len(row_names), len(col_names), figsize=(4.6 * len(col_names), 3.4 * len(row_names)),
+                                 squeeze=False)
+        place = {k: grid[row_names.index((k[0].replace(cols(k[0]), ""), k[1])), col_names.index(cols(k[0]))]
+                 for k in keys}
+        for ax in grid.flat:
+            ax.set_visible(ax in place.values())
+    else:
+        fig, axes = panel_grid(len(keys))
+        place = dict(zip(keys, axes))
+    for (file, metric, ylabel), ax in place.items():
         for label, series in data.items():
             if file in series:
                 x, y = column(series[file], metric)
                 ax.plot(x, y, marker="o", markersize=2.5, label=label)
-        ax.set(title=f"{title} — {file}", xlabel="source training epoch", ylabel=title)
+        ax.set(title=describe(file), xlabel="source training epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.tight_layout()
     return save(fig, out, name)
 
 
@@ -117,9 +150,10 @@ def plot_information_plane(runs, out):
             ax.plot(px, py, alpha=0.4, label=label)
             points = ax.scatter(px, py, c=common, cmap="viridis", s=14)
         fig.colorbar(points, ax=ax, label="epoch")
-        ax.set(title=f"information plane — {dataset}", xlabel="I(X;T) [nats]", ylabel="I(T;Y) [nats]")
+        ax.set(title=f"information plane on {dataset}", xlabel="I(X;T) [nats]", ylabel="I(T;Y) [nats]")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.tight_layout()
     return save(fig, out, "information_plane")
 
 
@@ -142,7 +176,8 @@ def main(args):
                    args.out, "transfer", "transfer"),
         plot_lines(runs, "discriminability_*.csv", [("recall_at_1", "Recall@1 (%)"), ("nmi", "NMI")],
                    args.out, "discriminability", "discriminability"),
-        plot_lines(runs, "mi_*.csv", [("mi", "mutual information (nats)")], args.out, "information", "MINE"),
+        plot_lines(runs, "mi_*.csv", [("mi", "nats")], args.out, "information", "MINE",
+                   cols=lambda file: file.split("_", 2)[2]),
         plot_information_plane(runs, args.out),
     ]
     written = [w for w in written if w]
