@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import datetime
 import io
-import json
 import platform
 import sys
 import time
@@ -35,7 +34,8 @@ from dataset.device_loader import DeviceLoader
 from dataset.variants import ArrayDataset
 from helper.device import get_device
 from helper.errors import UserError, run_cli
-from helper.speed import add_speed_args, autocast, describe, device_name, prepare_model, resolve_speed_args
+from helper.speed import (add_speed_args, autocast, describe, device_name, prepare_model, resolve_speed_args,
+                          write_bench_json)
 from helper.train_setup import default_workers
 from models import create_model
 
@@ -183,9 +183,7 @@ def main(args):
               "cpu_threads": torch.get_num_threads(), "flags": vars(args), "results": rows}
     print_table(rows, f"{record['device_name']} ({device}) | torch {record['torch']} | {record['date'][:19]}"
                       f"{' | quick' if args.quick else ''}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(record, handle, indent=1, default=str)
+    write_bench_json(args.json, record)
     return 1 if any("error" in row for row in rows) else 0
 
 

@@ -113,3 +113,15 @@ def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine() or "cpu"
+
+
+def write_bench_json(path, record):
+    """Write a benchmark's numbers to `path` (if given) with the torch version and date beside them,
+    so figures from different machines and versions are never mixed."""
+    if not path:
+        return
+    import datetime
+    import json
+    record = {"torch": torch.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds"), **record}
+    with open(path, "w") as handle:
+        json.dump(record, handle, indent=1, default=str)

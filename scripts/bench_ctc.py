@@ -10,7 +10,6 @@ and the contrastive part. Uses `helper.ctc.CTCObjective`, the code train_ctc.py 
     python scripts/bench_ctc.py --model resnet8 --steps 5 --device cpu
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,6 +26,7 @@ from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
 from helper.train_setup import build_sgd  # noqa: E402
 from models import available_models, create_model  # noqa: E402
+from helper.speed import write_bench_json  # noqa: E402
 
 
 def get_args_parser():
@@ -137,9 +137,7 @@ def main(args):
           f"({result['contrastive_share_of_stage_two_step_percent']:.1f}% of the stage-2 step)")
     print(f"CTC stage-1 step         : {1000 * times['stage_one']:8.2f} ms "
           f"({result['stage_one_overhead_percent']:+.1f}% over plain)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_bench_json(args.json, result)
     return result
 
 

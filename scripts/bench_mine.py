@@ -8,7 +8,6 @@ with `.item()`. Both use the same statistics network, Adam and MINE loss.
     python scripts/bench_mine.py --rows 2000 --dim_a 256 --dim_b 64 --iters 30
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import torch  # noqa: E402
 from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
 from helper.mi import StatisticsNetwork, estimate_mi  # noqa: E402
-from helper.speed import device_name  # noqa: E402
+from helper.speed import device_name, write_bench_json  # noqa: E402
 
 
 def original_batch(data, dim_a, batch_size, marginal):
@@ -100,9 +99,7 @@ def main(args):
     print(f"{'estimate_mi (on-device sampling)':<34}{ours_its:>10.2f}")
     print(f"{'reference (numpy + host copy)':<34}{reference_its:>10.2f}")
     print(f"{'speed-up (ours / reference)':<34}{record['speedup']:>10.2f}x")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(record, handle, indent=2)
+    write_bench_json(args.json, record)
 
 
 def build_parser():

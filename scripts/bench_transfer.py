@@ -11,7 +11,6 @@ cached probe at least 10x faster at 30 epochs on a GPU.
     python scripts/bench_transfer.py --model resnet8 --epochs 5 --device cpu
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ from helper.errors import run_cli  # noqa: E402
 from helper.features import extract_features  # noqa: E402
 from helper.probe import probe_backbone, probe_cached  # noqa: E402
 from models import available_models, create_model  # noqa: E402
+from helper.speed import write_bench_json  # noqa: E402
 
 
 def get_args_parser():
@@ -108,9 +108,7 @@ def main(args):
     print(f"  cached features (extract once + probe): {cached_s:8.2f} s   final acc {result['cached_final_acc']:.2f}")
     print(f"  uncached (backbone every batch):        {uncached_s:8.2f} s   final acc {result['uncached_final_acc']:.2f}")
     print(f"  speed-up: {result['speedup']:.1f}x")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_bench_json(args.json, result)
     return 0
 
 
