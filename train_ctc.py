@@ -20,20 +20,18 @@ the end of stage 1. With --teacher PATH the frozen network is that checkpoint in
 
 Writes ./save/model/<model>_<dataset>_a<alpha>_b<beta>_<note>/ (teacher runs:
 <model>_<dataset>_T<teacher>_<loss>_b<beta>[_kd<w>]_<note>) with the same checkpoint files
-as train_vanilla.py (see helper/engine.py); the stage logic is in helper/ctc.py.
+as train_vanilla.py (see helper/engine.py); the stage logic is in helper/ctc.py. The same
+command runs on several GPUs under `torchrun --nproc_per_node=N`; the memory banks then hold the
+embeddings of the whole global batch, identical on every rank.
 """
 import argparse
 
 from helper.ctc import CTCData, CTCObjective, check_ctc_args, load_teacher
-from helper.device import get_device
 from helper.engine import TrainingRun, fit
 from helper.errors import run_cli
-from helper.loops import evaluate
 from helper.schedule import make_lr_schedule
-from helper.seed import set_seed
-from helper.train_setup import (add_training_args, build_sgd, check_training_args, format_float,
-                                load_source_data, val_loader)
-from models import create_model
+from helper.train_setup import (add_training_args, build_model, format_float, load_source_data, start_training,
+                                validation)
 
 
 def get_args_parser():
@@ -97,23 +95,21 @@ def run_name(args, teacher_arch=None):
 
 
 def main(args):
-    check_training_args(args)
     check_ctc_args(args)
-    device = get_device(args.device)
-    set_seed(args.seed)
-    train_set, val_set = load_source_data(args, variant="instance")
-    data = CTCData(args, train_set)  # checks --nce_k before anything is trained or written
-    model = create_model(args.model, num_classes=train_set.num_classes).to(device)
-    teacher, teacher_arch = load_teacher(args, train_set.num_classes, device) if args.teacher else (None, None)
-    ctc = CTCObjective(args, model, len(train_set), device, teacher)
-    optimizer = build_sgd(ctc.parameters(), args, weight_decay=ctc.initial_weight_decay())
-    val = val_loader(args, val_set)
-    run = TrainingRun(args, run_name(args, teacher_arch), model, optimizer, state=ctc.state(),
-                      evaluate_fn=lambda: evaluate(model, val, device))
-    start = run.prepare()
-    fit(run, optimizer, data.loader_for, ctc.compute_loss, make_lr_schedule(args, ctc.lr_phases()), device, start,
-        before_epoch=lambda epoch: ctc.before_epoch(epoch, optimizer, data), progress=not args.no_progress)
-    return run
+    with start_training(args) as env:
+        device = env.device
+        train_set, val_set = load_source_data(args, device, variant="instance")
+        data = CTCData(args, train_set, device)  # checks --nce_k before anything is trained or written
+        model = build_model(args, train_set.num_classes, device)
+        teacher, teacher_arch = load_teacher(args, train_set.num_classes, device) if args.teacher else (None, None)
+        ctc = CTCObjective(args, model, len(train_set), device, teacher)
+        optimizer = ctc.build_optimizer()
+        run = TrainingRun(args, run_name(args, teacher_arch), model, optimizer, state=ctc.state(),
+                          evaluate_fn=validation(args, model, val_set, device))
+        start = run.prepare()
+        fit(run, optimizer, data.loader_for, ctc.compute_loss, make_lr_schedule(args, ctc.lr_phases()), device,
+            start, before_epoch=lambda epoch: ctc.before_epoch(epoch, optimizer, data), progress=not args.no_progress)
+        return run
 
 
 if __name__ == "__main__":

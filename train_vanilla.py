@@ -7,20 +7,17 @@ The paper's run (ResNeXt-32 16x4d on CIFAR-100, 100 checkpoints):
         --weight_decay 0.0005 --momentum 0.9 --learning_rate 0.05 --batch_size 64 --save_freq 2 --note vanilla
 
 Writes ./save/model/<model>_<dataset>_lr_<lr>_trial_<trial>_<note>/ (see helper/engine.py).
+The same command runs on several GPUs under `torchrun --nproc_per_node=N` (global batch N x --batch_size).
 """
 import argparse
 
 import torch.nn.functional as F
 
-from helper.device import get_device
 from helper.engine import TrainingRun, fit
 from helper.errors import run_cli
-from helper.loops import evaluate
 from helper.schedule import make_lr_schedule
-from helper.seed import set_seed
-from helper.train_setup import (add_training_args, build_sgd, check_training_args, format_float,
-                                load_source_data, train_loader_for, val_loader)
-from models import create_model
+from helper.train_setup import (add_training_args, build_model, build_sgd, format_float, load_source_data,
+                                start_training, train_loader_for, validation)
 
 
 def get_args_parser():
@@ -34,24 +31,23 @@ def run_name(args):
 
 
 def main(args):
-    check_training_args(args)
-    device = get_device(args.device)
-    set_seed(args.seed)
-    train_set, val_set = load_source_data(args)
-    model = create_model(args.model, num_classes=train_set.num_classes).to(device)
-    optimizer = build_sgd(model.parameters(), args)
-    val = val_loader(args, val_set)
-    run = TrainingRun(args, run_name(args), model, optimizer, evaluate_fn=lambda: evaluate(model, val, device))
-    start = run.prepare()
+    with start_training(args) as env:
+        device = env.device
+        train_set, val_set = load_source_data(args, device)
+        model = build_model(args, train_set.num_classes, device)
+        optimizer = build_sgd(model.parameters(), args)
+        run = TrainingRun(args, run_name(args), model, optimizer,
+                          evaluate_fn=validation(args, model, val_set, device))
+        start = run.prepare()
 
-    def compute_loss(batch):
-        images, targets = batch[0], batch[1]
-        logits = model(images)
-        return F.cross_entropy(logits, targets), logits, targets, {}
+        def compute_loss(batch):
+            images, targets = batch[0], batch[1]
+            logits = model(images)
+            return F.cross_entropy(logits, targets), logits, targets, {}
 
-    fit(run, optimizer, train_loader_for(args, train_set), compute_loss, make_lr_schedule(args), device, start,
-        progress=not args.no_progress)
-    return run
+        fit(run, optimizer, train_loader_for(args, train_set, device), compute_loss, make_lr_schedule(args), device, start,
+            progress=not args.no_progress)
+        return run
 
 
 if __name__ == "__main__":

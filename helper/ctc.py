@@ -18,7 +18,21 @@ teacher -> student distillation (CRD / ITRD / KD) from the first epoch.
 Which stage an epoch is in follows from the epoch alone, so --resume needs no
 extra flag: everything else (frozen weights, heads, memories and Z, instance
 bank, the optimiser's weight decay) is in resume.pth via `CTCObjective.state()`.
+
+Under torchrun the model is DDP-wrapped, the frozen network is not (it has no
+gradient), and the heads' gradients are averaged by an optimiser pre-step hook.
+The memory banks stay identical on every rank: each momentum update (and the
+memory fill) writes the embeddings and indices of the whole global batch,
+gathered in rank order, and Z is fixed from the global batch mean. With equal
+per-rank batches (DistributedSampler pads) one step on N ranks therefore equals
+one single-process step on the concatenated global batch, BatchNorm aside (each
+rank normalises its own part unless --sync_bn). This is exact for CRD's negatives
+because they come with each sample from the contrast data set; ContrastMemory's
+own `sample_indices` (used only when no contrast indices are given, never by
+train_ctc.py) draws from each rank's RNG and so matches a single process in
+distribution, not number for number. ITRD's batch statistics are per rank.
 """
+import contextlib
 import copy
 
 import torch
@@ -28,8 +42,9 @@ from crd import CRDLoss, InstanceDiscrimination, ITRDLoss, kd_loss
 from dataset import build_transform, get_loader
 from dataset.variants import wrap_arrays
 from helper.checkpoint import CheckpointError, load_model, unwrap
+from helper.distributed import all_gather_cat, all_reduce_mean, average_gradients, shard_sampler
 from helper.errors import UserError
-from helper.train_setup import train_loader_for
+from helper.train_setup import build_sgd, train_loader_for
 
 
 def check_ctc_args(args):
@@ -71,6 +86,11 @@ def freeze(net):
     return net
 
 
+def fp32():
+    """Autocast switched off: the losses inside see and produce float32."""
+    return torch.autocast("cuda", enabled=False) if torch.cuda.is_available() else contextlib.nullcontext()
+
+
 class CTCData:
     """The training views of one data set: stage 1, stage 2 and the unaugmented memory fill.
 
@@ -79,8 +99,8 @@ class CTCData:
     Building the contrast view checks --nce_k against the negatives available.
     """
 
-    def __init__(self, args, train_set):
-        self.args = args
+    def __init__(self, args, train_set, device=None):
+        self.args, self.device = args, device
         self.stage_one = train_set  # variant "instance": (img, target, index)
         self.stage_two = train_set
         if args.stage_two_loss == "crd" and args.beta > 0:
@@ -92,22 +112,30 @@ class CTCData:
         # The one-shot memory fill stores each image as it is: augmentation would only add noise.
         self.plain = wrap_arrays(train_set.data, train_set.targets, train_set.info,
                                  build_transform(train_set.info, "none"), "instance", 0, args.mode)
+        self._loaders = {}
 
     def loader_for(self, epoch):
-        """epoch -> the epoch's shuffled loader; order depends on (seed, epoch) only."""
-        dataset = self.stage_one if epoch <= self.args.stage_two_epoch else self.stage_two
-        return train_loader_for(self.args, dataset)(epoch)
+        """epoch -> the epoch's shuffled loader; order depends on (seed, epoch) only.
+
+        Each stage's loader factory is built once: with --loader gpu it uploads its images.
+        """
+        stage = 1 if epoch <= self.args.stage_two_epoch else 2
+        if stage not in self._loaders:
+            dataset = self.stage_one if stage == 1 else self.stage_two
+            self._loaders[stage] = train_loader_for(self.args, dataset, self.device)
+        return self._loaders[stage](epoch)
 
     def fill_loader(self):
+        """Unshuffled; under torchrun each rank embeds an equal (padded) share, gathered into every bank."""
         return get_loader(self.plain, max(self.args.batch_size, 256), train=False,
-                          num_workers=self.args.num_workers)
+                          num_workers=self.args.num_workers, sampler=shard_sampler(self.plain, shuffle=False))
 
 
 class CTCObjective:
     """Losses, frozen network and stage switch of one CTC (or distillation) run.
 
-    model: the network being trained; frozen: the info bank (a copy of `model`
-    made here, when `teacher` is None) or the external teacher.
+    model: the network being trained (possibly DDP-wrapped); frozen: the info bank
+    (a copy of the bare `model` made here, when `teacher` is None) or the external teacher.
     """
 
     def __init__(self, args, model, n_data, device, teacher=None):
@@ -125,12 +153,24 @@ class CTCObjective:
         self.criterion.to(device)
         self.stage = 1 if args.stage_two_epoch > 0 else 2
 
-    def parameters(self):
-        """What the one SGD optimiser trains: the model and the stage-2 heads (+ the projector if asked)."""
-        params = list(self.model.parameters()) + list(self.criterion.parameters())
+    def head_parameters(self):
+        """The trained parameters outside the model: the stage-2 heads (+ the projector if asked)."""
+        params = list(self.criterion.parameters())
         if self.args.train_projector:
             params += list(self.instance.projector.parameters())
         return params
+
+    def parameters(self):
+        """What the one SGD optimiser trains: the model and the head parameters."""
+        return list(self.model.parameters()) + self.head_parameters()
+
+    def build_optimizer(self):
+        """SGD over `parameters()`; under torchrun it first averages the heads' gradients over ranks
+        (DDP averages the model's)."""
+        optimizer = build_sgd(self.parameters(), self.args, weight_decay=self.initial_weight_decay())
+        heads = self.head_parameters()
+        optimizer.register_step_pre_hook(lambda *_: average_gradients(heads))
+        return optimizer
 
     def initial_weight_decay(self):
         return self.args.weight_decay * (self.args.weight_decay_coef if self.args.stage_two_epoch > 0 else 1.0)
@@ -171,7 +211,8 @@ class CTCObjective:
         self.model.eval()  # no BatchNorm statistics are updated by this pass
         for images, _, idx in loader:
             images, idx = images.to(self.device), idx.to(self.device)
-            self.criterion.refresh_memory(self.model.penultimate(images), self.frozen.penultimate(images), idx)
+            self.criterion.refresh_memory(unwrap(self.model).penultimate(images), self.frozen.penultimate(images),
+                                          idx, gather_fn=all_gather_cat)
         self.model.train(was_training)
 
     def compute_loss(self, batch):
@@ -180,15 +221,19 @@ class CTCObjective:
         feats, logits = self.model(images, is_feat=True)
         ce = F.cross_entropy(logits, targets)
         loss, terms = self.args.ce_weight * ce, {"ce": ce.detach()}
+        # The contrastive terms run in fp32 even under --amp: exp(<w, v> / 0.07) spans e^-14..e^14.
+        feat = feats[-1].float()
         if self.stage == 1:
             if self.args.alpha > 0:
-                term = self.instance(feats[-1], idx)
+                with fp32():
+                    term = self.instance(feat, idx, gather_fn=all_gather_cat)
                 loss, terms["instance"] = loss + self.args.alpha * term, term.detach()
             return loss, logits, targets, terms
         with torch.no_grad():
             t_feats, t_logits = self.frozen(images, is_feat=True)
         if self.args.beta > 0:
-            term = self.stage_two_term(feats[-1], t_feats[-1], idx, batch[3] if len(batch) > 3 else None)
+            with fp32():
+                term = self.stage_two_term(feat, t_feats[-1].float(), idx, batch[3] if len(batch) > 3 else None)
             loss, terms[self.args.stage_two_loss] = loss + self.args.beta * term, term.detach()
         if self.args.kd_weight > 0:
             term = kd_loss(logits, t_logits, self.args.kd_T)
@@ -198,7 +243,7 @@ class CTCObjective:
     def stage_two_term(self, f_s, f_t, idx, contrast_idx):
         """f_s: (B, feat_s) current, f_t: (B, feat_t) frozen -> scalar CRD or ITRD loss."""
         if isinstance(self.criterion, CRDLoss):
-            return self.criterion(f_s, f_t, idx, contrast_idx)
+            return self.criterion(f_s, f_t, idx, contrast_idx, gather_fn=all_gather_cat, reduce_fn=all_reduce_mean)
         if f_s.shape[0] < 2:  # ITRD standardises over the batch; a last batch of one carries no signal
             return f_s.sum() * 0.0
         return self.criterion(f_s, f_t)

@@ -12,6 +12,9 @@ Files in `<model_path>/<name>/`: `ckpt_epoch_<E>.pth` every `save_freq` epochs a
 `resume.pth` (everything needed to continue exactly: model, optimizer, the extra
 `state` objects, RNG; rewritten every epoch), `args.json` and `log.txt` (one JSON
 line per epoch). TensorBoard events go to `<tb_path>/<name>/`.
+
+Under torchrun every rank runs the same TrainingRun; rank 0 alone writes files and
+prints, every rank reads resume.pth (which holds each rank's RNG state).
 """
 import json
 import os
@@ -21,18 +24,13 @@ from tqdm import tqdm
 
 from helper.checkpoint import (ckpt_name, list_checkpoints, load_checkpoint, model_checkpoint,
                                model_state, plain, save_atomic, unwrap)
+from helper.distributed import all_gather_objects, barrier, get_rank, is_main_process, seed_this_rank
 from helper.errors import UserError
 from helper.loops import NonFiniteLossError, train_one_epoch
 from helper.schedule import set_lr
 from helper.seed import rng_state, set_rng_state
 
 RESUME_FILE = "resume.pth"
-
-
-def is_main_process():
-    """True unless this is a non-zero rank of an initialised process group."""
-    import torch.distributed as dist
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 class TrainingRun:
@@ -55,7 +53,9 @@ class TrainingRun:
         """Create the folder or resume from it; return the first epoch to train."""
         resume_path = os.path.join(self.run_dir, RESUME_FILE)
         existing = list_checkpoints(self.run_dir)
-        if self.args.resume and os.path.isfile(resume_path):
+        resuming = self.args.resume and os.path.isfile(resume_path)
+        barrier()  # every rank has looked at the folder before rank 0 writes to it
+        if resuming:
             start = self._load_resume(resume_path)
             self._log(f"resuming {self.run_dir} at epoch {start} (best so far {self.best_acc:.2f})")
         else:
@@ -67,6 +67,7 @@ class TrainingRun:
                 raise UserError(f"run folder {self.run_dir} already holds {len(existing)} checkpoints; pass "
                                 "--resume to continue that run, --overwrite to start it again, or another --note.")
             start = 1
+            seed_this_rank(self.args.seed)
             if self.main:
                 os.makedirs(self.run_dir, exist_ok=True)
                 with open(os.path.join(self.run_dir, "args.json"), "w") as f:
@@ -87,9 +88,17 @@ class TrainingRun:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for key, obj in self.state.items():
             obj.load_state_dict(ckpt["state"][key])
-        set_rng_state(ckpt["rng"])
+        self._restore_rng(ckpt)
         self.best_acc = ckpt["best_acc"]
         return ckpt["epoch"] + 1
+
+    def _restore_rng(self, ckpt):
+        """This rank's RNG state; a rank the saving run did not have starts its own stream from --seed."""
+        states, rank = ckpt.get("rng_ranks") or [ckpt["rng"]], get_rank()
+        if rank < len(states):
+            set_rng_state(states[rank])
+        else:
+            seed_this_rank(self.args.seed)
 
     # ------------------------------------------------------------- per epoch
     def end_epoch(self, epoch, lr, train, val, extra_log=None):
@@ -122,6 +131,7 @@ class TrainingRun:
         if self.writer:
             self.writer.close()
         self._log(f"done: best val acc {self.best_acc:.2f}; checkpoints in {self.run_dir}")
+        barrier()  # no rank returns before rank 0 has written the last files
 
     def last_good_checkpoint(self):
         found = list_checkpoints(self.run_dir)
@@ -134,11 +144,13 @@ class TrainingRun:
             save_atomic(ckpt, os.path.join(self.run_dir, filename))
 
     def _save_resume(self, epoch):
+        rngs = all_gather_objects(rng_state())  # a collective: every rank takes part
         if self.main:
+            extra = {"rng_ranks": rngs} if len(rngs) > 1 else {}
             save_atomic({"epoch": epoch, "arch": self.args.model, "model": model_state(self.model),
                          "optimizer": self.optimizer.state_dict(),
                          "state": {key: obj.state_dict() for key, obj in self.state.items()},
-                         "rng": rng_state(), "best_acc": self.best_acc, "args": plain(vars(self.args))},
+                         "rng": rngs[0], **extra, "best_acc": self.best_acc, "args": plain(vars(self.args))},
                         os.path.join(self.run_dir, RESUME_FILE))
 
     def _log(self, message):
@@ -158,15 +170,15 @@ def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_e
     if not epochs:
         run._log(f"{run.run_dir} already finished its {args.epochs} epochs; nothing to do.")
         return None
-    for epoch in tqdm(epochs, desc="epochs", initial=start - 1, total=args.epochs, disable=not progress,
-                      dynamic_ncols=True):
+    for epoch in tqdm(epochs, desc="epochs", initial=start - 1, total=args.epochs,
+                      disable=not (progress and run.main), dynamic_ncols=True):
         if before_epoch:
             before_epoch(epoch)
         lr = lr_at(epoch)
         set_lr(optimizer, lr)
         try:
             train = train_one_epoch(run.model, loader_for(epoch), optimizer, compute_loss, device, epoch,
-                                    progress=progress and run.main)
+                                    progress=progress and run.main, amp=bool(getattr(args, "amp", False)))
         except NonFiniteLossError as err:
             raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
                             f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "

@@ -2,13 +2,17 @@
 
 The loops keep running sums on the device and synchronise with the host only
 every `sync_every` steps (progress bar, NaN check) and at the end of the epoch,
-so a fast GPU is never stalled by per-step `.item()` calls.
+so a fast GPU is never stalled by per-step `.item()` calls. Under torchrun those
+sync points are also where the ranks agree: the epoch sums and the NaN check are
+all-reduced, so every rank reports the same metrics and stops at the same step.
 """
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from helper.distributed import all_reduce_sum
 from helper.errors import UserError
+from helper.speed import autocast
 
 
 class NonFiniteLossError(UserError):
@@ -39,19 +43,24 @@ class EpochMeter:
             total += value.detach().double() * n
 
     def result(self):
-        n = max(self.count, 1)
-        out = {"loss": self.loss.item() / n, "acc1": 100.0 * self.correct.item() / n}
-        out.update({name: total.item() / n for name, total in self.terms.items()})
+        """Per-sample means over the epoch, over all ranks' samples under torchrun (one all-reduce)."""
+        count = torch.tensor(float(self.count), device=self.device, dtype=torch.float64)
+        sums = all_reduce_sum(torch.stack([count, self.loss, self.correct, *self.terms.values()])).tolist()
+        n = max(sums[0], 1)
+        out = {"loss": sums[1] / n, "acc1": 100.0 * sums[2] / n}
+        out.update({name: total / n for name, total in zip(self.terms, sums[3:])})
         return out
 
 
-def train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progress=True, sync_every=50):
+def train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progress=True, sync_every=50,
+                    amp=False):
     """One pass over `loader`; `compute_loss(batch) -> (loss, logits, targets, terms)`.
 
     `batch` is the loader's tuple moved to `device`; `terms` is a dict of extra
     scalar losses to report (e.g. the contrastive term). Raises
     `NonFiniteLossError` naming the first bad step; the caller keeps the last
-    good checkpoint.
+    good checkpoint. `amp`: forward and loss under bf16 autocast (CUDA), which
+    needs no gradient scaling.
     """
     model.train()
     meter = EpochMeter(device)
@@ -59,7 +68,8 @@ def train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progr
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress, dynamic_ncols=True)
     for step, batch in enumerate(bar, start=1):
         batch = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b for b in batch]
-        loss, logits, targets, terms = compute_loss(batch)
+        with autocast(device, amp):
+            loss, logits, targets, terms = compute_loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -74,10 +84,13 @@ def train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progr
 
 
 def _check_finite(losses, epoch, last_step):
-    """Raise for the first non-finite loss among the last `len(losses)` steps ending at `last_step`."""
+    """Raise for the first non-finite loss among the last `len(losses)` steps ending at `last_step`.
+
+    The losses are summed over ranks first, so a NaN on any rank stops every rank at the same step.
+    """
     if not losses:
         return
-    stacked = torch.stack(losses)
+    stacked = all_reduce_sum(torch.stack(losses))
     bad = (~torch.isfinite(stacked)).nonzero()
     if bad.numel():
         first = int(bad[0, 0])
@@ -85,8 +98,12 @@ def _check_finite(losses, epoch, last_step):
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, progress=False):
-    """Cross-entropy and top-1 / top-5 accuracy (percent) of `model` on `loader`."""
+def evaluate(model, loader, device, progress=False, sharded=False):
+    """Cross-entropy and top-1 / top-5 accuracy (percent) of `model` on `loader`.
+
+    sharded: `loader` holds this rank's part of the data (helper.distributed.eval_shard);
+    the sums are then added over ranks, so every rank returns the metrics of the whole set.
+    """
     was_training = model.training
     model.eval()
     loss = torch.zeros((), device=device, dtype=torch.float64)
@@ -103,6 +120,7 @@ def evaluate(model, loader, device, progress=False):
         correct5 += hits.any(dim=1).sum()
         count += targets.shape[0]
     model.train(was_training)
+    sums = torch.stack([torch.tensor(float(count), device=device, dtype=torch.float64), loss, correct1, correct5])
+    count, loss, correct1, correct5 = (all_reduce_sum(sums) if sharded else sums).tolist()
     count = max(count, 1)
-    return {"loss": loss.item() / count, "acc1": 100.0 * correct1.item() / count,
-            "acc5": 100.0 * correct5.item() / count}
+    return {"loss": loss / count, "acc1": 100.0 * correct1 / count, "acc5": 100.0 * correct5 / count}

@@ -1,11 +1,18 @@
-"""Arguments and set-up shared by train_vanilla.py and train_ctc.py."""
+"""Arguments and set-up shared by train_vanilla.py and train_ctc.py (one process or under torchrun)."""
 import argparse
+import contextlib
 import os
 
 import torch
+from tqdm import tqdm
 
-from dataset import dataset_names, get_dataset, get_loader
-from models import available_models
+from dataset import dataset_names, device_loader_for, get_dataset, get_loader
+from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, process_group,
+                                rank_seed, shard_sampler, sync_buffers, wrap_model)
+from helper.loops import evaluate
+from helper.seed import set_seed
+from helper.speed import add_speed_args, prepare_model, resolve_speed_args
+from models import available_models, create_model
 
 
 def int_list(text):
@@ -33,7 +40,8 @@ def add_training_args(parser, epochs=200):
 
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (paper: {epochs})")
-    g.add_argument("--batch_size", type=int, default=64, help="batch size per process (paper: 64)")
+    g.add_argument("--batch_size", type=int, default=64,
+                   help="batch size per process; under torchrun the global batch is this x processes (paper: 64)")
     g.add_argument("--learning_rate", type=float, default=0.05, help="initial SGD learning rate (paper: 0.05)")
     g.add_argument("--lr_decay_epochs", type=int_list, default=[],
                    help="comma-separated epochs for step decay, e.g. 150,180,210; empty = cosine annealing (paper)")
@@ -52,9 +60,12 @@ def add_training_args(parser, epochs=200):
     g.add_argument("--tb_path", default="./save/tensorboard", help="where TensorBoard logs are written")
     g.add_argument("--resume", action="store_true", help="continue the run from its newest state (resume.pth)")
     g.add_argument("--overwrite", action="store_true", help="start again in an existing run folder")
-    g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
+    g.add_argument("--device", default=None,
+                   help="cuda, cuda:1, cpu; default: CUDA when present (under torchrun: cuda:LOCAL_RANK)")
+    g.add_argument("--sync_bn", action="store_true",
+                   help="under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    return parser
+    return add_speed_args(parser)
 
 
 def check_training_args(args):
@@ -66,22 +77,72 @@ def check_training_args(args):
         raise UserError(f"--learning_rate must be positive, got {args.learning_rate}.")
 
 
-def load_source_data(args, variant="plain", **variant_kw):
-    """(train_set, val_set) of the source data set; val is its evaluation split, unaugmented."""
+@contextlib.contextmanager
+def start_training(args):
+    """Check the flags, join torchrun's process group if launched by it, seed; yields the DistEnv.
+
+    Every rank seeds with --seed, so models, heads and memory banks start identical;
+    TrainingRun gives ranks > 0 their own stream once everything is built.
+    """
+    check_training_args(args)
+    with process_group(args.device) as env:
+        set_seed(args.seed)
+        if env.world_size > 1 and is_main_process():
+            tqdm.write(describe(env, args.batch_size))
+        yield env
+
+
+def load_source_data(args, device, variant="plain", **variant_kw):
+    """(train_set, val_set) of the source data set; val is its evaluation split, unaugmented.
+
+    Also settles the speed flags left on "auto" (amp, channels_last, --loader) for
+    `device` and this training set.
+    """
     train_set = get_dataset(args.dataset, split="train", variant=variant, augment=args.augment,
                             root=args.data_folder, **variant_kw)
     val_set = get_dataset(args.dataset, split=train_set.info.eval_split, root=args.data_folder, download=False)
+    resolve_speed_args(args, device, train_set)
     return train_set, val_set
 
 
-def train_loader_for(args, train_set):
-    """epoch -> DataLoader whose shuffle order depends only on (seed, epoch), so resume is exact."""
+def build_model(args, num_classes, device):
+    """The registered model on `device`, in channels_last / compiled as asked, DDP-wrapped under torchrun."""
+    model = prepare_model(create_model(args.model, num_classes=num_classes).to(device), args)
+    return wrap_model(model, device, args.sync_bn)
+
+
+def train_loader_for(args, train_set, device=None):
+    """epoch -> the epoch's training batches; the order depends only on (seed, epoch), so resume is exact.
+
+    --loader gpu: the uint8 set lives on `device` and is augmented there
+    (dataset/device_loader.py). Otherwise a DataLoader; under torchrun each rank
+    reads its DistributedSampler shard of the epoch's permutation, and its workers
+    are seeded per rank (different augmentations).
+    """
+    if getattr(args, "loader", "cpu") == "gpu":
+        return device_loader_for(args, train_set, device, rank=get_rank(), world_size=get_world_size())
     return lambda epoch: get_loader(train_set, args.batch_size, train=True, num_workers=args.num_workers,
-                                    seed=args.seed, epoch=epoch)
+                                    seed=rank_seed(args.seed), epoch=epoch,
+                                    sampler=shard_sampler(train_set, shuffle=True, seed=args.seed, epoch=epoch))
 
 
 def val_loader(args, val_set):
-    return get_loader(val_set, max(args.batch_size, 256), train=False, num_workers=args.num_workers)
+    """The validation loader; under torchrun this rank's shard (see `validation`)."""
+    return get_loader(eval_shard(val_set), max(args.batch_size, 256), train=False, num_workers=args.num_workers)
+
+
+def validation(args, model, val_set, device):
+    """() -> validation metrics of `model`, identical on every rank.
+
+    Rank 0's BatchNorm statistics are copied to all ranks, each evaluates its
+    shard, and the sums are all-reduced: the metrics of rank 0's (saved) model.
+    """
+    loader = val_loader(args, val_set)
+
+    def run():
+        sync_buffers(model)
+        return evaluate(model, loader, device, sharded=True)
+    return run
 
 
 def build_sgd(params, args, weight_decay=None):
