@@ -86,8 +86,6 @@ def get_args_parser():
     g.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
                    help="fit on the other rows and report the final network's bound on this held-out "
                         "fraction (e.g. 0.5); the training-rows value goes to mi_train (default: off, as the paper)")
-    g.add_argument("--amp", action="store_true",
-                   help="bf16 autocast for the statistics network (faster on recent GPUs; default off)")
     return parser
 
 
@@ -145,12 +143,12 @@ def checkpoint_features(path, dataset, args, device):
         model, _ = load_model(path, arch=args.model, num_classes=num_classes, device=device)
         return extract_features(model, get_loader(dataset, args.extract_batch, train=False,
                                                   num_workers=args.num_workers),
-                                device, layer=args.layer, progress=not args.no_progress)
+                                device, layer=args.layer, amp=args.amp, progress=not args.no_progress)
 
     if not args.cache_dir:
         return compute()[0]
     key = {"checkpoint": file_fingerprint(path), "dataset": args.dataset, "split": DATASETS[args.dataset].eval_split,
-           "root": os.path.abspath(args.data_folder), "layer": args.layer, "size": len(dataset)}
+           "root": os.path.abspath(args.data_folder), "layer": args.layer, "size": len(dataset), "amp": args.amp}
     return cached_features(args.cache_dir, key, compute)[0]
 
 

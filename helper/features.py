@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from helper.checkpoint import save_atomic
 from helper.errors import UserError
+from helper.speed import autocast
 
 
 @contextlib.contextmanager
@@ -26,14 +27,6 @@ def model_mode(model, training=False):
         yield model
     finally:
         model.train(was_training)
-
-
-def autocast_context(device, amp):
-    """bf16 autocast when `amp` and `device` is CUDA; a no-op context otherwise."""
-    device = torch.device(device)
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def model_features(model, images, layer=-1):
@@ -63,7 +56,7 @@ def iter_batch_features(model, loader, device, layer=-1, amp=False, progress=Fal
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         images = batch[0].to(device, non_blocking=True)
         labels = torch.as_tensor(batch[1]).to(device, dtype=torch.long, non_blocking=True)
-        with autocast_context(device, amp):
+        with autocast(device, amp):
             features = model_features(model, images, layer)
         yield features.float(), labels
 

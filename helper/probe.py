@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 from helper.device import get_device
 from helper.errors import UserError
-from helper.features import autocast_context, iter_batch_features, model_features, model_mode
+from helper.features import iter_batch_features, model_features, model_mode
+from helper.speed import autocast
 
 
 def accuracy(logits, targets, topk=(1,)):
@@ -147,7 +148,7 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, num_wo
 
     def featurize(idx):
         images = torch.stack([train_set[i][0] for i in idx.tolist()]).to(device)
-        with model_mode(model, training=bn_mode == "train"), autocast_context(device, amp):
+        with model_mode(model, training=bn_mode == "train"), autocast(device, amp):
             return model_features(model, images)
 
     def eval_fn(head):

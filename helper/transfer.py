@@ -37,6 +37,9 @@ def add_feature_args(parser, model_default=None):
     g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
     g.add_argument("--extract_batch", type=int, default=256, help="batch size of feature extraction (default 256)")
     g.add_argument("--seed", type=int, default=0, help="seed of the probe head, its shuffle and k-means (default 0)")
+    g.add_argument("--amp", action="store_true",
+                   help="bf16 autocast on CUDA for feature extraction (and mine.py's statistics network); "
+                        "default off: fp32 as in the paper")
     g.add_argument("--cache_dir", default=None,
                    help="keep extracted features here, keyed by checkpoint file (path, mtime, size), "
                         "data set and split, so reruns skip extraction (default: no cache)")
@@ -118,12 +121,12 @@ def split_features(model, dataset, ckpt_path, args, device, split):
     """(features (N, feat_dim) float32, labels (N,) int64) on CPU, in eval mode; cached with --cache_dir."""
     def compute():
         loader = get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
-        return extract_features(model, loader, device, progress=not args.no_progress)
+        return extract_features(model, loader, device, amp=args.amp, progress=not args.no_progress)
 
     if not args.cache_dir:
         return compute()
     key = {"checkpoint": file_fingerprint(ckpt_path), "dataset": dataset.info.name, "split": split,
-           "root": os.path.abspath(args.data_folder), "layer": -1, "size": len(dataset)}
+           "root": os.path.abspath(args.data_folder), "layer": -1, "size": len(dataset), "amp": args.amp}
     return cached_features(args.cache_dir, key, compute)
 
 

@@ -193,3 +193,12 @@ def test_nan_loss_stops_naming_epoch_and_step(in_tmp, monkeypatch, capsys):
     last_good = os.path.join("save", "model", "resnet8_digits_a_a0.1_b1.0_test", "ckpt_epoch_1.pth")
     assert last_good in err and load_checkpoint(last_good)["epoch"] == 1
     assert not os.path.exists(os.path.join(os.path.dirname(last_good), "ckpt_epoch_2.pth"))
+
+
+def test_two_stage_run_on_the_device_resident_loader(in_tmp):
+    """--loader gpu serves the instance view in stage 1 and the contrast view (with negatives) in stage 2."""
+    result = run(TWO_STAGE + ["--loader", "gpu", "--epochs", "2"])
+    assert result.args.loader == "gpu"
+    log = [json.loads(line) for line in open(os.path.join(result.run_dir, "log.txt"))]
+    assert "train_instance" in log[0] and "train_crd" in log[1]
+    assert all(math.isfinite(r["train_loss"]) for r in log)

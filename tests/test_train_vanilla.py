@@ -120,3 +120,25 @@ def test_corrupt_checkpoint_is_reported_by_name(in_tmp):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="ckpt_epoch_4.pth"):
         load_checkpoint(str(path))
+
+
+def test_device_resident_loader_trains_and_resumes_exactly(in_tmp, monkeypatch):
+    """--loader gpu (the whole uint8 set on the device, augmented there) runs on a CPU device too."""
+    straight = run(["--epochs", "2", "--model_path", "straight", "--loader", "gpu"])
+    assert straight.args.loader == "gpu"
+    original_end = TrainingRun.end_epoch
+
+    def crash_after_epoch_1(self, epoch, *args, **kw):
+        original_end(self, epoch, *args, **kw)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrainingRun, "end_epoch", crash_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        run(["--epochs", "2", "--model_path", "resumed", "--loader", "gpu"])
+    monkeypatch.setattr(TrainingRun, "end_epoch", original_end)
+    resumed = run(["--epochs", "2", "--model_path", "resumed", "--loader", "gpu", "--resume"])
+    a, b = final_weights(straight.run_dir), final_weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in open(os.path.join(straight.run_dir, "log.txt"))]
+    assert log[1]["train_loss"] < log[0]["train_loss"]
