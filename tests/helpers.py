@@ -3,6 +3,7 @@ import csv
 import os
 import shutil
 
+from helper.engine import TrainingRun
 from helper.errors import run_cli
 
 
@@ -28,3 +29,18 @@ def copy_run(run, dest):
 def read_rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def stop_after(monkeypatch, last_epoch):
+    """Make TrainingRun raise KeyboardInterrupt once epoch `last_epoch` is fully written: an interrupted run.
+
+    Returns the original `end_epoch`, to put back before resuming.
+    """
+    original = TrainingRun.end_epoch
+
+    def end_epoch(self, epoch, *args, **kw):
+        original(self, epoch, *args, **kw)
+        if epoch == last_epoch:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(TrainingRun, "end_epoch", end_epoch)
+    return original

@@ -14,6 +14,7 @@ from helper.checkpoint import load_checkpoint, model_checkpoint, save_atomic
 from helper.ctc import CTCObjective
 from helper.engine import TrainingRun
 from models import create_model
+from tests.helpers import stop_after
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "64", "--num_workers", "0",
         "--learning_rate", "0.05", "--nce_k", "64", "--no_progress", "--save_freq", "1", "--note", "test"]
@@ -42,18 +43,6 @@ def run_cli_error(argv, capsys):
 
 def load(run_dir, name):
     return load_checkpoint(os.path.join(run_dir, name))
-
-
-def stop_after(monkeypatch, last_epoch):
-    """Make TrainingRun raise KeyboardInterrupt once epoch `last_epoch` is fully written."""
-    original = TrainingRun.end_epoch
-
-    def end_epoch(self, epoch, *args, **kw):
-        original(self, epoch, *args, **kw)
-        if epoch == last_epoch:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(TrainingRun, "end_epoch", end_epoch)
-    return original
 
 
 @pytest.fixture(scope="module")

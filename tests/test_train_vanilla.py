@@ -8,6 +8,7 @@ import torch
 import train_vanilla
 from helper.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
 from helper.engine import TrainingRun
+from tests.helpers import stop_after
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "64", "--num_workers", "0",
         "--learning_rate", "0.05", "--no_progress", "--note", "test"]
@@ -45,14 +46,7 @@ def test_two_epochs_write_the_expected_files_and_the_loss_falls(in_tmp):
 
 def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch):
     straight = run(["--epochs", "2", "--model_path", "straight"])
-    original_end = TrainingRun.end_epoch
-
-    def crash_after_epoch_1(self, epoch, *args, **kw):
-        original_end(self, epoch, *args, **kw)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(TrainingRun, "end_epoch", crash_after_epoch_1)
+    original_end = stop_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run(["--epochs", "2", "--model_path", "resumed"])
     monkeypatch.setattr(TrainingRun, "end_epoch", original_end)
@@ -126,14 +120,7 @@ def test_device_resident_loader_trains_and_resumes_exactly(in_tmp, monkeypatch):
     """--loader gpu (the whole uint8 set on the device, augmented there) runs on a CPU device too."""
     straight = run(["--epochs", "2", "--model_path", "straight", "--loader", "gpu"])
     assert straight.args.loader == "gpu"
-    original_end = TrainingRun.end_epoch
-
-    def crash_after_epoch_1(self, epoch, *args, **kw):
-        original_end(self, epoch, *args, **kw)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(TrainingRun, "end_epoch", crash_after_epoch_1)
+    original_end = stop_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run(["--epochs", "2", "--model_path", "resumed", "--loader", "gpu"])
     monkeypatch.setattr(TrainingRun, "end_epoch", original_end)
