@@ -34,6 +34,7 @@ from helper.checkpoint import resolve_run_dir
 from helper.device import get_device
 from helper.errors import UserError, run_cli
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+from helper.train_setup import int_list
 
 FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"]
 CONCAT_FIELDS = ["epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"]
@@ -65,7 +66,7 @@ def get_args_parser():
                         "features then cannot be cached and the backbone runs on every batch (much slower)")
     g.add_argument("--save_finetuned", action="store_true",
                    help="finetune mode: write the fine-tuned weights to <run folder>/finetuned_<target>/ckpt_epoch_<E>.pth")
-    g.add_argument("--concat", default=None, metavar="E1,E2,...",
+    g.add_argument("--concat", type=int_list, default=None, metavar="E1,E2,...",
                    help="instead of a sweep, linear-probe the concatenated frozen features of these checkpoint "
                         "epochs of the run (CAT, Zhang & Bottou 2023); one row in transfer_<target>_concat.csv")
     g.add_argument("--concat_paths", default=None, metavar="P1,P2,...",

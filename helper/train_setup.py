@@ -20,7 +20,7 @@ def int_list(text):
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 150,180,210, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 2,50,100, got {text!r}")
 
 
 def default_workers():

@@ -51,14 +51,6 @@ def warn(message):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def int_list(text):
-    """'2,10,50' -> [2, 10, 50]."""
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"expected comma-separated checkpoint epochs like 2,50,100, got {text!r}.") from None
-
-
 # ------------------------------------------------------------------ checkpoints
 def check_run(run_dir, args):
     """Read the first readable selected checkpoint of the run before the sweep starts; return its dict.
@@ -219,7 +211,7 @@ def concat_members(run_dir, args):
     """[(label, path)] of the CAT members: --concat epochs of this run, then --concat_paths files."""
     available = list_checkpoints(run_dir)
     members = []
-    for epoch in int_list(args.concat or ""):
+    for epoch in args.concat or []:
         if epoch not in available:
             raise UserError(f"--concat: ckpt_epoch_{epoch}.pth is not in {run_dir}.")
         members.append((str(epoch), available[epoch]))
