@@ -62,7 +62,7 @@ def get_args_parser():
                                                     "batch draws, so estimates repeat (default 0)")
     g = parser.add_argument_group("mutual information")
     g.add_argument("--mode", required=True, choices=sorted(PAIRS),
-                   help="xt: I(X;T), ty: I(T;Y), xy: I(X;Y) (paper: xt on cifar100, ty on cifar100 and cinic10)")
+                   help="xt: I(X;T), ty: I(T;Y), xy: I(X;Y) (paper: xt and ty on cifar100 and cinic10)")
     g.add_argument("--dataset", required=True, choices=dataset_names(),
                    help="data set whose evaluation split is measured (paper: cifar100 test, cinic10 valid)")
     g.add_argument("--source_dataset", default=None, choices=dataset_names(),

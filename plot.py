@@ -12,6 +12,7 @@ Runs are overlaid; the legend is the run folder name (or --labels). A figure
 without results is left out with a note, never a crash.
 """
 import argparse
+import fnmatch
 import glob
 import os
 import re
@@ -38,13 +39,15 @@ def get_args_parser():
 
 
 def read_series(run_dir, pattern):
-    """{name: rows} for result files matching `pattern` in `run_dir`, shard files merged."""
+    """{name: rows} for result files matching `pattern` in `run_dir`; a sweep run only as shards
+    (`<name>.shard<I>of<N>.csv`) counts as well, its shard files merged with the main one."""
     series = {}
-    for path in sorted(glob.glob(os.path.join(run_dir, pattern))):
-        if re.search(r"\.shard\d+of\d+\.csv$", path):
+    for path in sorted(glob.glob(os.path.join(run_dir, "*.csv"))):
+        main = re.sub(r"\.shard\d+of\d+\.csv$", ".csv", path)
+        name = os.path.splitext(os.path.basename(main))[0]
+        if name in series or not fnmatch.fnmatch(os.path.basename(main), pattern):
             continue
-        name = os.path.splitext(os.path.basename(path))[0]
-        rows = ResultsCSV(path, []).rows()
+        rows = ResultsCSV(main, []).rows()
         if rows:
             series[name] = rows
     return series

@@ -52,7 +52,9 @@ def get_args_parser():
     g.add_argument("--weight_decay_coef", type=float, default=1.0,
                    help="stage 1 uses weight_decay x this (paper: 2.0; original default 1.0)")
     g.add_argument("--update_memory_bank", action="store_true",
-                   help="fill both CRD memories from the frozen network at the start of stage 2 (paper: on)")
+                   help="at the start of stage 2 fill the CRD memories (momentum 0): the current model's "
+                        "embeddings into one, the frozen network's into the other; the same network in CTC "
+                        "(paper: on)")
     g.add_argument("--train_projector", action="store_true",
                    help="train stage 1's projector too (original: a fixed random projection)")
 

@@ -34,6 +34,7 @@ distribution, not number for number. ITRD's batch statistics are per rank.
 """
 import contextlib
 import copy
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,9 @@ def check_ctc_args(args):
             raise UserError(f"--{name} must not be negative, got {getattr(args, name)}.")
     if args.kd_T <= 0:
         raise UserError(f"--kd_T must be positive, got {args.kd_T}.")
+    if args.lr_decay_epochs and s > 0:
+        print(f"note: --lr_decay_epochs gives one step schedule over all {epochs} epochs; stage 2 does not restart "
+              "at --stage_two_decay_rate x the learning rate as in the paper's two-phase cosine.", file=sys.stderr)
 
 
 def load_teacher(args, num_classes, device):
@@ -89,6 +93,23 @@ def freeze(net):
 def fp32():
     """Autocast switched off: the losses inside see and produce float32."""
     return torch.autocast("cuda", enabled=False) if torch.cuda.is_available() else contextlib.nullcontext()
+
+
+class SwitchState:
+    """Whether the stage switch (snapshot, weight decay, memory fill) has run; saved in resume.pth."""
+
+    def __init__(self, stage_two_epoch):
+        self.stage_two_epoch, self.done = stage_two_epoch, False
+
+    def infer_state(self, saved_epoch):
+        """For resume files written before this flag existed: the switch ran iff stage 2 had started."""
+        self.done = saved_epoch > self.stage_two_epoch
+
+    def state_dict(self):
+        return {"done": self.done}
+
+    def load_state_dict(self, state):
+        self.done = bool(state["done"])
 
 
 class CTCData:
@@ -140,6 +161,7 @@ class CTCObjective:
 
     def __init__(self, args, model, n_data, device, teacher=None):
         self.args, self.model, self.device = args, model, device
+        self.switch = SwitchState(args.stage_two_epoch)
         self.temporal = teacher is None
         self.frozen = freeze(copy.deepcopy(unwrap(model))) if self.temporal else teacher
         feat_s, feat_t = unwrap(model).feat_dim, self.frozen.feat_dim
@@ -187,14 +209,19 @@ class CTCObjective:
 
     def state(self):
         """Objects TrainingRun saves in resume.pth and restores on --resume."""
-        return {"frozen": self.frozen, "instance": self.instance, "criterion": self.criterion}
+        return {"frozen": self.frozen, "instance": self.instance, "criterion": self.criterion,
+                "switch": self.switch}
 
     # ------------------------------------------------------------------ stages
     def before_epoch(self, epoch, optimizer, data):
-        """Set the epoch's stage; at the first stage-2 epoch do the switch (also when resuming there)."""
+        """Set the epoch's stage; at the first stage-2 epoch do the switch (also when resuming there).
+
+        Whether the switch happened is saved, so it runs exactly once whatever the resume point.
+        """
         self.stage = 1 if epoch <= self.args.stage_two_epoch else 2
-        if epoch == self.args.stage_two_epoch + 1:
+        if self.stage == 2 and not self.switch.done:
             self.start_stage_two(optimizer, data.fill_loader())
+            self.switch.done = True
 
     def start_stage_two(self, optimizer, fill_loader):
         if self.temporal:

@@ -18,11 +18,12 @@ prints, every rank reads resume.pth (which holds each rank's RNG state).
 """
 import json
 import os
+import shutil
 import time
 
 from tqdm import tqdm
 
-from helper.checkpoint import (ckpt_name, list_checkpoints, load_checkpoint, model_checkpoint,
+from helper.checkpoint import (CKPT_RE, ckpt_name, list_checkpoints, load_checkpoint, model_checkpoint,
                                model_state, plain, save_atomic, unwrap)
 from helper.distributed import all_gather_objects, barrier, get_rank, is_main_process, seed_this_rank
 from helper.errors import UserError
@@ -31,6 +32,20 @@ from helper.schedule import set_lr
 from helper.seed import rng_state, set_rng_state
 
 RESUME_FILE = "resume.pth"
+# Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
+RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
+                    "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn"}
+
+
+def changed_args(saved, current):
+    """{flag: (saved, current)} for the flags whose change would alter a resumed run's trajectory.
+
+    --epochs may grow under step decay (--lr_decay_epochs), whose learning rates do not
+    depend on the run length; under cosine annealing it reshapes the whole schedule.
+    """
+    free = RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set())
+    return {key: (saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
+            if key not in free and saved.get(key) != current.get(key)}
 
 
 class TrainingRun:
@@ -57,9 +72,11 @@ class TrainingRun:
         barrier()  # every rank has looked at the folder before rank 0 writes to it
         if resuming:
             start = self._load_resume(resume_path)
-            self._log(f"resuming {self.run_dir} at epoch {start} (best so far {self.best_acc:.2f})")
+            best = "none yet" if self.best_acc is None else f"{self.best_acc:.2f}"
+            self._log(f"resuming {self.run_dir} at epoch {start} (best so far: {best})")
         else:
-            if existing and not getattr(self.args, "overwrite", False):
+            overwrite = getattr(self.args, "overwrite", False)
+            if existing and not overwrite:
                 if self.args.resume:
                     raise UserError(f"run folder {self.run_dir} holds {len(existing)} checkpoints but no "
                                     f"{RESUME_FILE} to continue from (a run of other code?); pass --overwrite "
@@ -69,25 +86,54 @@ class TrainingRun:
             start = 1
             seed_this_rank(self.args.seed)
             if self.main:
+                if overwrite:
+                    self._clear_previous_run()
                 os.makedirs(self.run_dir, exist_ok=True)
                 with open(os.path.join(self.run_dir, "args.json"), "w") as f:
                     json.dump(plain(vars(self.args)), f, indent=1, sort_keys=True)
             val = self.evaluate_fn() if self.evaluate_fn else {}
             self._save_model(ckpt_name(0), 0, val.get("acc1"))
+            self._save_resume(0)  # so a failure in epoch 1 can still be resumed
         if self.main:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(log_dir=self.tb_dir, purge_step=start)
         self._epoch_start = time.time()
         return start
 
+    def _clear_previous_run(self):
+        """--overwrite: remove the old run's files, so no checkpoint, log line or resume state of it survives."""
+        for name in os.listdir(self.run_dir) if os.path.isdir(self.run_dir) else []:
+            if (CKPT_RE.match(name) or name.endswith(("_best.pth", "_last.pth"))
+                    or name in (RESUME_FILE, "log.txt", "args.json")):
+                os.remove(os.path.join(self.run_dir, name))
+        shutil.rmtree(self.tb_dir, ignore_errors=True)
+
     def _load_resume(self, path):
         ckpt = load_checkpoint(path)
         if ckpt.get("arch") != self.args.model:
             raise UserError(f"{path} belongs to a {ckpt.get('arch')} run, not {self.args.model}.")
+        changes = changed_args(ckpt.get("args") or {}, plain(vars(self.args)))
+        if changes:
+            listed = "; ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in changes.items())
+            if not getattr(self.args, "allow_arg_changes", False):
+                raise UserError(f"--resume of {self.run_dir} with flags that differ from the run's: {listed}. "
+                                "They would silently change its schedule, stages or data. Pass the run's flags "
+                                "(see its args.json), --allow_arg_changes to continue anyway (recorded in "
+                                "log.txt), or --overwrite to start again.")
+            self._log(f"warning: resuming with changed flags: {listed}")
+            if self.main:
+                with open(os.path.join(self.run_dir, "log.txt"), "a") as f:
+                    f.write(json.dumps({"resumed_after_epoch": ckpt["epoch"], "changed_args": changes}) + "\n")
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for key, obj in self.state.items():
-            obj.load_state_dict(ckpt["state"][key])
+            if key in ckpt["state"]:
+                obj.load_state_dict(ckpt["state"][key])
+            elif hasattr(obj, "infer_state"):  # an entry newer than the resume file
+                obj.infer_state(ckpt["epoch"])
+            else:
+                raise UserError(f"{path} lacks the {key!r} state this run needs; it was written by other code. "
+                                "Start again with --overwrite.")
         self._restore_rng(ckpt)
         self.best_acc = ckpt["best_acc"]
         return ckpt["epoch"] + 1
@@ -182,7 +228,8 @@ def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_e
         except NonFiniteLossError as err:
             raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
                             f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "
-                            f"{epoch - 1}. Lower the learning rate or check the data, then rerun with --resume.")
+                            f"{epoch - 1}. Check the data, or lower the learning rate and continue with --resume "
+                            "--allow_arg_changes (or start again with --overwrite).")
         val = run.evaluate_fn()
         run.end_epoch(epoch, lr, train, val)
     run.finish(args.epochs, val["acc1"])

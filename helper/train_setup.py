@@ -44,10 +44,12 @@ def add_training_args(parser, epochs=200):
                    help="batch size per process; under torchrun the global batch is this x processes (paper: 64)")
     g.add_argument("--learning_rate", type=float, default=0.05, help="initial SGD learning rate (paper: 0.05)")
     g.add_argument("--lr_decay_epochs", type=int_list, default=[],
-                   help="comma-separated epochs for step decay, e.g. 150,180,210; empty = cosine annealing (paper)")
+                   help="comma-separated epochs for step decay over the whole run, e.g. 150,180,210 (CRD/ITRD); "
+                        "empty = cosine annealing (paper). In train_ctc.py it replaces both cosine phases, "
+                        "including stage 2's restart")
     g.add_argument("--lr_decay_rate", type=float, default=0.1, help="step-decay factor")
     g.add_argument("--min_lr_scale", type=float, default=0.0,
-                   help="cosine schedule floor, as a fraction of the initial learning rate")
+                   help="cosine schedule floor, as a fraction of each cosine phase's initial learning rate")
     g.add_argument("--weight_decay", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper: 0.9)")
     g.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
@@ -59,7 +61,11 @@ def add_training_args(parser, epochs=200):
     g.add_argument("--model_path", default="./save/model", help="where run folders are created")
     g.add_argument("--tb_path", default="./save/tensorboard", help="where TensorBoard logs are written")
     g.add_argument("--resume", action="store_true", help="continue the run from its newest state (resume.pth)")
-    g.add_argument("--overwrite", action="store_true", help="start again in an existing run folder")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start again in an existing run folder (its checkpoints, logs and resume state are removed)")
+    g.add_argument("--allow_arg_changes", action="store_true",
+                   help="with --resume: continue even though schedule/model/data flags differ from the run's "
+                        "(refused by default; the change is recorded in log.txt)")
     g.add_argument("--device", default=None,
                    help="cuda, cuda:1, cpu; default: CUDA when present (under torchrun: cuda:LOCAL_RANK)")
     g.add_argument("--sync_bn", action="store_true",

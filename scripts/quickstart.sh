@@ -3,7 +3,7 @@
 # The main job on scikit-learn's embedded digits (no download): digits_a (0-4) is the source,
 # digits_b (5-9) the target. Trains a small network vanilla and with CTC, checkpointing every
 # epoch, sweeps transferability, discriminability and MINE over the checkpoints, and draws the
-# figures. Idempotent: a second run resumes or reuses whatever exists. ~5-10 minutes on 2 CPU cores.
+# figures. Idempotent: a second run resumes or reuses whatever exists. ~3 minutes on 2 idle CPU cores.
 #
 # Sizes can be overridden: MODEL EPOCHS STAGE_TWO NCE_K PROBE_EPOCHS MINE_ITERS MINE_BATCH MINE_HIDDEN
 # MINE_SKIP; WORKDIR chooses where save/ and figures/ are written (default: the repository).

@@ -5,6 +5,7 @@
 # NO_SETUP=1 skips it and uses the `python` already on PATH (the test suite runs the scripts that way).
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
 if [ "${NO_SETUP:-0}" = 1 ]; then
   # shellcheck disable=SC2317  # exit only when run rather than sourced
   return 0 2>/dev/null || exit 0

@@ -71,3 +71,17 @@ def test_unknown_run_folder_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         plot.run_cli(plot.main, plot.get_args_parser(), [str(tmp_path / "nope"), "--out", str(tmp_path)])
     assert exc.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_a_sweep_run_only_as_shards_is_plotted(tmp_path):
+    run = tmp_path / "sharded_run"
+    run.mkdir()
+    for shard, epochs in ((0, [2, 6]), (1, [4])):
+        write_rows(run / f"transfer_cinic10_linear.shard{shard}of2.csv", ["epoch", "final_acc"],
+                   [{"epoch": e, "final_acc": 50 + e} for e in epochs])
+    series = plot.read_series(str(run), "transfer_*_linear.csv")
+    assert list(series) == ["transfer_cinic10_linear"]
+    assert plot.column(series["transfer_cinic10_linear"], "final_acc") == ([2, 4, 6], [52.0, 54.0, 56.0])
+    out = tmp_path / "fig"
+    assert plot.main(plot.get_args_parser().parse_args([str(run), "--out", str(out)])) == 0
+    assert (out / "transfer.png").stat().st_size > 1000

@@ -191,3 +191,12 @@ def test_two_stage_run_on_the_device_resident_loader(in_tmp):
     log = [json.loads(line) for line in open(os.path.join(result.run_dir, "log.txt"))]
     assert "train_instance" in log[0] and "train_crd" in log[1]
     assert all(math.isfinite(r["train_loss"]) for r in log)
+
+
+def test_switch_state_of_older_resume_files_is_inferred_from_the_epoch():
+    from helper.ctc import SwitchState
+    switch = SwitchState(stage_two_epoch=2)
+    switch.infer_state(2)          # saved after the last stage-1 epoch: the switch is still to come
+    assert not switch.done
+    switch.infer_state(3)
+    assert switch.done and switch.state_dict() == {"done": True}

@@ -129,3 +129,43 @@ def test_device_resident_loader_trains_and_resumes_exactly(in_tmp, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(line) for line in open(os.path.join(straight.run_dir, "log.txt"))]
     assert log[1]["train_loss"] < log[0]["train_loss"]
+
+
+def test_resume_with_changed_flags_is_refused_unless_allowed(in_tmp, monkeypatch, capsys):
+    original_end = stop_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run(["--epochs", "3"])
+    monkeypatch.setattr(TrainingRun, "end_epoch", original_end)
+    argv = BASE + ["--epochs", "2", "--resume"]           # cosine over 2 epochs instead of 3
+    with pytest.raises(SystemExit) as exc:
+        train_vanilla.run_cli(train_vanilla.main, train_vanilla.get_args_parser(), argv)
+    err = " ".join(capsys.readouterr().err.split())
+    assert exc.value.code == 2 and "--epochs was 3, now 2" in err
+    done = run(["--epochs", "2", "--resume", "--allow_arg_changes", "--num_workers", "0"])
+    log = [json.loads(line) for line in open(os.path.join(done.run_dir, "log.txt"))]
+    assert log[1]["changed_args"] == {"epochs": [3, 2]} and [r.get("epoch") for r in log] == [1, None, 2]
+
+
+def test_overwrite_removes_the_previous_run(in_tmp):
+    first = run(["--epochs", "2", "--save_freq", "1"])
+    second = run(["--epochs", "1", "--save_freq", "1", "--overwrite", "--weight_decay", "0.001"])
+    assert sorted(f for f in os.listdir(second.run_dir) if f.startswith("ckpt_")) == [
+        "ckpt_epoch_0.pth", "ckpt_epoch_1.pth"]
+    assert [json.loads(line)["epoch"] for line in open(os.path.join(first.run_dir, "log.txt"))] == [1]
+    assert load_checkpoint(os.path.join(second.run_dir, "resume.pth"))["args"]["weight_decay"] == 0.001
+
+
+def test_a_failure_in_the_first_epoch_can_be_resumed(in_tmp, monkeypatch):
+    """resume.pth is written with ckpt_epoch_0, so an interrupted first epoch continues from the start."""
+    original = TrainingRun.end_epoch
+
+    def crash(self, epoch, *args, **kw):  # dies before epoch 1 is saved
+        raise KeyboardInterrupt
+    monkeypatch.setattr(TrainingRun, "end_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(["--epochs", "1", "--model_path", "resumed"])
+    monkeypatch.setattr(TrainingRun, "end_epoch", original)
+    resumed = run(["--epochs", "1", "--model_path", "resumed", "--resume"])
+    straight = run(["--epochs", "1", "--model_path", "straight"])
+    a, b = final_weights(straight.run_dir), final_weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
