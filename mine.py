@@ -72,7 +72,9 @@ def get_args_parser():
                    help="T: -1 the pooled penultimate feature (paper); another index picks that stage "
                         "feature of model(x, is_feat=True), flattened")
     g.add_argument("--estimator", default="mine", choices=ESTIMATORS,
-                   help="bound to train and report (paper: mine, the Donsker-Varadhan bound)")
+                   help="bound to train and report (paper: mine, the Donsker-Varadhan bound); infonce scores "
+                        "all R x R pairs of a sub-batch of R = min(batch, 512, sqrt(2^27 / hidden)) rows "
+                        "(362 at hidden 1024), so its bound is capped at log R; the CSV's batch_size says R")
     g.add_argument("--lr", type=float, default=1e-4,
                    help="Adam learning rate of the statistics network (paper: 8e-5 for xt, 1e-5 for ty)")
     g.add_argument("--iter_num", type=whole_number, default=10000,

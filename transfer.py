@@ -145,16 +145,13 @@ def main(args):
         T.warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     results = ResultsCSV(os.path.join(run_dir, results_name(args)), FIELDS, parse_shard(args.shard))
     layers_json = os.path.splitext(results.write_path)[0] + ".layers.json"
-    init_path = os.path.join(run_dir, "ckpt_epoch_0.pth")
-    if args.mode == "finetune" and not os.path.isfile(init_path):
-        T.warn(f"{init_path} (the initialisation) is missing: the param_transferability column stays empty.")
-        init_path = None
+    init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):
         start = time.time()
         model, ckpt = T.load_source(path, args, device)
         if args.mode == "finetune":
-            row = T.finetune_checkpoint(model, epoch, init_path, target, args, device, layers_json)
+            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json)
         else:
             row = T.linear_probe(model, path, target, args, device)
         row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)

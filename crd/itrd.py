@@ -44,8 +44,11 @@ def itrd_mutual_loss(z_s, f_t):
 
 
 class ITRDLoss(nn.Module):
-    """lambda_corr * correlation + lambda_mutual * mutual loss after a linear student embedding.
+    """lambda_corr * correlation + lambda_mutual * mutual loss.
 
+    As in ITRD's code, the correlation loss always compares the linearly embedded
+    student feature, while the mutual loss embeds it only when the widths differ
+    (equal widths compare the raw feature, so its Gram matrix is the network's own).
     f_s: (B, feat_dim_s), f_t: (B, feat_dim_t). f_t is detached: the teacher is a target.
     """
 
@@ -53,13 +56,15 @@ class ITRDLoss(nn.Module):
         super().__init__()
         check_positive(feat_dim_s=feat_dim_s, feat_dim_t=feat_dim_t)
         self.embed = nn.Linear(feat_dim_s, feat_dim_t)
+        self.embed_mutual = feat_dim_s != feat_dim_t
         self.lambda_corr, self.lambda_mutual, self.alpha = lambda_corr, lambda_mutual, alpha
 
     def forward(self, f_s, f_t):
         """Scalar weighted ITRD loss."""
-        z_s, f_t = self.embed(f_s.flatten(1)), f_t.flatten(1).detach()
+        f_s, f_t = f_s.flatten(1), f_t.flatten(1).detach()
+        z_s = self.embed(f_s)
         return (self.lambda_corr * itrd_correlation_loss(z_s, f_t, self.alpha)
-                + self.lambda_mutual * itrd_mutual_loss(z_s, f_t))
+                + self.lambda_mutual * itrd_mutual_loss(z_s if self.embed_mutual else f_s, f_t))
 
 
 def kd_loss(logits_s, logits_t, T=4.0):

@@ -38,6 +38,7 @@ class ContrastMemory(nn.Module):
         self.register_buffer("memory_v2", random_unit_rows(n_data, dim))
         self.register_buffer("z_v1", torch.tensor(-1.0))
         self.register_buffer("z_v2", torch.tensor(-1.0))
+        self._z_fixed = set()   # names of the Z buffers known to be fixed: no host sync per step after that
 
     def sample_indices(self, y):
         """y: (B,) positive indices -> (B, K+1) long; column 0 is y, the rest uniform in [0, n_data)."""
@@ -46,11 +47,21 @@ class ContrastMemory(nn.Module):
         idx[:, 0] = y.to(device)
         return idx
 
-    def _fixed_z(self, z_buffer, out, reduce_fn):
-        """Return Z, fixing it on first use as reduce_fn(mean(out)) * n_data. out: (B, K+1)."""
-        if z_buffer.item() < 0:
-            z_buffer.fill_(float(reduce_fn(out.detach().mean())) * self.n_data)
+    def _fixed_z(self, name, out, reduce_fn):
+        """Return Z, fixing it on first use as reduce_fn(mean(out)) * n_data. out: (B, K+1).
+
+        The buffer is read on the host once (after construction or a state load), not every step.
+        """
+        z_buffer = getattr(self, name)
+        if name not in self._z_fixed:
+            if z_buffer.item() < 0:
+                z_buffer.fill_(float(reduce_fn(out.detach().mean())) * self.n_data)
+            self._z_fixed.add(name)
         return z_buffer
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._z_fixed = set()   # the loaded Z may be fixed or not: look again at the next step
+        super()._load_from_state_dict(*args, **kwargs)
 
     def scores(self, v1, v2, contrast_idx, reduce_fn=None):
         """Unnormalised-softmax scores of each embedding against the *other* view's bank.
@@ -65,8 +76,8 @@ class ContrastMemory(nn.Module):
         reduce_fn = reduce_fn or (lambda mean: mean)
         out_v1 = torch.exp(self._dots(v1, self.memory_v2, contrast_idx) / self.nce_t)
         out_v2 = torch.exp(self._dots(v2, self.memory_v1, contrast_idx) / self.nce_t)
-        out_v1 = out_v1 / self._fixed_z(self.z_v1, out_v1, reduce_fn)
-        out_v2 = out_v2 / self._fixed_z(self.z_v2, out_v2, reduce_fn)
+        out_v1 = out_v1 / self._fixed_z("z_v1", out_v1, reduce_fn)
+        out_v2 = out_v2 / self._fixed_z("z_v2", out_v2, reduce_fn)
         return out_v1, out_v2
 
     @staticmethod

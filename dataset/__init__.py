@@ -10,7 +10,7 @@ from dataset.cinic import load_cinic
 from dataset.device_loader import DeviceLoader, device_loader_for, fits_on_device
 from dataset.loader import get_loader
 from dataset.registry import (
-    DATASETS, DataNotFoundError, DatasetInfo, check_choice, dataset_names, get_info,
+    DATASETS, DataNotFoundError, DatasetInfo, check_choice, dataset_names, get_info, same_classes,
 )
 from dataset.small import load_digits_set, load_stl10, load_svhn
 from dataset.transforms import AUGMENTS, build_transform
@@ -49,5 +49,5 @@ def get_dataset(name, split="train", variant="plain", augment="none", root="./da
 __all__ = [
     "AUGMENTS", "DATASETS", "DataNotFoundError", "DatasetInfo", "DeviceLoader", "MODES", "VARIANTS",
     "build_transform", "dataset_names", "device_loader_for", "fits_on_device", "get_dataset", "get_info",
-    "get_loader",
+    "get_loader", "same_classes",
 ]

@@ -19,6 +19,11 @@ class DatasetInfo:
     splits: tuple = ("train", "test")
     train_split: str = "train"
     eval_split: str = "test"
+    classes_of: str = ""     # the data set whose class list (in order) this one shares; "" = its own
+
+    @property
+    def label_space(self):
+        return self.classes_of or self.name
 
 
 DATASETS = {
@@ -34,6 +39,7 @@ DATASETS = {
             (0.24205776, 0.23828046, 0.25874835),
             splits=("train", "valid", "test"),
             eval_split="valid",
+            classes_of="cifar10",     # CIFAR-10's ten classes, in the same (alphabetical) order
         ),
         # Digits statistics: computed once from the train split of each set
         # (scikit-learn's load_digits, 32x32 bilinear, grey so R = G = B).
@@ -48,6 +54,11 @@ DATASETS = {
 def dataset_names():
     """Sorted data set names, for argparse `choices`."""
     return sorted(DATASETS)
+
+
+def same_classes(name_a, name_b):
+    """Whether two data sets share one class list in one order (so their logits line up)."""
+    return DATASETS[name_a].label_space == DATASETS[name_b].label_space
 
 
 def check_choice(what, value, choices):

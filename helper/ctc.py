@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from crd import CRDLoss, InstanceDiscrimination, ITRDLoss, kd_loss
-from dataset import build_transform, get_loader
+from dataset import DATASETS, build_transform, get_loader, same_classes
 from dataset.variants import wrap_arrays
 from helper.checkpoint import CheckpointError, load_model, unwrap
 from helper.distributed import all_gather_cat, all_reduce_mean, average_gradients, shard_sampler
@@ -79,6 +79,11 @@ def load_teacher(args, num_classes, device):
         raise UserError(f"--kd_weight {args.kd_weight} compares logits, but teacher {args.teacher} ({arch}) has "
                         f"{teacher.num_classes} classes and {args.dataset} has {num_classes}; use a teacher "
                         "trained on the same classes or --kd_weight 0 (feature distillation alone works).")
+    taught_on = ckpt.get("dataset") if isinstance(ckpt, dict) else None
+    if args.kd_weight > 0 and taught_on in DATASETS and not same_classes(taught_on, args.dataset):
+        raise UserError(f"--kd_weight {args.kd_weight} compares logits class by class, but teacher {args.teacher} "
+                        f"was trained on {taught_on}, whose classes are not those of {args.dataset} (the same "
+                        "count is not enough); use a teacher of the same classes or --kd_weight 0.")
     return freeze(teacher), arch
 
 
@@ -167,6 +172,9 @@ class CTCObjective:
         feat_s, feat_t = unwrap(model).feat_dim, self.frozen.feat_dim
         self.instance = InstanceDiscrimination(feat_s, n_data, args.instance_dim, args.instance_t,
                                                args.instance_m).to(device)
+        # The original keeps the projector at its random init; without --train_projector it gets no
+        # gradient at all (none accumulating unused in .grad, no backward work for it).
+        self.instance.projector.requires_grad_(bool(args.train_projector))
         if args.stage_two_loss == "crd":
             self.criterion = CRDLoss(feat_s, feat_t, n_data, args.contrast_feat_dim, args.nce_k, args.nce_t,
                                      args.nce_m)

@@ -3,6 +3,8 @@ import os
 
 import torch
 
+from helper.errors import UserError
+
 
 def get_device(name=None):
     """Return `torch.device(name)`, or CUDA when present and CPU otherwise.
@@ -14,10 +16,33 @@ def get_device(name=None):
     code path also runs on CPU.
     """
     if name not in (None, "", "cuda"):
-        return torch.device(name)
+        device = _parse(name)
+        if device.type == "cuda":
+            _require_cuda(name, device.index)
+        return device
+    if name == "cuda":
+        _require_cuda(name, None)
     if not torch.cuda.is_available():
-        return torch.device(name or "cpu")
+        return torch.device("cpu")
     local_rank = os.environ.get("LOCAL_RANK")
     if local_rank is None:
         return torch.device("cuda")
     return torch.device("cuda", int(local_rank) % torch.cuda.device_count())
+
+
+def _parse(name):
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N "
+                        f"(default: CUDA when present, else CPU).") from None
+
+
+def _require_cuda(name, index):
+    """A clear message instead of a driver traceback when the asked-for GPU is not there."""
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {name} asks for a GPU, but PyTorch sees no CUDA device on this machine. "
+                        f"Leave --device unset (CUDA when present, else CPU) or pass --device cpu.")
+    if index is not None and index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                        f"numbered from 0.")

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from helper.distributed import all_reduce_sum
 from helper.errors import UserError
+from helper.metrics import topk_correct
 from helper.speed import autocast
 
 
@@ -114,10 +115,9 @@ def evaluate(model, loader, device, progress=False, sharded=False):
         images, targets = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         logits = model(images)
         loss += F.cross_entropy(logits, targets, reduction="sum").double()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hits = top == targets[:, None]
-        correct1 += hits[:, 0].sum()
-        correct5 += hits.any(dim=1).sum()
+        hits1, hits5 = topk_correct(logits, targets, (1, 5))
+        correct1 += hits1
+        correct5 += hits5
         count += targets.shape[0]
     model.train(was_training)
     sums = torch.stack([torch.tensor(float(count), device=device, dtype=torch.float64), loss, correct1, correct5])

@@ -8,6 +8,7 @@ batches are drawn with torch on the device and the per-iteration bounds are
 read back once, so the loop has no host synchronisation.
 """
 import functools
+import contextlib
 import math
 import time
 
@@ -176,8 +177,9 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     Returns a dict: 'mi' (mean of the last `window` per-iteration bounds, or with
     `holdout` the final network's bound on held-out rows), 'std', 'history'
     (numpy, NaN where the bound was not finite), 'nan_steps' (skipped updates),
-    'iters', 'seconds', 'estimator', 'batch_size' (after clamping to the rows
-    available) and with `holdout` also 'mi_train'. Raises UserError when no
+    'iters', 'seconds', 'estimator', 'batch_size' (the rows one bound sees: clamped
+    to the rows available, and for 'infonce' to the R x R critic's memory cap, which
+    also caps its bound at log R) and with `holdout` also 'mi_train'. Raises UserError when no
     finite bound is left in the window (e.g. every step was non-finite).
     """
     start = time.time()
@@ -186,7 +188,7 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     _check_inputs(a, b, estimator, iters, batch_size, window, holdout)
     device = device if isinstance(device, torch.device) else get_device(device)
     dim_a = a.shape[1]
-    table = torch.cat([a.float(), b.float()], dim=1).to(device)   # (N, Da+Db), moved once
+    table = torch.cat([a.to(device, torch.float32), b.to(device, torch.float32)], dim=1)   # (N, Da+Db), on device
     generator = torch.Generator(device=device)
     if seed is None:
         generator.seed()
@@ -203,7 +205,8 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     infonce_rows = max(2, min(batch_size, INFONCE_MAX_ROWS,
                               math.isqrt(INFONCE_MAX_ELEMENTS // hidden_size)))
 
-    with torch.random.fork_rng(devices=[]):     # seeded init without touching global RNG
+    # A seeded init must not touch the global RNG; an unseeded one must differ call to call.
+    with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
         if seed is not None:
             torch.manual_seed(int(seed))
         net = StatisticsNetwork(table.shape[1], hidden_size).to(device)
@@ -240,7 +243,7 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
                         f"as non-finite). Check the inputs for NaN/Inf values or lower the learning rate.")
     result = {"mi": float(np.nanmean(tail)), "std": float(np.nanstd(tail)), "history": history,
               "nan_steps": int(skipped), "iters": iters, "estimator": estimator,
-              "batch_size": batch_size}
+              "batch_size": infonce_rows if estimator == "infonce" else batch_size}
     if holdout is not None:
         net.eval()
         evaluate = functools.partial(_final_bound, net, estimator, dim_a=dim_a, batch_size=batch_size,

@@ -15,18 +15,8 @@ from tqdm import tqdm
 from helper.device import get_device
 from helper.errors import UserError
 from helper.features import iter_batch_features, model_features, model_mode
+from helper.metrics import AverageMeter, accuracy
 from helper.speed import autocast
-
-
-def accuracy(logits, targets, topk=(1,)):
-    """Top-k accuracies in percent, logits (B, C), targets (B,) -> [float per k].
-
-    k larger than C counts every sample as correct, as with a full ranking.
-    """
-    max_k = min(max(topk), logits.shape[1])
-    top_classes = logits.topk(max_k, dim=1).indices                 # (B, max_k)
-    hits = top_classes.eq(targets.reshape(-1, 1))                     # (B, max_k)
-    return [hits[:, :min(k, max_k)].any(dim=1).float().sum().item() * 100.0 / targets.numel() for k in topk]
 
 
 def seeded_linear(feat_dim, num_classes, seed):
@@ -107,11 +97,10 @@ def probe_cached(train_feats, train_labels, test_feats, test_labels, eval_batch_
 
 def percent_correct(head, feature_label_batches):
     """Top-1 accuracy in percent of `head` over an iterable of (features (B, D), labels (B,))."""
-    correct, total = 0, 0
+    meter = AverageMeter()
     for features, labels in feature_label_batches:
-        correct += (head(features).argmax(dim=1) == labels).sum().item()
-        total += labels.numel()
-    return 100.0 * correct / max(total, 1)
+        meter.update(accuracy(head(features), labels)[0], labels.numel())
+    return meter.avg
 
 
 def dataset_labels(dataset):

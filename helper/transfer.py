@@ -57,9 +57,17 @@ def check_run(run_dir, args):
 
     Catches a wrong `--model` once, as a user error (exit 2), instead of as a failure of every
     checkpoint. Unreadable files are left for the sweep to report; None when none is readable.
+    A folder without checkpoints, or a selection of none, is a user error.
     """
     available = list_checkpoints(run_dir)
-    for epoch in select_epochs(available, args.start_epoch, args.skip, args.end_epoch):
+    if not available:
+        raise UserError(f"{run_dir} holds no ckpt_epoch_<E>.pth files: nothing to sweep. Check --ckpt_path "
+                        f"(a run folder under --model_path, or any path to one).")
+    selected = select_epochs(available, args.start_epoch, args.skip, args.end_epoch)
+    if not selected:
+        raise UserError(f"--start_epoch {args.start_epoch} selects no checkpoint: the newest in {run_dir} is "
+                        f"epoch {max(available)}.")
+    for epoch in selected:
         if epoch not in available:
             continue
         try:
@@ -171,11 +179,27 @@ def finetune(model, target, args, device):
     return {"final_acc": history[-1], "best_acc": history[best], "best_epoch": best}
 
 
-def param_transferability(init_path, source_state, model):
+def load_init_state(run_dir):
+    """The run's initialisation (ckpt_epoch_0.pth) for param_transferability, loaded once per sweep.
+
+    Missing or unreadable: a warning and None (the column stays empty), so one bad file
+    never turns every fine-tuned checkpoint of the sweep into a failure.
+    """
+    path = os.path.join(run_dir, "ckpt_epoch_0.pth")
+    if not os.path.isfile(path):
+        warn(f"{path} (the initialisation) is missing: the param_transferability column stays empty.")
+        return None
+    try:
+        init = load_checkpoint(path)
+    except CheckpointError as err:
+        warn(f"{err} The param_transferability column stays empty.")
+        return None
+    return clean_state_dict(init["model"] if isinstance(init, dict) and "model" in init else init)
+
+
+def param_transferability(init_state, source_state, model):
     """Per-layer T of "Rethinking Two Consensuses of Transferability" between init, source and fine-tuned."""
-    init = load_checkpoint(init_path)
-    init_state = init["model"] if isinstance(init, dict) and "model" in init else init
-    return parameter_distance_transferability(clean_state_dict(init_state), source_state, model_state(model),
+    return parameter_distance_transferability(init_state, source_state, model_state(model),
                                               exclude=(model.head_attr + ".",))
 
 
@@ -192,13 +216,13 @@ def write_json_entry(path, key, value):
     os.replace(tmp, path)
 
 
-def finetune_checkpoint(model, epoch, init_path, target, args, device, layers_json):
-    """Fine-tune one checkpoint; add param_transferability (mean; None without `init_path`),
+def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json):
+    """Fine-tune one checkpoint; add param_transferability (mean; None without `init_state`),
     write the per-layer values to `layers_json` and, with --save_finetuned, the weights."""
     source_state = {k: v.detach().clone() for k, v in model_state(model).items()}
     row = probe_result(finetune(model, target, args, device))
-    if init_path:
-        scores = param_transferability(init_path, source_state, model)
+    if init_state is not None:
+        scores = param_transferability(init_state, source_state, model)
         row["param_transferability"] = scores["mean"]
         write_json_entry(layers_json, epoch, scores)
     if args.save_finetuned:

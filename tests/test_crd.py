@@ -141,6 +141,10 @@ def test_state_dict_round_trip_restores_banks_and_z():
     fresh.load_state_dict(state)
     for key in ("memory_v1", "memory_v2", "z_v1", "z_v2"):
         assert torch.equal(getattr(fresh.memory, key), getattr(crd.memory, key))
+    crd.load_state_dict(make_crd().state_dict())            # back to "Z not fixed": the next step fixes it again
+    assert crd.memory.z_v1.item() == -1
+    crd(torch.randn(BATCH, 6), torch.randn(BATCH, 10), torch.arange(BATCH))
+    assert crd.memory.z_v1.item() > 0 and crd.memory.z_v2.item() > 0
 
 
 def test_instance_discrimination_loss_and_bank_update():
@@ -209,6 +213,14 @@ def test_itrd_module_combines_terms_and_trains_embed():
     assert itrd.embed.weight.grad.abs().sum() > 0 and f_t.grad is None
     with pytest.raises(UserError, match="batch of at least 2"):
         itrd_correlation_loss(torch.randn(1, 4), torch.randn(1, 4))
+
+
+def test_itrd_mutual_term_uses_raw_student_feature_when_widths_match():
+    """ITRD's code embeds the student for the mutual loss only when the widths differ."""
+    itrd = ITRDLoss(feat_dim_s=4, feat_dim_t=4, lambda_corr=0.5, lambda_mutual=3.0)
+    f_s, f_t = torch.randn(6, 4), torch.randn(6, 4)
+    expected = 0.5 * itrd_correlation_loss(itrd.embed(f_s), f_t) + 3.0 * itrd_mutual_loss(f_s, f_t)
+    assert itrd(f_s, f_t).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_kd_loss_zero_for_identical_logits_only():

@@ -285,6 +285,20 @@ def test_each_torchrun_process_takes_the_gpu_of_its_local_rank(monkeypatch):
     assert get_device() == torch.device("cuda", 1)
 
 
+def test_asking_for_a_gpu_that_is_not_there_is_a_user_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_device() == CPU
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(UserError, match="no CUDA device"):
+            get_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match="1 CUDA device"):
+        get_device("cuda:1")
+    with pytest.raises(UserError, match="not a device"):
+        get_device("gpu0")
+
+
 def test_a_fixed_gpu_index_under_torchrun_is_refused(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -9,8 +9,8 @@ from sklearn.metrics import normalized_mutual_info_score
 from torch import nn
 
 from helper.errors import UserError
-from helper.metrics import nmi_kmeans, parameter_distance_transferability, recall_at_1
-from helper.probe import accuracy
+from helper.metrics import (AverageMeter, accuracy, nmi_kmeans, parameter_distance_transferability, recall_at_1,
+                            topk_correct)
 
 
 def brute_force_recall_at_1(features, labels):
@@ -102,3 +102,14 @@ def test_accuracy_top1_top5_by_hand():
     top1, top5 = accuracy(logits, targets, topk=(1, 5))
     assert top1 == pytest.approx(50.0) and top5 == pytest.approx(75.0)
     assert accuracy(logits, targets) == [pytest.approx(50.0)]
+    assert topk_correct(logits, targets, (1, 5, 10)).tolist() == [2.0, 3.0, 4.0]   # k > C counts every sample
+
+
+def test_average_meter_weighs_batches_by_size():
+    meter = AverageMeter()
+    assert meter.avg == 0.0
+    meter.update(50.0, n=2)
+    meter.update(80.0, n=8)
+    assert meter.val == 80.0 and meter.count == 10 and meter.avg == pytest.approx(74.0)
+    meter.reset()
+    assert meter.count == 0 and meter.avg == 0.0

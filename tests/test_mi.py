@@ -52,6 +52,8 @@ def test_infonce_is_capped_by_log_batch():
     assert truth > math.log(8)
     assert np.nanmax(result["history"]) <= math.log(8) + 1e-5
     assert result["mi"] > 0.6 * math.log(8)
+    wide = estimate_mi(x, y, "infonce", iters=2, batch_size=2000, window=2, hidden_size=64, device=CPU, seed=0)
+    assert wide["batch_size"] == 512                            # the R x R critic's row cap, reported as such
 
 
 def test_sampler_draws_without_replacement_and_independent_marginals():
@@ -77,6 +79,10 @@ def test_same_seed_same_result_and_batch_clamp():
     assert np.array_equal(first["history"], second["history"]) and first["mi"] == second["mi"]
     assert not np.array_equal(first["history"], other["history"])
     assert first["batch_size"] == 100
+    unseeded = [estimate_mi(x, y, iters=3, **{**FAST, "window": 3, "seed": None})["history"] for _ in range(2)]
+    assert not np.array_equal(*unseeded)                        # unseeded fits differ (init and batches)
+    mixed = estimate_mi(x.double(), (y > 0).long(), iters=3, **{**FAST, "window": 3})   # any dtypes: fitted in float32
+    assert np.isfinite(mixed["mi"])
 
 
 def test_holdout_exposes_memorisation():

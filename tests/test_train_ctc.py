@@ -130,6 +130,21 @@ def test_memory_fill_embeds_the_frozen_features_without_touching_batchnorm():
     assert isinstance(ctc.criterion, CRDLoss)
 
 
+def test_itrd_stage_two_against_the_networks_own_snapshot(in_tmp):
+    run_dir = run(["--epochs", "2", "--stage_two_epoch", "1", "--stage_two_loss", "itrd", "--note", "ctc_itrd"]).run_dir
+    assert os.path.basename(run_dir) == "resnet8_digits_a_a0.1_b1.0_ctc_itrd"
+    for name in ["ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "resnet8_last.pth"]:
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    stage_one, stage_two = [json.loads(line) for line in open(os.path.join(run_dir, "log.txt"))]
+    assert "train_instance" in stage_one and "train_itrd" not in stage_one
+    assert math.isfinite(stage_two["train_itrd"]) and "train_instance" not in stage_two
+    resume = load(run_dir, "resume.pth")
+    assert resume["state"]["criterion"]["embed.weight"].shape == (64, 64)   # resnet8 -> its own snapshot
+    snapshot = load(run_dir, "ckpt_epoch_1.pth")["model"]
+    for key, value in resume["state"]["frozen"].items():                  # T1 = the weights at the switch
+        assert torch.equal(value, snapshot[key]), key
+
+
 def test_itrd_distillation_from_an_external_teacher_of_another_architecture(in_tmp):
     teacher_run = train_vanilla.main(train_vanilla.get_args_parser().parse_args(
         ["--dataset", "digits_a", "--model", "mobile_half", "--epochs", "1",
@@ -155,6 +170,11 @@ def test_kd_with_a_teacher_of_other_classes_is_refused(in_tmp, capsys):
     err = run_cli_error(["--teacher", path, "--stage_two_epoch", "0", "--epochs", "1", "--kd_weight", "0.5"],
                         capsys)
     assert "7 classes" in err and "5" in err and "--kd_weight" in err
+    assert not os.path.exists("save")
+    save_atomic(model_checkpoint(create_model("resnet8", 5), 0, None, "resnet8", "digits_b"), path)  # 5 others
+    err = run_cli_error(["--teacher", path, "--stage_two_epoch", "0", "--epochs", "1", "--kd_weight", "0.5"],
+                        capsys)
+    assert "digits_b" in err and "digits_a" in err and "same count is not enough" in err
     assert not os.path.exists("save")
 
 

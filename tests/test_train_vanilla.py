@@ -40,8 +40,15 @@ def test_two_epochs_write_the_expected_files_and_the_loss_falls(in_tmp):
     assert [r["epoch"] for r in log] == [1, 2]
     assert log[1]["train_loss"] < log[0]["train_loss"]
     assert log[1]["val_acc1"] > 100 / 5  # better than chance on 5 classes
-    events = os.listdir(os.path.join("save", "tensorboard", os.path.basename(run_dir)))
-    assert any(e.startswith("events.out.tfevents") for e in events)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(os.path.join(run_dir, "ckpt_epoch_2.pth")).st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    board = EventAccumulator(os.path.join("save", "tensorboard", os.path.basename(run_dir))).Reload()
+    tags = board.Tags()["scalars"]
+    assert {"lr", "train/loss", "train/acc1", "val/loss", "val/acc1", "val/acc5"} <= set(tags)
+    assert [e.step for e in board.Scalars("val/acc1")] == [1, 2]
+    assert board.Scalars("val/acc1")[-1].value == pytest.approx(log[1]["val_acc1"], rel=1e-5)
 
 
 def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch):
@@ -76,13 +83,16 @@ def test_unknown_model_and_dataset_list_the_choices(capsys):
         assert expected in capsys.readouterr().err
 
 
-def test_missing_data_is_one_clear_message(in_tmp, capsys):
-    argv = ["--dataset", "cinic10", "--data_folder", str(in_tmp / "nowhere"), "--model", "resnet8", "--no_progress"]
+@pytest.mark.parametrize("name, folder", [("cinic10", "CINIC-10"), ("cifar100", "cifar-100-python")])
+def test_missing_data_is_one_clear_message(in_tmp, capsys, monkeypatch, name, folder):
+    import dataset.cifar
+    monkeypatch.setattr(dataset.cifar, "try_download", lambda *a, **kw: False)   # no network in tests
+    argv = ["--dataset", name, "--data_folder", str(in_tmp / "nowhere"), "--model", "resnet8", "--no_progress"]
     with pytest.raises(SystemExit) as exc:
         train_vanilla.run_cli(train_vanilla.main, train_vanilla.get_args_parser(), argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert os.path.join("nowhere", "CINIC-10") in err and "Traceback" not in err
+    assert os.path.join("nowhere", folder) in err.replace("\n", "") and "Traceback" not in err
 
 
 def test_checkpoint_of_another_architecture_names_both(in_tmp):

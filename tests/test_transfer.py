@@ -126,9 +126,15 @@ def test_finetune_writes_param_transferability_and_weights(fresh, capsys):
     model, ckpt = load_model(os.path.join(fresh, "finetuned_digits_b", "ckpt_epoch_3.pth"))
     assert model.num_classes == 5 and ckpt["dataset"] == "digits_b" and ckpt["epoch"] == 3
 
+    with open(os.path.join(fresh, "ckpt_epoch_0.pth"), "wb") as f:    # a corrupt init spoils no row
+        f.write(b"not a checkpoint" * 64)
+    code, _, err = sweep(fresh, capsys, "--mode", "finetune", "--start_epoch", "3", "--force", probe_epochs="1")
+    assert code == 0 and "ckpt_epoch_0.pth" in err and "unreadable checkpoints" not in err
+    assert read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))[-1]["param_transferability"] == ""
+
     os.remove(os.path.join(fresh, "ckpt_epoch_0.pth"))
     code, _, err = sweep(fresh, capsys, "--mode", "finetune", "--start_epoch", "3", "--force", probe_epochs="1")
-    assert code == 0 and "ckpt_epoch_0.pth" in err
+    assert code == 0 and "ckpt_epoch_0.pth" in err and "missing" in err
     assert read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))[-1]["param_transferability"] == ""
 
 
@@ -155,3 +161,8 @@ def test_bad_input_exits_2(fresh, tmp_path, capsys):
     code, _, err = sweep(fresh, capsys, "--target_dataset", "cinic10", "--data_folder", str(empty))
     assert code == 2 and "Traceback" not in err
     assert str(empty) in err.replace("\n", "")          # run_cli wraps lines (also at hyphens)
+    code, _, err = cli(transfer.main, transfer.get_args_parser(),
+                       ["--ckpt_path", str(empty), "--target_dataset", "digits_b", "--no_progress"], capsys)
+    assert code == 2 and "no ckpt_epoch_<E>.pth" in err and not os.listdir(empty)
+    code, _, err = sweep(fresh, capsys, "--start_epoch", "50")
+    assert code == 2 and "selects no checkpoint" in err
