@@ -8,8 +8,8 @@ Writes, as PNG and PDF, whichever of these have results:
   discriminability.*   Recall@1 and NMI vs epoch
   information.*        I(X;T) and I(T;Y) vs epoch on each data set (the over-compression figure)
   information_plane.*  I(X;T) against I(T;Y), epoch as colour
-Runs are overlaid; the legend is the run folder name (or --labels). A figure
-without results is left out with a note, never a crash.
+Runs are overlaid; the legend is the run folder name (or --labels). A figure,
+panel or curve without results is left out with a note, never a crash.
 """
 import argparse
 import fnmatch
@@ -21,6 +21,8 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.cm  # noqa: E402
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 from helper.errors import UserError, run_cli  # noqa: E402
@@ -80,28 +82,49 @@ MI_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)", "xy": "I(X;Y)"}
 
 
 def describe(file):
-    """Short panel titles from result file names: transfer_cinic10_linear -> 'cinic10 (linear)'."""
+    """Short panel titles from result file names: transfer_digits_b_linear -> 'transfer to digits_b (linear)'."""
     kind, _, rest = file.partition("_")
     if kind == "mi":
         mode, _, dataset = rest.partition("_")
         return f"{MI_NAMES.get(mode, mode)} on {dataset}"
     if kind == "transfer":
-        target, _, mode = rest.partition("_")
+        target, _, mode = rest.rpartition("_")   # data set names may hold '_' (digits_b); the mode does not
         return f"transfer to {target} ({mode})"
     return f"on {rest}"
 
 
-def plot_lines(runs, pattern, panels, out, name, note, cols=None):
-    """One subplot per (result file, metric): each run a line of the metric vs epoch.
+def note_gaps(data, keys, figure, expected=()):
+    """Print a note for every panel or curve a figure leaves out, so nothing vanishes silently.
+
+    data: {run label: {file: rows}}; keys: the (file, metric, ylabel) panels drawn;
+    expected: further file names the figure would have a panel for (e.g. the I(T;Y)
+    partner of an I(X;T) file): missing in every run, their panel is left out.
+    """
+    files = sorted({f for f, _, _ in keys})
+    for file in sorted(set(expected) - set(files)):
+        print(f"note: no run has {file}.csv; the '{describe(file)}' panel of {figure} is left out")
+    for label, series in data.items():
+        for file in files:
+            if file not in series:
+                print(f"note: {label} has no {file}.csv; its curve is left out of {figure}")
+        for file, metric, _ in keys:
+            if file in series and not column(series[file], metric)[0]:
+                print(f"note: {file}.csv of {label} has no '{metric}' values; its curve is left out of {figure}")
+
+
+def lines_figure(runs, pattern, panels, name, note, cols=None, expected=None):
+    """One subplot per (result file, metric): each run a line of the metric vs epoch; None without data.
 
     `cols(file)` optionally groups files into grid columns (the MI figure: one column per
     data set, one row per information quantity); by default panels fill a grid in order.
+    `expected(files)` names further files whose absence deserves a note.
     """
     data = {label: read_series(run_dir, pattern) for label, run_dir in runs}
     keys = sorted({(f, m, t) for series in data.values() for f in series for m, t in panels})
     if not keys:
         print(f"note: no {note} results ({pattern}) in these runs; {name} figure left out")
         return None
+    note_gaps(data, keys, name, expected({f for f, _, _ in keys}) if expected else ())
     if cols:
         col_names = sorted({cols(f) for f, _, _ in keys})
         order = list(MI_NAMES)  # xt above ty above xy, as in the paper
@@ -125,10 +148,20 @@ def plot_lines(runs, pattern, panels, out, name, note, cols=None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return save(fig, out, name)
+    return fig
 
 
-def plot_information_plane(runs, out):
+def mi_partners(files):
+    """For every data set with some MI file, the I(X;T) and I(T;Y) files the paper's figure shows."""
+    datasets = {f.split("_", 2)[2] for f in files}
+    return {f"mi_{mode}_{d}" for mode in ("xt", "ty") for d in datasets}
+
+
+RUN_MARKERS = "osD^vP*X"
+
+
+def information_plane_figure(runs):
+    """I(X;T) vs I(T;Y) per data set; one epoch colour scale shared by every run (None without data)."""
     planes = []
     for label, run_dir in runs:
         xt, ty = read_series(run_dir, "mi_xt_*.csv"), read_series(run_dir, "mi_ty_*.csv")
@@ -139,25 +172,27 @@ def plot_information_plane(runs, out):
     if not planes:
         print("note: no run has both mi_xt_<dataset>.csv and mi_ty_<dataset>.csv; information plane left out")
         return None
+    points = []
+    for label, dataset, xt_rows, ty_rows in planes:
+        (ex, ix), (ey, iy) = column(xt_rows, "mi"), column(ty_rows, "mi")
+        common = sorted(set(ex) & set(ey))
+        points.append((label, dataset, common, [ix[ex.index(e)] for e in common], [iy[ey.index(e)] for e in common]))
+    epochs = [e for _, _, common, _, _ in points for e in common] or [0]
+    norm = matplotlib.colors.Normalize(min(epochs), max(epochs))   # vanilla's 200 and CTC's 300 epochs on one scale
+    markers = {label: RUN_MARKERS[i % len(RUN_MARKERS)] for i, (label, _) in enumerate(runs)}
     datasets = sorted({p[1] for p in planes})
     fig, axes = panel_grid(len(datasets))
     for ax, dataset in zip(axes, datasets):
-        for label, ds, xt_rows, ty_rows in planes:
-            if ds != dataset:
-                continue
-            ex, ix = column(xt_rows, "mi")
-            ey, iy = column(ty_rows, "mi")
-            common = sorted(set(ex) & set(ey))
-            px = [ix[ex.index(e)] for e in common]
-            py = [iy[ey.index(e)] for e in common]
-            ax.plot(px, py, alpha=0.4, label=label)
-            points = ax.scatter(px, py, c=common, cmap="viridis", s=14)
-        fig.colorbar(points, ax=ax, label="epoch")
+        for label, ds, common, px, py in points:
+            if ds == dataset:
+                ax.plot(px, py, alpha=0.4, color="grey", linewidth=0.8)
+                ax.scatter(px, py, c=common, cmap="viridis", norm=norm, s=16, marker=markers[label], label=label)
+        fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="epoch")
         ax.set(title=f"information plane on {dataset}", xlabel="I(X;T) [nats]", ylabel="I(T;Y) [nats]")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return save(fig, out, "information_plane")
+    return fig
 
 
 def resolve(run, model_path):
@@ -174,16 +209,17 @@ def main(args):
         raise UserError(f"--labels has {len(labels)} entries for {len(run_dirs)} runs.")
     runs = list(zip(labels, run_dirs))
     os.makedirs(args.out, exist_ok=True)
-    written = [
-        plot_lines(runs, "transfer_*_linear.csv", [(args.transfer_metric, "target accuracy (%)")],
-                   args.out, "transfer", "transfer"),
-        plot_lines(runs, "discriminability_*.csv", [("recall_at_1", "Recall@1 (%)"), ("nmi", "NMI")],
-                   args.out, "discriminability", "discriminability"),
-        plot_lines(runs, "mi_*.csv", [("mi", "nats")], args.out, "information", "MINE",
-                   cols=lambda file: file.split("_", 2)[2]),
-        plot_information_plane(runs, args.out),
-    ]
-    written = [w for w in written if w]
+    figures = {
+        "transfer": lines_figure(runs, "transfer_*_linear.csv", [(args.transfer_metric, "target accuracy (%)")],
+                                 "transfer", "transfer"),
+        "discriminability": lines_figure(runs, "discriminability_*.csv",
+                                         [("recall_at_1", "Recall@1 (%)"), ("nmi", "NMI")],
+                                         "discriminability", "discriminability"),
+        "information": lines_figure(runs, "mi_*.csv", [("mi", "nats")], "information", "MINE",
+                                    cols=lambda file: file.split("_", 2)[2], expected=mi_partners),
+        "information_plane": information_plane_figure(runs),
+    }
+    written = [save(fig, args.out, name) for name, fig in figures.items() if fig is not None]
     print(f"{len(written)} figures in {args.out}/" if written else f"no results to plot in {', '.join(run_dirs)}")
     return 0
 

@@ -32,4 +32,7 @@ def set_rng_state(state):
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # Saved with every visible GPU; a resume may see fewer (a torchrun run resumed on one GPU)
+        # or more: restore the ones both have, never index past either list.
+        for index, gpu_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(gpu_state, index)

@@ -10,7 +10,7 @@ SOURCE="${SOURCE:-cifar100}"
 TARGET="${TARGET:-cinic10}"
 EXTRA_TRAIN_ARGS="${EXTRA_TRAIN_ARGS:-}"
 EXTRA_SWEEP_ARGS="${EXTRA_SWEEP_ARGS:-}"
-export CUDA_VISIBLE_DEVICES="${GPU:-${CUDA_VISIBLE_DEVICES:-0}}"
+export CUDA_VISIBLE_DEVICES="${GPU:-${CUDA_VISIBLE_DEVICES-0}}"   # an empty value (no GPU) stays empty
 
 step() { printf '\n== %s\n' "$*"; }
 

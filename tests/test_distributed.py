@@ -299,6 +299,19 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_user_error(monkeypatch):
         get_device("gpu0")
 
 
+def test_rng_state_of_more_gpus_than_visible_restores_the_ones_present(monkeypatch):
+    """A resume.pth written under torchrun on 4 GPUs resumes in one process on one GPU."""
+    from helper.seed import rng_state, set_rng_state
+    state = rng_state()
+    state["cuda"] = [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda gpu_state, index: restored.append((index, gpu_state)))
+    set_rng_state(state)
+    assert [(i, t[0].item()) for i, t in restored] == [(0, 0)]
+
+
 def test_a_fixed_gpu_index_under_torchrun_is_refused(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -85,3 +85,45 @@ def test_a_sweep_run_only_as_shards_is_plotted(tmp_path):
     out = tmp_path / "fig"
     assert plot.main(plot.get_args_parser().parse_args([str(run), "--out", str(out)])) == 0
     assert (out / "transfer.png").stat().st_size > 1000
+
+
+def visible_titles(fig):
+    return sorted(ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title())
+
+
+def labelled(runs):
+    return [(run.name, str(run)) for run in runs]
+
+
+def test_each_figure_has_its_panels(runs):
+    transfer = plot.lines_figure(labelled(runs), "transfer_*_linear.csv", [("final_acc", "acc")], "transfer", "t")
+    assert visible_titles(transfer) == ["transfer to digits_b (linear)"]
+    disc = plot.lines_figure(labelled(runs), "discriminability_*.csv", [("recall_at_1", "R@1"), ("nmi", "NMI")],
+                             "discriminability", "d")
+    assert [ax.get_ylabel() for ax in disc.axes if ax.get_visible()] == ["NMI", "R@1"]
+    info = plot.lines_figure(labelled(runs), "mi_*.csv", [("mi", "nats")], "information", "MINE",
+                             cols=lambda file: file.split("_", 2)[2], expected=plot.mi_partners)
+    assert visible_titles(info) == ["I(T;Y) on digits_a", "I(T;Y) on digits_b", "I(X;T) on digits_a",
+                                    "I(X;T) on digits_b"]
+    assert all(len(ax.get_lines()) == 2 for ax in info.axes if ax.get_visible())   # both runs overlaid
+
+
+def test_information_plane_shares_one_epoch_scale_across_runs(runs):
+    for mode in ("xt", "ty"):   # the second run trains longer, as CTC (300 epochs) beside vanilla (200)
+        write_rows(runs[1] / f"mi_{mode}_digits_a.csv", ["epoch", "mi"], [{"epoch": 20, "mi": 3.0}])
+    fig = plot.information_plane_figure(labelled(runs))
+    assert visible_titles(fig) == ["information plane on digits_a", "information plane on digits_b"]
+    plane = next(ax for ax in fig.axes if ax.get_title() == "information plane on digits_a")
+    scales = {(c.norm.vmin, c.norm.vmax) for c in plane.collections}
+    assert scales == {(2, 20)}                                   # one colour scale, not one per run
+    assert len({c.get_paths()[0].vertices.tobytes() for c in plane.collections}) == 2   # a marker per run
+
+
+def test_a_panel_or_curve_missing_is_noted(runs, tmp_path, capsys):
+    os.remove(runs[0] / "mi_ty_digits_b.csv")
+    os.remove(runs[1] / "mi_ty_digits_b.csv")
+    os.remove(runs[1] / "mi_xt_digits_a.csv")
+    assert plot.main(plot.get_args_parser().parse_args([str(r) for r in runs] + ["--out", str(tmp_path)])) == 0
+    text = capsys.readouterr().out
+    assert "no run has mi_ty_digits_b.csv; the 'I(T;Y) on digits_b' panel of information is left out" in text
+    assert "r8_digits_a_ctc has no mi_xt_digits_a.csv; its curve is left out of information" in text
