@@ -10,8 +10,8 @@
   mine    MINE iterations/s, numpy sampling + host copies vs on-device (scripts/bench_mine.py).
 
 ratio = our speed / reference speed (above 1: faster; for ctc, below 1 is the overhead).
---json keeps the device, torch version, date and flags next to every number, so figures
-from different machines are never mixed.
+The JSON (save/bench/ unless --json says where) keeps the device, torch version, date and
+flags next to every number, so figures from different machines are never mixed.
 
     python bench.py --quick                  # a few minutes on a laptop CPU
     python bench.py --json bench_h100.json   # paper sizes, on the GPU when present
@@ -20,7 +20,9 @@ import argparse
 import contextlib
 import datetime
 import io
+import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -112,7 +114,7 @@ def bench_train(args, device):
 
 def bench_ctc_step(args, device):
     from scripts import bench_ctc           # each script imported where used: one broken import fails one row
-    sizes = (["--model", "resnet8", "--nce_k", "256", "--n_data", "2048", "--steps", "3"] if args.quick else
+    sizes = (["--model", "resnet8", "--nce_k", "256", "--n_data", "2048", "--steps", "10"] if args.quick else
              ["--model", args.model, "--batch_size", str(args.batch_size)])
     record = bench_ctc.main(bench_ctc.get_args_parser().parse_args(sizes + ["--device", str(device)]))
     times = record["seconds_per_step"]
@@ -183,8 +185,20 @@ def main(args):
               "cpu_threads": torch.get_num_threads(), "flags": vars(args), "results": rows}
     print_table(rows, f"{record['device_name']} ({device}) | torch {record['torch']} | {record['date'][:19]}"
                       f"{' | quick' if args.quick else ''}")
-    write_bench_json(args.json, record)
+    path = None if args.no_json else (args.json or default_json_path(record))
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_bench_json(path, record)
+        print(f"numbers, with the device they came from, in {path}")
     return 1 if any("error" in row for row in rows) else 0
+
+
+def default_json_path(record):
+    """save/bench/bench_<device name>_<date>[_quick].json: one file per machine and run, never overwritten."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", record["device_name"]).strip("-").lower() or "device"
+    stamp = record["date"][:19].replace(":", "").replace("-", "")
+    quick = "_quick" if record["flags"].get("quick") else ""
+    return os.path.join("save", "bench", f"bench_{slug}_{stamp}{quick}.json")
 
 
 def get_args_parser():
@@ -193,7 +207,10 @@ def get_args_parser():
                         help="small sizes (resnet8 for ctc/probe, 3 training steps, small MINE): minutes on a CPU")
     parser.add_argument("--only", nargs="+", default=list(BENCHES), metavar="NAME",
                         help=f"run only these of: {' '.join(BENCHES)}")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write every number with device, torch, date, flags")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="where to write every number with device, torch, date and flags "
+                             "(default: save/bench/bench_<device>_<date>.json)")
+    parser.add_argument("--no_json", action="store_true", help="print the table only")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
     parser.add_argument("--model", default="resnext32_16x4d", help="model of train (and, without --quick, ctc/probe)")
     parser.add_argument("--batch_size", type=int, default=64, help="training batch (paper: 64)")

@@ -79,3 +79,23 @@ def test_compiled_model_saves_bare_keys(model_and_batch):
     assert compiled is not model
     assert any(key.startswith("_orig_mod.") for key in compiled.state_dict())
     assert list(model_state(compiled)) == list(model.state_dict())
+
+
+def test_bench_measures_every_piece_and_records_the_device(tmp_path, capsys, monkeypatch):
+    """bench.py end to end at its quick sizes (resnet8 for training too): a row per benchmark, JSON with the device."""
+    import json
+
+    import bench
+    monkeypatch.chdir(tmp_path)
+    args = bench.get_args_parser().parse_args(["--quick", "--model", "resnet8", "--train_images", "128",
+                                               "--num_workers", "0", "--device", "cpu"])
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    (path,) = (tmp_path / "save" / "bench").iterdir()                  # the default JSON path
+    record = json.loads(path.read_text())
+    assert path.name.startswith("bench_") and path.name.endswith("_quick.json") and record["device"] == "cpu"
+    assert record["device_name"] and record["torch"] == torch.__version__
+    names = [row["name"] for row in record["results"]]
+    assert [n.split()[0] for n in names] == ["train", "ctc", "probe", "mine"], names
+    for row in record["results"]:
+        assert row["reference"] > 0 and row["ours"] > 0 and row["ratio"] > 0 and row["name"] in out
