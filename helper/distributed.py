@@ -100,6 +100,20 @@ def barrier():
         dist.barrier()
 
 
+@contextlib.contextmanager
+def main_process_first():
+    """Rank 0 runs the block first (a download, a decode cache), the other ranks after it.
+
+    Concurrent torchvision downloads into one folder can corrupt the archive; this way the
+    other ranks find the files in place. A single process just runs the block.
+    """
+    if not is_main_process():
+        barrier()
+    yield
+    if is_main_process():
+        barrier()
+
+
 def cleanup():
     if is_distributed():
         dist.destroy_process_group()

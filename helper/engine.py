@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from helper.checkpoint import (CKPT_RE, ckpt_name, list_checkpoints, load_checkpoint, model_checkpoint,
                                model_state, plain, save_atomic, unwrap)
-from helper.distributed import all_gather_objects, barrier, get_rank, is_main_process, seed_this_rank
+from helper.distributed import all_gather_objects, barrier, get_rank, get_world_size, is_main_process, seed_this_rank
 from helper.errors import UserError
 from helper.loops import NonFiniteLossError, train_one_epoch
 from helper.schedule import set_lr
@@ -76,6 +76,10 @@ class TrainingRun:
             self._log(f"resuming {self.run_dir} at epoch {start} (best so far: {best})")
         else:
             overwrite = getattr(self.args, "overwrite", False)
+            if self.args.resume and list(existing) == [0]:
+                # Stopped between the initial checkpoint and the first resume.pth: nothing trained yet.
+                self._log(f"{self.run_dir} holds only the initialisation; starting the run again")
+                overwrite = True
             if existing and not overwrite:
                 if self.args.resume:
                     raise UserError(f"run folder {self.run_dir} holds {len(existing)} checkpoints but no "
@@ -113,8 +117,12 @@ class TrainingRun:
         if ckpt.get("arch") != self.args.model:
             raise UserError(f"{path} belongs to a {ckpt.get('arch')} run, not {self.args.model}.")
         changes = changed_args(ckpt.get("args") or {}, plain(vars(self.args)))
+        saved_world = len(ckpt.get("rng_ranks") or [ckpt.get("rng")])   # one RNG state per process
+        if saved_world != get_world_size():                             # the global batch would change
+            changes["processes"] = (saved_world, get_world_size())
         if changes:
-            listed = "; ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in changes.items())
+            listed = "; ".join(f"{'' if k == 'processes' else '--'}{k} was {old!r}, now {new!r}"
+                               for k, (old, new) in changes.items())
             if not getattr(self.args, "allow_arg_changes", False):
                 raise UserError(f"--resume of {self.run_dir} with flags that differ from the run's: {listed}. "
                                 "They would silently change its schedule, stages or data. Pass the run's flags "

@@ -7,8 +7,8 @@ import torch
 from tqdm import tqdm
 
 from dataset import dataset_names, device_loader_for, get_dataset, get_loader
-from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, process_group,
-                                rank_seed, shard_sampler, sync_buffers, wrap_model)
+from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, main_process_first,
+                                process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
 from helper.loops import evaluate
 from helper.seed import set_seed
 from helper.speed import add_speed_args, prepare_model, resolve_speed_args
@@ -104,9 +104,10 @@ def load_source_data(args, device, variant="plain", **variant_kw):
     Also settles the speed flags left on "auto" (amp, channels_last, --loader) for
     `device` and this training set.
     """
-    train_set = get_dataset(args.dataset, split="train", variant=variant, augment=args.augment,
-                            root=args.data_folder, **variant_kw)
-    val_set = get_dataset(args.dataset, split=train_set.info.eval_split, root=args.data_folder, download=False)
+    with main_process_first():      # under torchrun, rank 0 downloads / decodes before the others read
+        train_set = get_dataset(args.dataset, split="train", variant=variant, augment=args.augment,
+                                root=args.data_folder, **variant_kw)
+        val_set = get_dataset(args.dataset, split=train_set.info.eval_split, root=args.data_folder, download=False)
     resolve_speed_args(args, device, train_set)
     return train_set, val_set
 

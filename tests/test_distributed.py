@@ -250,11 +250,15 @@ def test_torchrun_training_writes_one_set_of_checkpoints(torchrun_run):
 def test_a_torchrun_run_resumes_in_a_single_process(torchrun_run, tmp_path, monkeypatch):
     run_dir = shutil.copytree(torchrun_run[0], tmp_path / "save" / "model" / os.path.basename(torchrun_run[0]))
     monkeypatch.chdir(tmp_path)
-    run = train_vanilla.main(train_vanilla.get_args_parser().parse_args(
-        ["--dataset", "digits_a", "--model", "resnet8", "--epochs", "2", "--save_freq", "1", "--batch_size", "32",
-         "--num_workers", "0", "--no_progress", "--lr_decay_epochs", "5", "--note", "ddp", "--resume"]))
+    argv = ["--dataset", "digits_a", "--model", "resnet8", "--epochs", "2", "--save_freq", "1", "--batch_size", "32",
+            "--num_workers", "0", "--no_progress", "--lr_decay_epochs", "5", "--note", "ddp", "--resume"]
+    with pytest.raises(UserError, match="processes was 2, now 1"):   # the global batch would halve
+        train_vanilla.main(train_vanilla.get_args_parser().parse_args(argv))
+    run = train_vanilla.main(train_vanilla.get_args_parser().parse_args(argv + ["--allow_arg_changes"]))
     assert os.path.samefile(run.run_dir, run_dir)
-    assert [json.loads(line)["epoch"] for line in open(os.path.join(run_dir, "log.txt"))] == [1, 2]
+    log = [json.loads(line) for line in open(os.path.join(run_dir, "log.txt"))]
+    assert [r["epoch"] for r in log if "epoch" in r] == [1, 2]
+    assert [r["changed_args"] for r in log if "changed_args" in r] == [{"processes": [2, 1]}]
     assert load_checkpoint(os.path.join(run_dir, "resnet8_last.pth"))["epoch"] == 2
 
 

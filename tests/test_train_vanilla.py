@@ -179,3 +179,14 @@ def test_a_failure_in_the_first_epoch_can_be_resumed(in_tmp, monkeypatch):
     straight = run(["--epochs", "1", "--model_path", "straight"])
     a, b = final_weights(straight.run_dir), final_weights(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_of_a_folder_holding_only_the_initialisation_starts_again(in_tmp, capsys):
+    """A stop between ckpt_epoch_0.pth and the first resume.pth leaves nothing trained: --resume restarts."""
+    run_dir = run(["--epochs", "1"]).run_dir
+    for name in os.listdir(run_dir):
+        if name != "ckpt_epoch_0.pth":
+            os.remove(os.path.join(run_dir, name))
+    again = run(["--epochs", "1", "--resume"])
+    assert "holds only the initialisation" in capsys.readouterr().out
+    assert load_checkpoint(os.path.join(again.run_dir, "resnet8_last.pth"))["epoch"] == 1
