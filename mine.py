@@ -66,8 +66,8 @@ def get_args_parser():
     g.add_argument("--dataset", required=True, choices=dataset_names(),
                    help="data set whose evaluation split is measured (paper: cifar100 test, cinic10 valid)")
     g.add_argument("--source_dataset", default=None, choices=dataset_names(),
-                   help="data set the run was trained on; only needed when the checkpoints do not record "
-                        "their number of classes (original checkpoints)")
+                   help="data set the run was trained on; used only when a checkpoint does not record its "
+                        "number of classes (original checkpoints), which is otherwise read from its head")
     g.add_argument("--layer", type=int, default=-1,
                    help="T: -1 the pooled penultimate feature (paper); another index picks that stage "
                         "feature of model(x, is_feat=True), flattened")
@@ -113,15 +113,13 @@ def results_path(run_dir, args):
     return os.path.join(run_dir, name + ".csv")
 
 
-def source_classes(ckpt, where, args):
-    """Classes of the checkpoint's head: its metadata, else --source_dataset, else a UserError."""
+def source_classes(ckpt, args):
+    """Classes of the checkpoint's head: its metadata, else --source_dataset's, else None
+    (load_model then reads them from the head's shape, as for the original code's checkpoints)."""
     recorded = ckpt.get("num_classes") if isinstance(ckpt, dict) else None
     if recorded:
         return int(recorded)
-    if args.source_dataset is None:
-        raise UserError(f"{where} does not record its number of classes (an original checkpoint?); "
-                        "pass --source_dataset, the data set the run was trained on (paper: cifar100).")
-    return DATASETS[args.source_dataset].num_classes
+    return DATASETS[args.source_dataset].num_classes if args.source_dataset else None
 
 
 def image_table(dataset, args):
@@ -139,7 +137,7 @@ def image_table(dataset, args):
 def checkpoint_features(path, dataset, args, device):
     """T (N, D) float32 on CPU of one checkpoint, in eval mode; cached with --cache_dir."""
     ckpt = load_checkpoint(path)
-    num_classes = source_classes(ckpt, f"checkpoint {path}", args)
+    num_classes = source_classes(ckpt, args)
 
     def compute():
         model, _ = load_model(path, arch=args.model, num_classes=num_classes, device=device)
@@ -181,11 +179,7 @@ def main(args):
     device = get_device(args.device)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     first = T.check_run(run_dir, args)
-    if first is not None:
-        source_classes(first, f"the first selected checkpoint in {run_dir}", args)
-        arch = args.model or first.get("arch")
-    else:
-        arch = args.model
+    arch = (args.model or first.get("arch")) if first is not None else args.model
     split = DATASETS[args.dataset].eval_split
     data = T.load_split(args.dataset, split, args)
     tables = {}                                 # X and Y, built at the first checkpoint that needs them
