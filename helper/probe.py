@@ -31,7 +31,9 @@ def train_linear_probe(featurize, n_train, train_labels, eval_fn, feat_dim, num_
                        progress=False):
     """Train a fresh linear head on frozen features; evaluate it after every epoch.
 
-    featurize(idx (B,) int64 CPU) -> features (B, feat_dim), computed without grad.
+    featurize(idx (B,) int64 CPU) -> features (B, feat_dim), computed without grad; or,
+    when it has a `batches` attribute, featurize.batches(list of idx) yields the features
+    of those index batches in order (a DataLoader with workers can then prefetch them).
     eval_fn(head) -> test accuracy in percent. SGD with momentum and weight decay,
     cosine LR per epoch down to 0, a seeded shuffle each epoch.
     Returns {'final_acc', 'best_acc', 'best_epoch', 'history', 'head'}.
@@ -49,10 +51,11 @@ def train_linear_probe(featurize, n_train, train_labels, eval_fn, feat_dim, num_
     shuffle_generator = torch.Generator().manual_seed(seed)
     history = []
     for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False):
-        order = torch.randperm(n_train, generator=shuffle_generator)
-        for batch_idx in order.split(batch_size):
-            with torch.no_grad():
-                features = featurize(batch_idx).to(device).float()
+        index_batches = list(torch.randperm(n_train, generator=shuffle_generator).split(batch_size))
+        feature_batches = (featurize.batches(index_batches) if hasattr(featurize, "batches")
+                           else _without_grad(featurize, index_batches))
+        for batch_idx, features in zip(index_batches, feature_batches):
+            features = features.to(device).float()
             loss = F.cross_entropy(head(features), labels_on_device[batch_idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -63,6 +66,13 @@ def train_linear_probe(featurize, n_train, train_labels, eval_fn, feat_dim, num_
     best_epoch = max(range(epochs), key=lambda epoch: history[epoch])
     return {"final_acc": history[-1], "best_acc": history[best_epoch], "best_epoch": best_epoch,
             "history": history, "head": head}
+
+
+def _without_grad(featurize, index_batches):
+    for idx in index_batches:
+        with torch.no_grad():        # never yield inside: grad mode is global, the caller would inherit it
+            features = featurize(idx)
+        yield features
 
 
 def infer_num_classes(*label_tensors):
@@ -136,9 +146,16 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, num_wo
                                               shuffle=False, num_workers=num_workers)
 
     def featurize(idx):
-        images = torch.stack([train_set[i][0] for i in idx.tolist()]).to(device)
-        with model_mode(model, training=bn_mode == "train"), autocast(device, amp):
-            return model_features(model, images)
+        return list(featurize.batches([idx]))[0]
+
+    def batches(index_batches):
+        """The backbone's features of each index batch; images loaded by DataLoader workers, in order."""
+        loader = torch.utils.data.DataLoader(train_set, batch_sampler=index_batches, num_workers=num_workers)
+        for batch in loader:
+            with torch.no_grad(), model_mode(model, training=bn_mode == "train"), autocast(device, amp):
+                features = model_features(model, batch[0].to(device, non_blocking=True))
+            yield features            # outside the contexts: grad and autocast modes are global
+    featurize.batches = batches
 
     def eval_fn(head):
         with model_mode(model, training=False):

@@ -115,6 +115,8 @@ def test_cached_probe_equals_backbone_probe_in_eval_mode(data):
     assert cached["final_acc"] == pytest.approx(backbone["final_acc"], abs=1e-4)
     torch.testing.assert_close(cached["head"].weight, backbone["head"].weight, atol=1e-4, rtol=0)
     torch.testing.assert_close(cached["head"].bias, backbone["head"].bias, atol=1e-4, rtol=0)
+    workers = probe_backbone(model, train_set, test_set, bn_mode="eval", num_workers=2, **PROBE_KW)
+    assert torch.equal(workers["head"].weight, backbone["head"].weight)   # workers load the same batches
     again = probe_cached(train_feats, train_labels, test_feats, test_labels, **PROBE_KW)
     assert torch.equal(again["head"].weight, cached["head"].weight), "a fixed seed must be reproducible"
 
