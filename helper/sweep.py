@@ -105,8 +105,35 @@ def _format(value):
     return f"{value:.6g}" if isinstance(value, float) else ("" if value is None else value)
 
 
+# Flags that say which checkpoints to take and how fast or where to compute, not what a row means.
+SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch", "force", "shard", "no_progress",
+                   "device", "num_workers", "data_folder", "cache_dir", "extract_batch", "source_dataset"}
+
+
+def args_json_path(results):
+    return os.path.splitext(results.write_path)[0] + ".args.json"
+
+
+def check_protocol(results, args):
+    """Refuse to append rows computed with other protocol flags (probe epochs, MINE lr, seed, ...)
+    to a results file that already holds rows, unless --force: one file, one protocol."""
+    path = args_json_path(results)
+    if args.force or not os.path.isfile(path) or not results.done():
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    current = plain(vars(args))
+    changed = {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
+               if k not in SWEEP_FREE_ARGS and saved.get(k) != current.get(k)}
+    if changed:
+        listed = "; ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in changed.items())
+        raise UserError(f"{results.write_path} already holds rows computed with other flags: {listed}. Rows of two "
+                        "protocols would mix in one curve. Pass the same flags to continue it, or --force to "
+                        "recompute every selected checkpoint with the new ones (later rows replace earlier).")
+
+
 def write_args_json(results, args):
-    with open(os.path.splitext(results.write_path)[0] + ".args.json", "w") as f:
+    with open(args_json_path(results), "w") as f:
         json.dump(plain(vars(args)), f, indent=1, sort_keys=True)
 
 
@@ -121,6 +148,7 @@ def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
     if done & set(epochs):
         print(f"{label}: {len(done & set(epochs))} checkpoints already in {results.path}; "
               f"{len(todo)} to go (--force recomputes)", flush=True)
+    check_protocol(results, args)
     write_args_json(results, args)
     for epoch in tqdm(todo, desc=label, disable=args.no_progress, dynamic_ncols=True):
         path = available.get(epoch)
