@@ -56,7 +56,9 @@ def main(args):
     if args.dataset is None:
         args.dataset = first.get("dataset") if isinstance(first, dict) else None
         if args.dataset not in DATASETS:
-            raise UserError(f"the checkpoints in {run_dir} do not record a known source data set; pass --dataset.")
+            why = ("do not record a known source data set" if first is not None
+                   else "selected here could not be read, so their source data set is unknown")
+            raise UserError(f"the checkpoints in {run_dir} {why}; pass --dataset.")
     info = DATASETS[args.dataset]
     split = info.train_split if args.train_split else info.eval_split
     data = T.load_split(args.dataset, split, args)
