@@ -154,14 +154,20 @@ def test_finetune_writes_param_transferability_and_weights(fresh, capsys):
 def test_concat_doubles_feature_size(fresh, capsys):
     code, out, _ = sweep(fresh, capsys, "--concat", "1,3", probe_epochs="3")
     assert code == 0
+    code, again, _ = sweep(fresh, capsys, "--concat", "1", "--concat_paths", os.path.join(fresh, "ckpt_epoch_3.pth"),
+                           probe_epochs="3")
+    assert code == 0 and "already in" in again               # the same two files: not probed twice
     code, _, _ = sweep(fresh, capsys, "--concat", "1", "--concat_paths", os.path.join(fresh, "ckpt_epoch_3.pth"),
-                       probe_epochs="3")
+                       "--force", probe_epochs="3")
     assert code == 0
     by_epochs, by_path = read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))
     assert int(by_epochs["feat_size"]) == 2 * 64          # resnet8: feat_dim 64
     assert by_epochs["epochs"] == "1;3" and "feature size 128" in out
     assert by_path["final_acc"] == by_epochs["final_acc"]   # the same two checkpoints, named by path
     assert not os.path.exists(os.path.join(fresh, "transfer_digits_b_linear.csv"))
+    code, again, _ = sweep(fresh, capsys, "--concat", "1,3", probe_epochs="3")        # a rerun adds no duplicate
+    assert code == 0 and "already in" in again
+    assert len(read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))) == 2
 
 
 def test_bad_input_exits_2(fresh, tmp_path, capsys):
