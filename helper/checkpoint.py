@@ -106,6 +106,18 @@ def plain(value):
     return str(value)
 
 
+def changed_flags(saved, current, free=()):
+    """{flag: (saved, current)} for the flags outside `free` whose plain values differ."""
+    return {key: (saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
+            if key not in free and saved.get(key) != current.get(key)}
+
+
+def describe_changes(changes, flags):
+    """'--lr was 0.1, now 0.2; processes was 2, now 1': `--` only for the names in `flags`."""
+    return "; ".join(f"{'--' if key in flags else ''}{key} was {old!r}, now {new!r}"
+                     for key, (old, new) in changes.items())
+
+
 def model_checkpoint(model, epoch, accuracy, arch, dataset, args=None):
     """The dict written to `ckpt_epoch_<E>.pth`, `<arch>_best.pth` and `<arch>_last.pth`."""
     bare = unwrap(model)

@@ -23,8 +23,8 @@ import time
 
 from tqdm import tqdm
 
-from helper.checkpoint import (CKPT_RE, ckpt_name, list_checkpoints, load_checkpoint, model_checkpoint,
-                               model_state, plain, save_atomic, unwrap)
+from helper.checkpoint import (CKPT_RE, changed_flags, ckpt_name, describe_changes, list_checkpoints,
+                               load_checkpoint, model_checkpoint, model_state, plain, save_atomic, unwrap)
 from helper.distributed import all_gather_objects, barrier, get_rank, get_world_size, is_main_process, seed_this_rank
 from helper.errors import UserError
 from helper.loops import NonFiniteLossError, train_one_epoch
@@ -43,9 +43,7 @@ def changed_args(saved, current):
     --epochs may grow under step decay (--lr_decay_epochs), whose learning rates do not
     depend on the run length; under cosine annealing it reshapes the whole schedule.
     """
-    free = RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set())
-    return {key: (saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
-            if key not in free and saved.get(key) != current.get(key)}
+    return changed_flags(saved, current, RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set()))
 
 
 class TrainingRun:
@@ -116,13 +114,13 @@ class TrainingRun:
         ckpt = load_checkpoint(path)
         if ckpt.get("arch") != self.args.model:
             raise UserError(f"{path} belongs to a {ckpt.get('arch')} run, not {self.args.model}.")
-        changes = changed_args(ckpt.get("args") or {}, plain(vars(self.args)))
+        current = plain(vars(self.args))
+        changes = changed_args(ckpt.get("args") or {}, current)
         saved_world = len(ckpt.get("rng_ranks") or [ckpt.get("rng")])   # one RNG state per process
         if saved_world != get_world_size():                             # the global batch would change
             changes["processes"] = (saved_world, get_world_size())
         if changes:
-            listed = "; ".join(f"{'' if k == 'processes' else '--'}{k} was {old!r}, now {new!r}"
-                               for k, (old, new) in changes.items())
+            listed = describe_changes(changes, flags=current)
             if not getattr(self.args, "allow_arg_changes", False):
                 raise UserError(f"--resume of {self.run_dir} with flags that differ from the run's: {listed}. "
                                 "They would silently change its schedule, stages or data. Pass the run's flags "

@@ -24,7 +24,7 @@ import sys
 
 from tqdm import tqdm
 
-from helper.checkpoint import CheckpointError, list_checkpoints, plain
+from helper.checkpoint import CheckpointError, changed_flags, describe_changes, list_checkpoints, plain
 from helper.errors import UserError
 
 
@@ -123,11 +123,10 @@ def check_protocol(results, args):
     with open(path) as f:
         saved = json.load(f)
     current = plain(vars(args))
-    changed = {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
-               if k not in SWEEP_FREE_ARGS and saved.get(k) != current.get(k)}
+    changed = changed_flags(saved, current, SWEEP_FREE_ARGS)
     if changed:
-        listed = "; ".join(f"--{k} was {old!r}, now {new!r}" for k, (old, new) in changed.items())
-        raise UserError(f"{results.write_path} already holds rows computed with other flags: {listed}. Rows of two "
+        raise UserError(f"{results.write_path} already holds rows computed with other flags: "
+                        f"{describe_changes(changed, flags=current)}. Rows of two "
                         "protocols would mix in one curve. Pass the same flags to continue it, or --force to "
                         "recompute every selected checkpoint with the new ones (later rows replace earlier).")
 
