@@ -187,6 +187,11 @@ def guess_arch(state):
     return matches
 
 
+def model_weights(ckpt):
+    """The clean state_dict a loaded checkpoint holds: its 'model' entry, or the whole of a bare state_dict."""
+    return clean_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
+
+
 def load_model(path, arch=None, num_classes=None, device="cpu"):
     """Build the model a checkpoint holds and load its weights strictly.
 
@@ -197,7 +202,7 @@ def load_model(path, arch=None, num_classes=None, device="cpu"):
     """
     from models import create_model
     ckpt = load_checkpoint(path)
-    state = clean_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
+    state = model_weights(ckpt)
     stored_arch = ckpt.get("arch") if isinstance(ckpt, dict) else None
     if stored_arch and arch and stored_arch != arch:
         raise CheckpointError(f"checkpoint {path} holds a {stored_arch} but model {arch} was asked for; "

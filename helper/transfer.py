@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset import DATASETS, get_dataset, get_info, get_loader
-from helper.checkpoint import (CheckpointError, clean_state_dict, list_checkpoints, load_checkpoint, load_model,
+from helper.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_model, model_weights,
                                model_checkpoint, model_state, save_atomic)
 from helper.errors import UserError
 from helper.features import cached_features, extract_features, file_fingerprint
@@ -194,7 +194,7 @@ def load_init_state(run_dir):
     except CheckpointError as err:
         warn(f"{err} The param_transferability column stays empty.")
         return None
-    return clean_state_dict(init["model"] if isinstance(init, dict) and "model" in init else init)
+    return model_weights(init)
 
 
 def param_transferability(init_state, source_state, model):
