@@ -22,7 +22,6 @@ optimistic number), best_epoch (1-based), source_acc (source test accuracy the c
 records), param_transferability (finetune only), seconds.
 """
 import argparse
-import csv
 import os
 import sys
 import time
@@ -124,11 +123,9 @@ def run_concat(args, run_dir, target, device):
     members = T.concat_members(run_dir, args)
     results = ResultsCSV(os.path.join(run_dir, f"transfer_{args.target_dataset}_concat.csv"), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
-    if not args.force and os.path.isfile(results.path):
-        with open(results.path, newline="") as f:
-            if any(row["paths"] == paths for row in csv.DictReader(f)):
-                print(f"concat: these checkpoints are already in {results.path} (--force recomputes)")
-                return 0
+    if not args.force and any(row["paths"] == paths for row in results.all_rows()):
+        print(f"concat: these checkpoints are already in {results.path} (--force recomputes)")
+        return 0
     start = time.time()
     row = T.concat_probe(members, target, args, device)
     row.update(epochs=";".join(label for label, _ in members), paths=paths, seconds=time.time() - start)

@@ -77,13 +77,17 @@ class ResultsCSV:
     def files(self):
         return [p for p in [self.path] + sorted(glob.glob(f"{self.stem}.shard*of*{self.ext}")) if os.path.isfile(p)]
 
-    def rows(self):
-        """Every row of the main file and all shard files, later rows of an epoch winning, by epoch."""
-        merged = {}
+    def all_rows(self):
+        """Every row of the main file and then the shard files, as written (duplicates included)."""
+        rows = []
         for path in self.files():
             with open(path, newline="") as f:
-                for row in csv.DictReader(f):
-                    merged[int(row["epoch"])] = row
+                rows.extend(csv.DictReader(f))
+        return rows
+
+    def rows(self):
+        """One row per epoch, later rows of an epoch winning, by epoch."""
+        merged = {int(row["epoch"]): row for row in self.all_rows()}
         return [merged[e] for e in sorted(merged)]
 
     def done(self):
