@@ -15,13 +15,12 @@ def get_device(name=None):
     through the device returned here; nothing calls `.cuda()` directly, so each
     code path also runs on CPU.
     """
-    if name not in (None, "", "cuda"):
+    if name:
         device = _parse(name)
         if device.type == "cuda":
             _require_cuda(name, device.index)
-        return device
-    if name == "cuda":
-        _require_cuda(name, None)
+        if name != "cuda":          # plain 'cuda' still follows LOCAL_RANK below
+            return device
     if not torch.cuda.is_available():
         return torch.device("cpu")
     local_rank = os.environ.get("LOCAL_RANK")
