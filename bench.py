@@ -187,7 +187,6 @@ def main(args):
                       f"{' | quick' if args.quick else ''}")
     path = None if args.no_json else (args.json or default_json_path(record))
     if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         write_bench_json(path, record)
         print(f"numbers, with the device they came from, in {path}")
     return 1 if any("error" in row for row in rows) else 0

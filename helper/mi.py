@@ -7,8 +7,8 @@ Everything after the initial copy of the table to the device stays there:
 batches are drawn with torch on the device and the per-iteration bounds are
 read back once, so the loop has no host synchronisation.
 """
-import functools
 import contextlib
+import functools
 import math
 import time
 

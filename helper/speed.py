@@ -6,6 +6,7 @@ bf16 autocast + channels_last on (tensor cores; bf16 needs no loss scaling), the
 data set on the GPU when it fits, and torch.compile off (see `resolve_speed_args`).
 """
 import contextlib
+import os
 import platform
 
 import torch
@@ -123,5 +124,6 @@ def write_bench_json(path, record):
     import datetime
     import json
     record = {"torch": torch.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds"), **record}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as handle:
         json.dump(record, handle, indent=1, default=str)
