@@ -26,14 +26,13 @@ def seeded_linear(feat_dim, num_classes, seed):
         return nn.Linear(feat_dim, num_classes)
 
 
-def train_linear_probe(featurize, n_train, train_labels, eval_fn, feat_dim, num_classes, epochs=30,
+def train_linear_probe(feature_batches, n_train, train_labels, eval_fn, feat_dim, num_classes, epochs=30,
                        lr=0.4, weight_decay=5e-4, momentum=0.9, batch_size=512, seed=0, device=None,
                        progress=False):
     """Train a fresh linear head on frozen features; evaluate it after every epoch.
 
-    featurize(idx (B,) int64 CPU) -> features (B, feat_dim), computed without grad; or,
-    when it has a `batches` attribute, featurize.batches(list of idx) yields the features
-    of those index batches in order (a DataLoader with workers can then prefetch them).
+    feature_batches(list of idx (B,) int64 CPU) yields the features (B, feat_dim) of those
+    index batches in order, without grad (a generator, so a DataLoader's workers can prefetch).
     eval_fn(head) -> test accuracy in percent. SGD with momentum and weight decay,
     cosine LR per epoch down to 0, a seeded shuffle each epoch.
     Returns {'final_acc', 'best_acc', 'best_epoch', 'history', 'head'}.
@@ -52,9 +51,7 @@ def train_linear_probe(featurize, n_train, train_labels, eval_fn, feat_dim, num_
     history = []
     for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False):
         index_batches = list(torch.randperm(n_train, generator=shuffle_generator).split(batch_size))
-        feature_batches = (featurize.batches(index_batches) if hasattr(featurize, "batches")
-                           else _without_grad(featurize, index_batches))
-        for batch_idx, features in zip(index_batches, feature_batches):
+        for batch_idx, features in zip(index_batches, feature_batches(index_batches)):
             features = features.to(device).float()
             loss = F.cross_entropy(head(features), labels_on_device[batch_idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
@@ -66,13 +63,6 @@ def train_linear_probe(featurize, n_train, train_labels, eval_fn, feat_dim, num_
     best_epoch = max(range(epochs), key=lambda epoch: history[epoch])
     return {"final_acc": history[-1], "best_acc": history[best_epoch], "best_epoch": best_epoch,
             "history": history, "head": head}
-
-
-def _without_grad(featurize, index_batches):
-    for idx in index_batches:
-        with torch.no_grad():        # never yield inside: grad mode is global, the caller would inherit it
-            features = featurize(idx)
-        yield features
 
 
 def infer_num_classes(*label_tensors):
@@ -94,14 +84,14 @@ def probe_cached(train_feats, train_labels, test_feats, test_labels, eval_batch_
     test_labels_on_device = torch.as_tensor(test_labels, dtype=torch.long).to(device)
     kw.setdefault("num_classes", infer_num_classes(torch.as_tensor(train_labels), test_labels_on_device))
 
-    def featurize(idx):
-        return train_on_device[idx.to(device)]
+    def feature_batches(index_batches):
+        return (train_on_device[idx.to(device)] for idx in index_batches)   # a plain tensor: no grad
 
     def eval_fn(head):
         batches = zip(test_on_device.split(eval_batch_size), test_labels_on_device.split(eval_batch_size))
         return percent_correct(head, batches)
 
-    return train_linear_probe(featurize, len(train_feats), train_labels, eval_fn,
+    return train_linear_probe(feature_batches, len(train_feats), train_labels, eval_fn,
                               feat_dim=train_feats.shape[1], device=device, **kw)
 
 
@@ -145,17 +135,13 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, num_wo
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=kw.get("batch_size", 512),
                                               shuffle=False, num_workers=num_workers)
 
-    def featurize(idx):
-        return list(featurize.batches([idx]))[0]
-
-    def batches(index_batches):
+    def feature_batches(index_batches):
         """The backbone's features of each index batch; images loaded by DataLoader workers, in order."""
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=index_batches, num_workers=num_workers)
         for batch in loader:
             with torch.no_grad(), model_mode(model, training=bn_mode == "train"), autocast(device, amp):
                 features = model_features(model, batch[0].to(device, non_blocking=True))
             yield features            # outside the contexts: grad and autocast modes are global
-    featurize.batches = batches
 
     def eval_fn(head):
         with model_mode(model, training=False):
@@ -166,7 +152,7 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, num_wo
     try:
         for p in model.parameters():
             p.requires_grad_(False)
-        result = train_linear_probe(featurize, len(train_set), train_labels, eval_fn,
+        result = train_linear_probe(feature_batches, len(train_set), train_labels, eval_fn,
                                     feat_dim=model.feat_dim, device=device, **kw)
     finally:
         for p, flag in zip(model.parameters(), grad_flags):
