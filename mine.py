@@ -135,11 +135,11 @@ def image_table(dataset, args):
 
 
 def checkpoint_features(path, dataset, args, device):
-    """T (N, D) float32 on CPU of one checkpoint, in eval mode; cached with --cache_dir."""
-    ckpt = load_checkpoint(path)
-    num_classes = source_classes(ckpt, args)
+    """T (N, D) float32 on CPU of one checkpoint, in eval mode; cached with --cache_dir
+    (a cache hit reads nothing of the checkpoint but its size and mtime)."""
 
     def compute():
+        num_classes = source_classes(load_checkpoint(path), args)
         model, _ = load_model(path, arch=args.model, num_classes=num_classes, device=device)
         return extract_features(model, get_loader(dataset, args.extract_batch, train=False,
                                                   num_workers=args.num_workers),
