@@ -38,7 +38,7 @@ class ContrastMemory(nn.Module):
         self.register_buffer("memory_v2", random_unit_rows(n_data, dim))
         self.register_buffer("z_v1", torch.tensor(-1.0))
         self.register_buffer("z_v2", torch.tensor(-1.0))
-        self._z_fixed = set()   # names of the Z buffers known to be fixed: no host sync per step after that
+        self._z_checked = False   # both Z known fixed: no host sync per step after that
 
     def sample_indices(self, y):
         """y: (B,) positive indices -> (B, K+1) long; column 0 is y, the rest uniform in [0, n_data)."""
@@ -47,20 +47,20 @@ class ContrastMemory(nn.Module):
         idx[:, 0] = y.to(device)
         return idx
 
-    def _fixed_z(self, name, out, reduce_fn):
-        """Return Z, fixing it on first use as reduce_fn(mean(out)) * n_data. out: (B, K+1).
+    def _fix_z(self, out_v1, out_v2, reduce_fn):
+        """Fix each Z still unset (-1) as reduce_fn(mean(out)) * n_data. out_*: (B, K+1).
 
-        The buffer is read on the host once (after construction or a state load), not every step.
+        The buffers are read on the host once (after construction or a state load), not every step.
         """
-        z_buffer = getattr(self, name)
-        if name not in self._z_fixed:
+        if self._z_checked:
+            return
+        for z_buffer, out in ((self.z_v1, out_v1), (self.z_v2, out_v2)):
             if z_buffer.item() < 0:
                 z_buffer.fill_(float(reduce_fn(out.detach().mean())) * self.n_data)
-            self._z_fixed.add(name)
-        return z_buffer
+        self._z_checked = True
 
     def _load_from_state_dict(self, *args, **kwargs):
-        self._z_fixed = set()   # the loaded Z may be fixed or not: look again at the next step
+        self._z_checked = False   # the loaded Z may be fixed or not: look again at the next step
         super()._load_from_state_dict(*args, **kwargs)
 
     def scores(self, v1, v2, contrast_idx, reduce_fn=None):
@@ -76,9 +76,8 @@ class ContrastMemory(nn.Module):
         reduce_fn = reduce_fn or (lambda mean: mean)
         out_v1 = torch.exp(self._dots(v1, self.memory_v2, contrast_idx) / self.nce_t)
         out_v2 = torch.exp(self._dots(v2, self.memory_v1, contrast_idx) / self.nce_t)
-        out_v1 = out_v1 / self._fixed_z("z_v1", out_v1, reduce_fn)
-        out_v2 = out_v2 / self._fixed_z("z_v2", out_v2, reduce_fn)
-        return out_v1, out_v2
+        self._fix_z(out_v1, out_v2, reduce_fn)
+        return out_v1 / self.z_v1, out_v2 / self.z_v2
 
     @staticmethod
     def _dots(v, bank, contrast_idx):
