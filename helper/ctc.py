@@ -144,9 +144,12 @@ class CTCData:
         """epoch -> the epoch's shuffled loader; order depends on (seed, epoch) only.
 
         Each stage's loader factory is built once: with --loader gpu it uploads its images.
+        Only the current stage's is kept (epochs only move forward), so the device never
+        holds the training set twice.
         """
         stage = 1 if epoch <= self.args.stage_two_epoch else 2
         if stage not in self._loaders:
+            self._loaders.clear()            # free stage 1's device copy before uploading stage 2's
             dataset = self.stage_one if stage == 1 else self.stage_two
             self._loaders[stage] = train_loader_for(self.args, dataset, self.device)
         return self._loaders[stage](epoch)

@@ -213,6 +213,22 @@ def test_two_stage_run_on_the_device_resident_loader(in_tmp):
     assert all(math.isfinite(r["train_loss"]) for r in log)
 
 
+def test_stage_one_device_copy_is_released_at_the_switch():
+    """--loader gpu: stage 2 uploads its contrast view; stage 1's copy must not stay on the device beside it."""
+    import gc
+    import weakref
+
+    from dataset import get_dataset
+    from helper.ctc import CTCData
+    args = parse(TWO_STAGE + ["--loader", "gpu"])
+    data = CTCData(args, get_dataset("digits_a", "train", variant="instance", augment="standard"), torch.device("cpu"))
+    stage_one = weakref.ref(data.loader_for(1))
+    assert data.loader_for(1) is stage_one()                    # built once per stage
+    stage_two = data.loader_for(2)
+    gc.collect()
+    assert stage_one() is None and stage_two.sampler is not None  # gone; stage 2 draws negatives
+
+
 def test_switch_state_of_older_resume_files_is_inferred_from_the_epoch():
     from helper.ctc import SwitchState
     switch = SwitchState(stage_two_epoch=2)
