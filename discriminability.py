@@ -20,7 +20,6 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
-from helper.device import get_device
 from helper.errors import UserError, run_cli
 from helper.metrics import nmi_kmeans, recall_at_1
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
@@ -50,7 +49,7 @@ def metrics_of(features, labels, num_classes, args):
 def main(args):
     if args.extract_batch < 1 or args.n_init < 1:
         raise UserError(f"--extract_batch and --n_init must be at least 1 (got {args.extract_batch}, {args.n_init}).")
-    device = get_device(args.device)
+    device = T.sweep_device(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     first = T.check_run(run_dir, args)
     if args.dataset is None:

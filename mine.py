@@ -30,8 +30,7 @@ from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names, get_loader
 from helper import transfer as T
-from helper.checkpoint import load_checkpoint, load_model, resolve_run_dir
-from helper.device import get_device
+from helper.checkpoint import load_checkpoint, resolve_run_dir
 from helper.errors import UserError, run_cli
 from helper.features import cached_features, extract_features, file_fingerprint
 from helper.mi import ESTIMATORS, estimate_mi, one_hot
@@ -115,7 +114,7 @@ def results_path(run_dir, args):
 
 def source_classes(ckpt, args):
     """Classes of the checkpoint's head: its metadata, else --source_dataset's, else None
-    (load_model then reads them from the head's shape, as for the original code's checkpoints)."""
+    (load_source then reads them from the head's shape, as for the original code's checkpoints)."""
     recorded = ckpt.get("num_classes") if isinstance(ckpt, dict) else None
     if recorded:
         return int(recorded)
@@ -140,10 +139,10 @@ def checkpoint_features(path, dataset, args, device):
 
     def compute():
         num_classes = source_classes(load_checkpoint(path), args)
-        model, _ = load_model(path, arch=args.model, num_classes=num_classes, device=device)
+        model, _ = T.load_source(path, args, device, num_classes=num_classes)
         return extract_features(model, get_loader(dataset, args.extract_batch, train=False,
                                                   num_workers=args.num_workers),
-                                device, layer=args.layer, amp=args.amp, progress=not args.no_progress)
+                                device, layer=args.layer, progress=not args.no_progress, **T.speed_kwargs(args))
 
     if not args.cache_dir:
         return compute()[0]
@@ -156,8 +155,8 @@ def fit(a, b, args, device):
     """One seeded estimate of I(a; b) with the flags' settings (the result dict of estimate_mi)."""
     return estimate_mi(a, b, estimator=args.estimator, iters=args.iter_num, batch_size=args.batch_size,
                        lr=args.lr, hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=args.window,
-                       holdout=args.holdout, seed=args.seed, device=device, amp=args.amp,
-                       progress=not args.no_progress)
+                       holdout=args.holdout, seed=args.seed, device=device, progress=not args.no_progress,
+                       **T.speed_kwargs(args))
 
 
 def report(result, epoch, args, arch, history_dir):
@@ -176,7 +175,7 @@ def report(result, epoch, args, arch, history_dir):
 
 def main(args):
     check_args(args)
-    device = get_device(args.device)
+    device = T.sweep_device(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     first = T.check_run(run_dir, args)
     arch = (args.model or first.get("arch")) if first is not None else args.model

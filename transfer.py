@@ -31,7 +31,6 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
-from helper.device import get_device
 from helper.errors import UserError, run_cli
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 from helper.train_setup import int_list
@@ -137,7 +136,7 @@ def run_concat(args, run_dir, target, device):
 
 def main(args):
     check_args(args)
-    device = get_device(args.device)
+    device = T.sweep_device(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     target = load_target(args)
     if args.concat or args.concat_paths:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from helper.checkpoint import save_atomic
 from helper.errors import UserError
-from helper.speed import autocast
+from helper.speed import autocast, compiled
 
 
 @contextlib.contextmanager
@@ -47,28 +47,35 @@ def model_features(model, images, layer=-1):
     return stage_features[layer].flatten(1).float()
 
 
-def iter_batch_features(model, loader, device, layer=-1, amp=False, progress=False, desc="features"):
+def features_fn(compile=False):
+    """`model_features`, or its torch.compile'd twin (one per process, shared by every checkpoint)."""
+    return compiled(model_features) if compile else model_features
+
+
+def iter_batch_features(model, loader, device, layer=-1, amp=False, progress=False, desc="features", compile=False):
     """Yield `(features (B, D) float32, labels (B,) int64)` per batch, both on `device`.
 
     The caller chooses the model mode and the grad mode; loader items are tuples whose
     first two entries are images and labels (extra entries are ignored).
     """
+    featurize = features_fn(compile)
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         images = batch[0].to(device, non_blocking=True)
         labels = torch.as_tensor(batch[1]).to(device, dtype=torch.long, non_blocking=True)
         with autocast(device, amp):
-            features = model_features(model, images, layer)
+            features = featurize(model, images, layer)
         yield features.float(), labels
 
 
-def extract_features(model, loader, device, layer=-1, amp=False, progress=False):
+def extract_features(model, loader, device, layer=-1, amp=False, progress=False, compile=False):
     """Features of a whole loader in eval mode: `(features (N, D) float32, labels (N,) int64)` on CPU.
 
-    The model's previous train/eval mode is restored afterwards.
+    The model's previous train/eval mode is restored afterwards. `compile`: through
+    `torch.compile` (same values within float tolerance).
     """
     feature_chunks, label_chunks = [], []
     with model_mode(model, training=False), torch.no_grad():
-        for features, labels in iter_batch_features(model, loader, device, layer, amp, progress):
+        for features, labels in iter_batch_features(model, loader, device, layer, amp, progress, compile=compile):
             feature_chunks.append(features.cpu())
             label_chunks.append(labels.cpu())
     if not feature_chunks:

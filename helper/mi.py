@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from helper.device import get_device
 from helper.errors import UserError
+from helper.speed import compiled
 
 ESTIMATORS = ("mine", "nwj", "infonce", "smile")
 INFONCE_MAX_ROWS = 512
@@ -171,7 +172,7 @@ def _final_bound(net, estimator, table, dim_a, batch_size, tau, infonce_rows, ge
 
 def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
                 hidden_size=1024, ma_rate=0.01, window=500, holdout=None, seed=None,
-                device=None, amp=False, progress=False, smile_tau=5.0):
+                device=None, amp=False, compile=False, progress=False, smile_tau=5.0):
     """Lower-bound I(a; b) in nats for paired rows a (N, Da), b (N, Db).
 
     Returns a dict: 'mi' (mean of the last `window` per-iteration bounds, or with
@@ -179,7 +180,9 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     (numpy, NaN where the bound was not finite), 'nan_steps' (skipped updates),
     'iters', 'seconds', 'estimator', 'batch_size' (the rows one bound sees: clamped
     to the rows available, and for 'infonce' to the R x R critic's memory cap, which
-    also caps its bound at log R) and with `holdout` also 'mi_train'. Raises UserError when no
+    also caps its bound at log R) and with `holdout` also 'mi_train'. `compile`: each step's
+    bound (row gather, statistics network, log-mean-exp) through torch.compile, compiled once
+    per process and reused by every call. Raises UserError when no
     finite bound is left in the window (e.g. every step was non-finite).
     """
     start = time.time()
@@ -219,11 +222,12 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     history = torch.empty(iters, device=device)
     skipped = torch.zeros((), device=device)
     ma = None
+    bound_fn = compiled(_bound) if compile else _bound
     steps = tqdm(range(iters), desc=f"MI ({estimator})", disable=not progress)
     for step in steps:
         idx = sample_batches(n, batch_size, generator, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            bound, t_joint, t_marg = _bound(net, estimator, fit, dim_a, idx, smile_tau, infonce_rows)
+            bound, t_joint, t_marg = bound_fn(net, estimator, fit, dim_a, idx, smile_tau, infonce_rows)
         loss, ma = _surrogate_loss(estimator, bound, t_joint, t_marg, ma, ma_rate, step == 0)
         optimizer.zero_grad()
         loss.backward()

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from helper.device import get_device
 from helper.errors import UserError
-from helper.features import iter_batch_features, model_features, model_mode
+from helper.features import features_fn, iter_batch_features, model_mode
 from helper.metrics import AverageMeter, accuracy
 from helper.speed import autocast
 
@@ -117,14 +117,15 @@ def parameter_fingerprint(model):
                         for p in model.parameters()])
 
 
-def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, num_workers=0, **kw):
+def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, compile=False, num_workers=0, **kw):
     """Linear probe that runs the frozen backbone on the images each batch.
 
     bn_mode='eval': backbone in eval mode (same result as `probe_cached`);
     bn_mode='train': backbone in train mode while featurizing, so BatchNorm running
     statistics keep updating (the original protocol). Parameters are frozen in both
     (checked afterwards, MoCo-style, from a cheap per-parameter fingerprint);
-    evaluation on `test_set` always uses eval mode. The model's mode and
+    evaluation on `test_set` always uses eval mode. `amp`, `compile`: bf16 autocast and
+    torch.compile for the backbone's forward. The model's mode and
     requires_grad flags are restored afterwards.
     """
     if bn_mode not in ("eval", "train"):
@@ -135,17 +136,20 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, num_wo
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=kw.get("batch_size", 512),
                                               shuffle=False, num_workers=num_workers)
 
+    featurize = features_fn(compile)
+
     def feature_batches(index_batches):
         """The backbone's features of each index batch; images loaded by DataLoader workers, in order."""
         loader = torch.utils.data.DataLoader(train_set, batch_sampler=index_batches, num_workers=num_workers)
         for batch in loader:
             with torch.no_grad(), model_mode(model, training=bn_mode == "train"), autocast(device, amp):
-                features = model_features(model, batch[0].to(device, non_blocking=True))
+                features = featurize(model, batch[0].to(device, non_blocking=True))
             yield features            # outside the contexts: grad and autocast modes are global
 
     def eval_fn(head):
         with model_mode(model, training=False):
-            return percent_correct(head, iter_batch_features(model, test_loader, device, amp=amp))
+            return percent_correct(head, iter_batch_features(model, test_loader, device, amp=amp,
+                                                                     compile=compile))
 
     grad_flags = [p.requires_grad for p in model.parameters()]
     before = parameter_fingerprint(model)

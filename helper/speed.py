@@ -1,11 +1,15 @@
-"""Speed flags shared by the training scripts: bf16 autocast, channels_last, torch.compile, GPU loader.
+"""Speed flags shared by the training scripts and the sweeps: bf16 autocast, channels_last,
+torch.compile, GPU loader.
 
 Every flag defaults to None ("choose for me"); `resolve_speed_args` fills them from the
 device: all off on CPU (no gain there, and the CPU run is the reference), and on CUDA
 bf16 autocast + channels_last on (tensor cores; bf16 needs no loss scaling), the
 data set on the GPU when it fits, and torch.compile off (see `resolve_speed_args`).
+The sweeps (transfer.py, discriminability.py, mine.py) take channels_last and compile
+from here but keep their own --amp, off by default: their features are the paper's fp32.
 """
 import contextlib
+import functools
 import os
 import platform
 
@@ -22,19 +26,24 @@ def add_speed_args(parser):
     g.add_argument("--amp", dest="amp", action="store_true", default=None,
                    help="bf16 autocast for forward and loss (default: on with CUDA, off on CPU)")
     g.add_argument("--no_amp", dest="amp", action="store_false", help="full fp32 everywhere")
-    g.add_argument("--channels_last", dest="channels_last", action="store_true", default=None,
-                   help="NHWC memory format for model and batches, faster convolutions on tensor cores "
-                        "(default: on with CUDA)")
-    g.add_argument("--no_channels_last", dest="channels_last", action="store_false", help="NCHW memory format")
-    g.add_argument("--compile", dest="compile", action="store_true", default=None,
-                   help="torch.compile the model: minutes of compilation per process before the first "
-                        "step, worth it only for long runs (default: off)")
-    g.add_argument("--no_compile", dest="compile", action="store_false", help="eager model (default)")
+    add_layout_args(g, compile_help="torch.compile the model: minutes of compilation per process before the "
+                                    "first step, worth it only for long runs (default: off)")
     g.add_argument("--loader", default="auto", choices=LOADERS,
                    help="gpu: whole uint8 set on the device, augmentation there (standard/none "
                         "augment only); cpu: DataLoader workers + PIL; auto: gpu on CUDA when the set "
                         "fits in half the free memory and --augment is not auto, else cpu")
     return parser
+
+
+def add_layout_args(group, compile_help):
+    """Add --channels_last/--no_channels_last and --compile/--no_compile (both None = device default)."""
+    group.add_argument("--channels_last", dest="channels_last", action="store_true", default=None,
+                       help="NHWC memory format for the model's weights (convolutions then run NHWC), "
+                            "faster on tensor cores (default: on with CUDA, off on CPU)")
+    group.add_argument("--no_channels_last", dest="channels_last", action="store_false", help="NCHW memory format")
+    group.add_argument("--compile", dest="compile", action="store_true", default=None, help=compile_help)
+    group.add_argument("--no_compile", dest="compile", action="store_false", help="eager (default)")
+    return group
 
 
 def resolve_speed_args(args, device, dataset=None):
@@ -52,7 +61,9 @@ def resolve_speed_args(args, device, dataset=None):
             setattr(args, name, cuda)
     if getattr(args, "compile", None) is None:
         args.compile = False
-    loader = getattr(args, "loader", "auto")
+    if not hasattr(args, "loader"):        # the sweeps: no training set to place
+        return args
+    loader = args.loader
     if loader not in LOADERS:
         raise UserError(f"--loader must be one of {', '.join(LOADERS)}, got {loader!r}.")
     if loader == "auto":
@@ -99,6 +110,19 @@ def prepare_model(model, args):
     if getattr(args, "compile", False):
         model = torch.compile(model)
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(fn):
+    """`torch.compile(fn)`, built once per process and function.
+
+    `fn` takes the model as an argument (e.g. `model_features(model, images)`), so every
+    checkpoint of a sweep, a new instance of the same architecture, reuses the graphs
+    compiled for the first instead of compiling again (and silently falling back to
+    eager once dynamo's recompile limit is reached). Static shapes: the last, smaller
+    batch of a split costs one more graph, not a dynamic-shape graph for all batches.
+    """
+    return torch.compile(fn, dynamic=False)
 
 
 def describe(args):

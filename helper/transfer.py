@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from dataset import DATASETS, get_dataset, get_info, get_loader
 from helper.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_model, model_weights,
                                model_checkpoint, model_state, save_atomic)
+from helper.device import get_device
 from helper.errors import UserError
 from helper.features import cached_features, extract_features, file_fingerprint
 from helper.loops import evaluate, train_one_epoch
@@ -21,6 +22,7 @@ from helper.metrics import parameter_distance_transferability
 from helper.probe import probe_backbone, probe_cached
 from helper.schedule import cosine_lr, set_lr
 from helper.seed import set_seed
+from helper.speed import add_layout_args, resolve_speed_args
 from helper.sweep import select_epochs
 
 
@@ -40,10 +42,25 @@ def add_feature_args(parser, model_default=None):
     g.add_argument("--amp", action="store_true",
                    help="bf16 autocast on CUDA for feature extraction (and mine.py's statistics network); "
                         "default off: fp32 as in the paper")
+    add_layout_args(g, compile_help="torch.compile the frozen feature extraction (and mine.py's statistics "
+                                    "network): compiled once per process and reused by every checkpoint; "
+                                    "fine-tuning stays eager (default: off)")
     g.add_argument("--cache_dir", default=None,
                    help="keep extracted features here, keyed by checkpoint file (path, mtime, size), "
                         "data set and split, so reruns skip extraction (default: no cache)")
     return parser
+
+
+def sweep_device(args):
+    """The device of `--device`, with --channels_last/--compile settled for it (CUDA: channels_last on)."""
+    device = get_device(args.device)
+    resolve_speed_args(args, device)
+    return device
+
+
+def speed_kwargs(args):
+    """The feature-extraction keywords of the speed flags (channels_last is applied at load)."""
+    return {"amp": args.amp, "compile": bool(args.compile)}
 
 
 def warn(message):
@@ -81,13 +98,15 @@ def check_run(run_dir, args):
     return None
 
 
-def load_source(path, args, device):
-    """(frozen model in eval mode, checkpoint dict) of one source checkpoint.
+def load_source(path, args, device, num_classes=None):
+    """(frozen model in eval mode, checkpoint dict) of one source checkpoint, channels_last if asked.
 
-    The source classes come from the checkpoint (its metadata, else its head's shape): the
-    head is discarded anyway, and only that number lets the weights load strictly.
+    The source classes come from `num_classes`, else the checkpoint (its metadata, else its
+    head's shape): the head is discarded anyway, and only that number lets the weights load strictly.
     """
-    model, ckpt = load_model(path, arch=args.model, device=device)
+    model, ckpt = load_model(path, arch=args.model, num_classes=num_classes, device=device)
+    if getattr(args, "channels_last", False):
+        model = model.to(memory_format=torch.channels_last)
     return model.eval(), ckpt
 
 
@@ -121,7 +140,7 @@ def split_features(model, dataset, ckpt_path, args, device, split):
     """(features (N, feat_dim) float32, labels (N,) int64) on CPU, in eval mode; cached with --cache_dir."""
     def compute():
         loader = get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
-        return extract_features(model, loader, device, amp=args.amp, progress=not args.no_progress)
+        return extract_features(model, loader, device, progress=not args.no_progress, **speed_kwargs(args))
 
     if not args.cache_dir:
         return compute()
@@ -146,8 +165,8 @@ def linear_probe(model, path, target, args, device):
     """The paper's protocol on one frozen checkpoint: a new linear head on the target's train split."""
     num_classes = target["info"].num_classes
     if args.bn_mode == "train":
-        result = probe_backbone(model, target["train"], target["eval"], bn_mode="train",
-                                num_workers=args.num_workers, **probe_kwargs(args, num_classes, device))
+        result = probe_backbone(model, target["train"], target["eval"], bn_mode="train", num_workers=args.num_workers,
+                                **speed_kwargs(args), **probe_kwargs(args, num_classes, device))
         return probe_result(result)
     train = split_features(model, target["train"], path, args, device, "train")
     test = split_features(model, target["eval"], path, args, device, args.eval_split)

@@ -3,8 +3,14 @@ import csv
 import os
 import shutil
 
+import pytest
+
 from helper.engine import TrainingRun
 from helper.errors import run_cli
+
+# torch.compile's CPU backend (inductor) builds C++: without a compiler there is nothing to test.
+needs_compiler = pytest.mark.skipif(not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")),
+                                    reason="torch.compile on CPU needs a C++ compiler")
 
 
 def cli(main, parser, argv, capsys):

@@ -7,6 +7,7 @@ import torch
 
 from helper.errors import UserError
 from helper.mi import StatisticsNetwork, estimate_mi, one_hot, sample_batches
+from tests.helpers import needs_compiler
 
 CPU = torch.device("cpu")
 FAST = dict(hidden_size=64, lr=2e-3, window=200, device=CPU, seed=0)
@@ -121,6 +122,16 @@ def test_amp_runs_on_cpu():
     x, y, _ = gaussian_pair(200, 2, 0.8, seed=7)
     result = estimate_mi(x, y, iters=20, batch_size=64, amp=True, **FAST)
     assert np.isfinite(result["mi"]) and result["nan_steps"] == 0
+
+
+@needs_compiler
+def test_compiled_step_follows_the_eager_one():
+    x, y, _ = gaussian_pair(300, 2, 0.8, seed=8)
+    kw = dict(iters=30, batch_size=64, **{**FAST, "hidden_size": 32, "window": 10})
+    eager = estimate_mi(x, y, **kw)
+    fast = estimate_mi(x, y, compile=True, **kw)
+    np.testing.assert_allclose(fast["history"], eager["history"], atol=1e-3, rtol=1e-3)
+    assert fast["nan_steps"] == 0
 
 
 def test_one_hot_and_input_errors():

@@ -1,14 +1,19 @@
-"""helper/speed.py: flags, defaults per device, autocast and model preparation."""
+"""helper/speed.py: flags, defaults per device, autocast, model preparation, and the sweeps' speed flags."""
 import argparse
+import os
 
 import pytest
 import torch
 
+import transfer
 from dataset import get_dataset
+from helper import transfer as T
 from helper.checkpoint import model_state
 from helper.errors import UserError
+from helper.features import extract_features
 from helper.speed import add_speed_args, autocast, describe, prepare_model, resolve_speed_args
 from models import create_model
+from tests.helpers import needs_compiler
 
 
 def parse(argv, **extra):
@@ -79,6 +84,49 @@ def test_compiled_model_saves_bare_keys(model_and_batch):
     assert compiled is not model
     assert any(key.startswith("_orig_mod.") for key in compiled.state_dict())
     assert list(model_state(compiled)) == list(model.state_dict())
+
+
+def sweep_args(argv):
+    return transfer.get_args_parser().parse_args(["--ckpt_path", "x", "--target_dataset", "digits_b", *argv])
+
+
+def test_sweep_defaults_follow_the_device_but_keep_fp32():
+    args = sweep_args([])
+    assert (args.amp, args.channels_last, args.compile) == (False, None, None)
+    resolve_speed_args(args, torch.device("cuda"))
+    assert (args.amp, args.channels_last, args.compile) == (False, True, False)   # amp stays the paper's fp32
+    assert not hasattr(args, "loader")                                             # sweeps train nothing
+    args = sweep_args(["--device", "cpu", "--compile"])
+    assert T.sweep_device(args) == torch.device("cpu")
+    assert (args.channels_last, args.compile) == (False, True)
+
+
+def test_sweep_loads_channels_last_and_extracts_the_same_features(digits_run):
+    path = os.path.join(digits_run, "ckpt_epoch_2.pth")
+    images = torch.utils.data.TensorDataset(torch.randn(12, 3, 32, 32), torch.arange(12) % 5)
+    loader = torch.utils.data.DataLoader(images, batch_size=6)
+    plain, _ = T.load_source(path, sweep_args(["--model", "resnet8", "--no_channels_last"]), "cpu")
+    fast, _ = T.load_source(path, sweep_args(["--model", "resnet8", "--channels_last"]), "cpu")
+    assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(extract_features(fast, loader, "cpu")[0], extract_features(plain, loader, "cpu")[0],
+                               atol=1e-5, rtol=1e-5)
+
+
+@needs_compiler
+def test_compiled_features_match_eager_and_compile_once_for_every_checkpoint():
+    """A sweep loads a new model per checkpoint: the compiled feature function must not recompile for it."""
+    torch._dynamo.reset()
+    images = torch.utils.data.TensorDataset(torch.randn(8, 3, 32, 32), torch.arange(8) % 5)
+    loader = torch.utils.data.DataLoader(images, batch_size=4)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model("resnet8", num_classes=5)
+        eager, labels = extract_features(model, loader, "cpu")
+        with torch._dynamo.config.patch(error_on_recompile=seed > 0):
+            fast, fast_labels = extract_features(model, loader, "cpu", compile=True)
+        torch.testing.assert_close(fast, eager, atol=1e-4, rtol=1e-4)
+        assert torch.equal(fast_labels, labels)
 
 
 def test_bench_measures_every_piece_and_records_the_device(tmp_path, capsys, monkeypatch):
