@@ -8,7 +8,7 @@ import torch
 import train_vanilla
 from helper.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
 from helper.engine import TrainingRun
-from tests.helpers import stop_after
+from tests.helpers import needs_compiler, stop_after
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "64", "--num_workers", "0",
         "--learning_rate", "0.05", "--no_progress", "--note", "test"]
@@ -49,6 +49,22 @@ def test_two_epochs_write_the_expected_files_and_the_loss_falls(in_tmp):
     assert {"lr", "train/loss", "train/acc1", "val/loss", "val/acc1", "val/acc5"} <= set(tags)
     assert [e.step for e in board.Scalars("val/acc1")] == [1, 2]
     assert board.Scalars("val/acc1")[-1].value == pytest.approx(log[1]["val_acc1"], rel=1e-5)
+
+
+@needs_compiler
+def test_channels_last_and_compile_train_within_noise(in_tmp):
+    """Speed flags change float rounding, not the training: a seed changes the epoch-2 loss by ~2 %."""
+    def last_epoch(note, *flags):
+        run_dir = run(["--epochs", "2", "--note", note, *flags]).run_dir
+        return run_dir, json.loads(open(os.path.join(run_dir, "log.txt")).readlines()[-1])
+
+    _, plain = last_epoch("plain")
+    fast_dir, fast = last_epoch("fast", "--channels_last", "--compile")
+    assert abs(fast["train_loss"] - plain["train_loss"]) < 0.03 and abs(fast["train_acc1"] - plain["train_acc1"]) < 3
+    args = json.load(open(os.path.join(fast_dir, "args.json")))
+    assert args["channels_last"] is True and args["compile"] is True
+    assert not any(key.startswith("_orig_mod.") for key in final_weights(fast_dir))
+    load_model(os.path.join(fast_dir, "resnet8_last.pth"))         # strict: loads into an eager model
 
 
 def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch):
