@@ -7,7 +7,10 @@
   ctc     seconds per CTC stage-2 step vs a plain cross-entropy step (scripts/bench_ctc.py);
   probe   one checkpoint's 30-epoch linear probe, uncached vs cached features
           (scripts/bench_transfer.py);
-  mine    MINE iterations/s, numpy sampling + host copies vs on-device (scripts/bench_mine.py).
+  mine    MINE iterations/s, numpy sampling + host copies vs on-device (scripts/bench_mine.py);
+  flags   training images/s on the device loader with each speed flag alone (--amp,
+          --channels_last, --compile; --ablate picks) against all three off: the measurement
+          that decides their CUDA defaults in helper/speed.py (amp does nothing on CPU).
 
 ratio = our speed / reference speed (above 1: faster; for ctc, below 1 is the overhead).
 The JSON (save/bench/ unless --json says where) keeps the device, torch version, date and
@@ -41,7 +44,8 @@ from helper.speed import (add_speed_args, autocast, describe, device_name, prepa
 from helper.train_setup import default_workers
 from models import create_model
 
-BENCHES = ("train", "ctc", "probe", "mine")
+BENCHES = ("train", "ctc", "probe", "mine", "flags")
+SPEED_FLAGS = ("amp", "channels_last", "compile")
 
 
 def synchronize(device):
@@ -86,26 +90,33 @@ def images_per_second(model, loader, device, steps, warmup, amp=False, original=
     return images / (time.perf_counter() - start)
 
 
+def fresh_model(name, device, options=None):
+    """A seeded `name` for CIFAR-100 on `device`, prepared (channels_last, compile) as `options` say."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=100).to(device)
+    return prepare_model(model, options) if options else model
+
+
+def training_set(args):
+    """The synthetic set of the training benchmarks: enough images for warmup + timed steps."""
+    return synthetic_cifar(max(args.train_images, (args.train_steps + args.train_warmup) * args.batch_size))
+
+
 def bench_train(args, device):
     if args.loader == "auto":                      # here auto means the thing measured: the device loader
         args.loader = "gpu"
     speed = resolve_speed_args(args, device)
-    needed = (args.train_steps + args.train_warmup) * args.batch_size
-    dataset = synthetic_cifar(max(args.train_images, needed))
-
-    def fresh_model(options=None):
-        torch.manual_seed(0)
-        model = create_model(args.model, num_classes=100).to(device)
-        return prepare_model(model, options) if options else model
-
+    dataset = training_set(args)
     reference = images_per_second(
-        fresh_model(), get_loader(dataset, args.batch_size, train=True, num_workers=args.num_workers, seed=0),
+        fresh_model(args.model, device),
+        get_loader(dataset, args.batch_size, train=True, num_workers=args.num_workers, seed=0),
         device, args.train_steps, args.train_warmup, original=True)
     if speed.loader == "cpu":
         loader = get_loader(dataset, args.batch_size, train=True, num_workers=args.num_workers, seed=0)
     else:
         loader = DeviceLoader(dataset, args.batch_size, device, seed=0, channels_last=speed.channels_last)
-    ours = images_per_second(fresh_model(speed), loader, device, args.train_steps, args.train_warmup, amp=speed.amp)
+    ours = images_per_second(fresh_model(args.model, device, speed), loader, device, args.train_steps,
+                             args.train_warmup, amp=speed.amp)
     return {"name": f"train {args.model} b{args.batch_size}", "unit": "images/s", "reference": reference,
             "ours": ours, "ratio": ours / reference,
             "config": {"images": len(dataset), "steps": args.train_steps, "warmup": args.train_warmup,
@@ -145,7 +156,34 @@ def bench_mi(args, device):
             "ratio": record["speedup"], "config": record}
 
 
-RUNNERS = {"train": bench_train, "ctc": bench_ctc_step, "probe": bench_probe, "mine": bench_mi}
+def bench_flags(args, device):
+    """One row per speed flag: the device loader's training images/s with that flag alone vs all off.
+
+    Each flag's row is what its CUDA default rests on; compile's warmup steps absorb its
+    compilation (--train_warmup). amp is skipped on CPU, where autocast is off by design.
+    """
+    dataset = training_set(args)
+    flags = [f for f in args.ablate if f != "amp" or device.type == "cuda"]
+
+    def speed(options):
+        loader = DeviceLoader(dataset, args.batch_size, device, seed=0, channels_last=options.channels_last)
+        return images_per_second(fresh_model(args.model, device, options), loader, device, args.train_steps,
+                                 args.train_warmup, amp=options.amp)
+
+    all_off = argparse.Namespace(**dict.fromkeys(SPEED_FLAGS, False), loader="gpu")
+    reference = speed(all_off)
+    rows = []
+    for flag in flags:
+        ours = speed(argparse.Namespace(**{**vars(all_off), flag: True}))
+        rows.append({"name": f"flags +{flag} {args.model} b{args.batch_size}", "unit": "images/s",
+                     "reference": reference, "ours": ours, "ratio": ours / reference,
+                     "config": {"steps": args.train_steps, "warmup": args.train_warmup, "flag": flag,
+                                "reference": describe(all_off)}})
+    return rows
+
+
+RUNNERS = {"train": bench_train, "ctc": bench_ctc_step, "probe": bench_probe, "mine": bench_mi,
+           "flags": bench_flags}
 
 
 def print_table(rows, header):
@@ -162,9 +200,10 @@ def print_table(rows, header):
 
 def main(args):
     device = get_device(args.device)
-    unknown = set(args.only) - set(BENCHES)
-    if unknown:
-        raise UserError(f"--only takes {', '.join(BENCHES)}; got {', '.join(sorted(unknown))}.")
+    for option, choices in (("only", BENCHES), ("ablate", SPEED_FLAGS)):
+        unknown = set(getattr(args, option)) - set(choices)
+        if unknown:
+            raise UserError(f"--{option} takes {', '.join(choices)}; got {', '.join(sorted(unknown))}.")
     if args.train_steps is None:
         args.train_steps = 3 if args.quick else (200 if device.type == "cuda" else 10)
     if args.train_images is None:
@@ -176,7 +215,8 @@ def main(args):
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
             with contextlib.redirect_stdout(io.StringIO()):      # the scripts' own reports
-                rows.append(RUNNERS[name](argparse.Namespace(**vars(args)), device))
+                result = RUNNERS[name](argparse.Namespace(**vars(args)), device)
+            rows.extend(result if isinstance(result, list) else [result])
         except Exception as err:                                   # report and go on with the others
             traceback.print_exc()
             rows.append({"name": name, "error": f"{type(err).__name__}: {err}"})
@@ -220,6 +260,9 @@ def get_args_parser():
     parser.add_argument("--train_images", type=int, default=None,
                         help="synthetic set size (default 50000 on GPU, 512 on CPU)")
     parser.add_argument("--probe_dataset", default="digits_b", help="target set of the probe benchmark")
+    parser.add_argument("--ablate", nargs="+", default=list(SPEED_FLAGS), metavar="FLAG",
+                        help=f"speed flags the flags benchmark tries one at a time: {' '.join(SPEED_FLAGS)} "
+                             "(amp only on CUDA)")
     return add_speed_args(parser)
 
 

@@ -13,7 +13,7 @@ from helper.errors import UserError
 from helper.features import extract_features
 from helper.speed import add_speed_args, autocast, describe, prepare_model, resolve_speed_args
 from models import create_model
-from tests.helpers import needs_compiler
+from tests.helpers import cli, needs_compiler
 
 
 def parse(argv, **extra):
@@ -136,7 +136,8 @@ def test_bench_measures_every_piece_and_records_the_device(tmp_path, capsys, mon
     import bench
     monkeypatch.chdir(tmp_path)
     args = bench.get_args_parser().parse_args(["--quick", "--model", "resnet8", "--train_images", "128",
-                                               "--num_workers", "0", "--device", "cpu"])
+                                               "--num_workers", "0", "--device", "cpu", "--ablate", "amp",
+                                               "channels_last"])
     assert bench.main(args) == 0
     out = capsys.readouterr().out
     (path,) = (tmp_path / "save" / "bench").iterdir()                  # the default JSON path
@@ -144,6 +145,15 @@ def test_bench_measures_every_piece_and_records_the_device(tmp_path, capsys, mon
     assert path.name.startswith("bench_") and path.name.endswith("_quick.json") and record["device"] == "cpu"
     assert record["device_name"] and record["torch"] == torch.__version__
     names = [row["name"] for row in record["results"]]
-    assert [n.split()[0] for n in names] == ["train", "ctc", "probe", "mine"], names
+    assert [n.split()[0] for n in names] == ["train", "ctc", "probe", "mine", "flags"], names
+    assert names[-1].startswith("flags +channels_last")                # amp: nothing to measure on CPU
     for row in record["results"]:
         assert row["reference"] > 0 and row["ours"] > 0 and row["ratio"] > 0 and row["name"] in out
+
+
+@pytest.mark.parametrize("argv, expected", [(["--only", "trian"], "--only takes train, ctc"),
+                                            (["--ablate", "fp16"], "--ablate takes amp, channels_last, compile")])
+def test_bench_refuses_unknown_names(argv, expected, capsys):
+    import bench
+    code, _, err = cli(bench.main, bench.get_args_parser(), argv + ["--device", "cpu", "--no_json"], capsys)
+    assert code == 2 and expected in err and "Traceback" not in err
