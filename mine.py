@@ -140,9 +140,8 @@ def checkpoint_features(path, dataset, args, device):
     def compute():
         num_classes = source_classes(load_checkpoint(path), args)
         model, _ = T.load_source(path, args, device, num_classes=num_classes)
-        return extract_features(model, get_loader(dataset, args.extract_batch, train=False,
-                                                  num_workers=args.num_workers),
-                                device, layer=args.layer, progress=not args.no_progress, **T.speed_kwargs(args))
+        return extract_features(model, T.feature_loader(dataset, args, device), device, layer=args.layer,
+                                progress=not args.no_progress, **T.speed_kwargs(args))
 
     if not args.cache_dir:
         return compute()[0]

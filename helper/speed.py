@@ -13,6 +13,7 @@ import functools
 import os
 import platform
 
+import numpy as np
 import torch
 
 from helper.errors import UserError
@@ -46,13 +47,14 @@ def add_layout_args(group, compile_help):
     return group
 
 
-def resolve_speed_args(args, device, dataset=None):
+def resolve_speed_args(args, device, dataset=None, pick_loader=True):
     """Replace the None defaults of `add_speed_args` for `device`; returns `args`.
 
     compile stays off unless asked: the compile time of ResNeXt forward+backward is paid
     again by every process and every shape (the last, smaller batch), which a sweep over
     100 checkpoints or a short run does not win back. `dataset`, when given, decides
-    --loader auto (GPU loader when it fits and its augmentation is reproducible there).
+    --loader auto (GPU loader when it fits and its augmentation is reproducible there);
+    `pick_loader=False` leaves --loader as given (the sweeps decide it per data set).
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -61,7 +63,7 @@ def resolve_speed_args(args, device, dataset=None):
             setattr(args, name, cuda)
     if getattr(args, "compile", None) is None:
         args.compile = False
-    if not hasattr(args, "loader"):        # the sweeps: no training set to place
+    if not pick_loader or not hasattr(args, "loader"):
         return args
     loader = args.loader
     if loader not in LOADERS:
@@ -80,7 +82,7 @@ def gpu_loader_works(dataset, device):
     from dataset.device_loader import augment_of, fits_on_device
     from dataset.variants import ArrayDataset
 
-    if not isinstance(dataset, ArrayDataset):
+    if not isinstance(dataset, ArrayDataset) or np.asarray(dataset.data[:1]).shape[1:] != (32, 32, 3):
         return False
     try:
         if augment_of(dataset) == "auto":

@@ -112,7 +112,7 @@ def _format(value):
 # Flags that say which checkpoints to take and how fast or where to compute, not what a row means.
 SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch", "force", "shard", "no_progress",
                    "device", "num_workers", "data_folder", "cache_dir", "extract_batch", "source_dataset",
-                   "channels_last", "compile"}
+                   "channels_last", "compile", "loader"}
 
 
 def args_json_path(results):

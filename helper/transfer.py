@@ -4,6 +4,7 @@ and the per-checkpoint evaluations (linear probe, fine-tuning, CAT concatenation
 Every function takes the parsed `args` of one of the two scripts; the flags it reads are
 the ones `add_feature_args` (and, for the probe, transfer.py) defines.
 """
+import functools
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from dataset import DATASETS, get_dataset, get_info, get_loader
+from dataset.device_loader import DeviceLoader
 from helper.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_model, model_weights,
                                model_checkpoint, model_state, save_atomic)
 from helper.device import get_device
@@ -22,7 +24,7 @@ from helper.metrics import parameter_distance_transferability
 from helper.probe import probe_backbone, probe_cached
 from helper.schedule import cosine_lr, set_lr
 from helper.seed import set_seed
-from helper.speed import add_layout_args, resolve_speed_args
+from helper.speed import LOADERS, add_layout_args, gpu_loader_works, resolve_speed_args
 from helper.sweep import select_epochs
 
 
@@ -42,6 +44,10 @@ def add_feature_args(parser, model_default=None):
     g.add_argument("--amp", action="store_true",
                    help="bf16 autocast on CUDA for feature extraction (and mine.py's statistics network); "
                         "default off: fp32 as in the paper")
+    g.add_argument("--loader", default="auto", choices=LOADERS,
+                   help="gpu: each evaluation split is uploaded once as uint8 and normalised on the device, so "
+                        "no checkpoint pays DataLoader workers again; cpu: a DataLoader per checkpoint; auto "
+                        "(default): gpu on CUDA for 32x32 array data sets that fit in half the free memory")
     add_layout_args(g, compile_help="torch.compile the frozen feature extraction (and mine.py's statistics "
                                     "network): compiled once per process and reused by every checkpoint; "
                                     "fine-tuning stays eager (default: off)")
@@ -54,7 +60,7 @@ def add_feature_args(parser, model_default=None):
 def sweep_device(args):
     """The device of `--device`, with --channels_last/--compile settled for it (CUDA: channels_last on)."""
     device = get_device(args.device)
-    resolve_speed_args(args, device)
+    resolve_speed_args(args, device, pick_loader=False)
     return device
 
 
@@ -136,11 +142,26 @@ def load_split(name, split, args, augment="none"):
                        download=split == DATASETS[name].train_split)
 
 
+def feature_loader(dataset, args, device):
+    """Unshuffled, unaugmented batches of `dataset` for feature extraction, by --loader (see its help)."""
+    on_device = args.loader == "gpu" or (args.loader == "auto" and device.type == "cuda"
+                                         and gpu_loader_works(dataset, device))
+    if on_device:
+        return resident_loader(dataset, args.extract_batch, device, bool(args.channels_last))
+    return get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
+
+
+@functools.lru_cache(maxsize=4)
+def resident_loader(dataset, batch_size, device, channels_last):
+    """One DeviceLoader per split and sweep: the upload happens once, not once per checkpoint."""
+    return DeviceLoader(dataset, batch_size, device, train=False, channels_last=channels_last)
+
+
 def split_features(model, dataset, ckpt_path, args, device, split):
     """(features (N, feat_dim) float32, labels (N,) int64) on CPU, in eval mode; cached with --cache_dir."""
     def compute():
-        loader = get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
-        return extract_features(model, loader, device, progress=not args.no_progress, **speed_kwargs(args))
+        return extract_features(model, feature_loader(dataset, args, device), device,
+                                progress=not args.no_progress, **speed_kwargs(args))
 
     if not args.cache_dir:
         return compute()

@@ -7,6 +7,7 @@ import torch
 
 import transfer
 from dataset import get_dataset
+from dataset.device_loader import DeviceLoader
 from helper import transfer as T
 from helper.checkpoint import model_state
 from helper.errors import UserError
@@ -93,12 +94,27 @@ def sweep_args(argv):
 def test_sweep_defaults_follow_the_device_but_keep_fp32():
     args = sweep_args([])
     assert (args.amp, args.channels_last, args.compile) == (False, None, None)
-    resolve_speed_args(args, torch.device("cuda"))
+    resolve_speed_args(args, torch.device("cuda"), pick_loader=False)                 # as T.sweep_device does
     assert (args.amp, args.channels_last, args.compile) == (False, True, False)   # amp stays the paper's fp32
-    assert not hasattr(args, "loader")                                             # sweeps train nothing
+    assert args.loader == "auto"                          # decided per split when its loader is built
     args = sweep_args(["--device", "cpu", "--compile"])
     assert T.sweep_device(args) == torch.device("cpu")
-    assert (args.channels_last, args.compile) == (False, True)
+    assert (args.channels_last, args.compile, args.loader) == (False, True, "auto")
+
+
+def test_sweep_device_loader_uploads_each_split_once_and_gives_the_same_features(digits_run):
+    split = get_dataset("digits_b", "test")
+    model, _ = T.load_source(os.path.join(digits_run, "ckpt_epoch_2.pth"), sweep_args(["--model", "resnet8"]), "cpu")
+    cpu = torch.device("cpu")
+    loaders = {name: T.feature_loader(split, sweep_args(["--loader", name, "--extract_batch", "64",
+                                                         "--no_channels_last"]), cpu) for name in ("cpu", "gpu", "auto")}
+    assert isinstance(loaders["gpu"], DeviceLoader) and not isinstance(loaders["auto"], DeviceLoader)  # auto: CUDA only
+    again = T.feature_loader(split, sweep_args(["--loader", "gpu", "--extract_batch", "64", "--no_channels_last"]), cpu)
+    assert again is loaders["gpu"]                        # the next checkpoint reuses the uploaded split
+    (reference, labels), (resident, resident_labels) = (extract_features(model, loaders[name], cpu)
+                                                        for name in ("cpu", "gpu"))
+    assert torch.equal(resident_labels, labels) and len(labels) == len(split)
+    torch.testing.assert_close(resident, reference, atol=1e-5, rtol=1e-5)
 
 
 def test_sweep_loads_channels_last_and_extracts_the_same_features(digits_run):

@@ -78,8 +78,8 @@ def test_rows_of_another_protocol_are_not_mixed_into_one_file(fresh, capsys):
     code, _, err = sweep(fresh, capsys, "--end_epoch", "2", probe_epochs="3")       # epoch 2 with 3 probe epochs?
     assert code == 2 and "--epoch was 2, now 3" in " ".join(err.split())
     assert [r["epoch"] for r in read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv"))] == ["1"]
-    assert sweep(fresh, capsys, "--end_epoch", "2", "--num_workers", "1", "--channels_last",   # speed flags: free
-                 probe_epochs="2")[0] == 0
+    assert sweep(fresh, capsys, "--end_epoch", "2", "--num_workers", "1", "--channels_last", "--loader", "gpu",
+                 probe_epochs="2")[0] == 0                                                   # speed flags: free
     assert sweep(fresh, capsys, "--end_epoch", "2", "--force", probe_epochs="3")[0] == 0
     rows = read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv"))
     assert [r["epoch"] for r in rows] == ["1", "2", "1", "2"]    # --force appends; readers keep an epoch's last row
