@@ -55,9 +55,13 @@ def resolve_speed_args(args, device, dataset=None, pick_loader=True):
     100 checkpoints or a short run does not win back. `dataset`, when given, decides
     --loader auto (GPU loader when it fits and its augmentation is reproducible there);
     `pick_loader=False` leaves --loader as given (the sweeps decide it per data set).
+    On CUDA it also turns on cuDNN autotuning, as the original code did: the inputs are
+    always 32x32, so each layer's fastest algorithm is found once.
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
     for name in ("amp", "channels_last"):
         if getattr(args, name, None) is None:
             setattr(args, name, cuda)

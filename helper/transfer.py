@@ -42,8 +42,8 @@ def add_feature_args(parser, model_default=None):
     g.add_argument("--extract_batch", type=int, default=256, help="batch size of feature extraction (default 256)")
     g.add_argument("--seed", type=int, default=0, help="seed of the probe head, its shuffle and k-means (default 0)")
     g.add_argument("--amp", action="store_true",
-                   help="bf16 autocast on CUDA for feature extraction (and mine.py's statistics network); "
-                        "default off: fp32 as in the paper")
+                   help="bf16 autocast on CUDA for feature extraction; default off: fp32 features as in the paper")
+    g.add_argument("--no_amp", dest="amp", action="store_false", help="fp32 (the default here)")
     g.add_argument("--loader", default="auto", choices=LOADERS,
                    help="gpu: each evaluation split is uploaded once as uint8 and normalised on the device, so "
                         "no checkpoint pays DataLoader workers again; cpu: a DataLoader per checkpoint; auto "

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+import mine
 import transfer
 from dataset import get_dataset
 from dataset.device_loader import DeviceLoader
@@ -21,6 +22,12 @@ def parse(argv, **extra):
     args = add_speed_args(argparse.ArgumentParser()).parse_args(argv)
     vars(args).update(extra)
     return args
+
+
+@pytest.fixture(autouse=True)
+def keep_cudnn_flag(monkeypatch):
+    """resolve_speed_args(cuda) turns cuDNN autotuning on process-wide: give each test's flag back."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +51,10 @@ def test_cpu_defaults_are_all_off_and_cpu_loader():
     assert describe(args) == "amp=off channels_last=off compile=off loader=cpu"
 
 
-def test_cuda_defaults_and_explicit_flags_win():
+def test_cuda_defaults_and_explicit_flags_win(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     args = resolve_speed_args(parse([]), torch.device("cuda"))        # no data set: nothing to place on the GPU
+    assert torch.backends.cudnn.benchmark                             # autotuned convolutions, as the original
     assert (args.amp, args.channels_last, args.compile, args.loader) == (True, True, False, "cpu")
     args = resolve_speed_args(parse(["--no_amp", "--compile"]), torch.device("cuda"))
     assert (args.amp, args.channels_last, args.compile) == (False, True, True)
@@ -91,11 +100,14 @@ def sweep_args(argv):
     return transfer.get_args_parser().parse_args(["--ckpt_path", "x", "--target_dataset", "digits_b", *argv])
 
 
-def test_sweep_defaults_follow_the_device_but_keep_fp32():
+def test_sweep_defaults_follow_the_device():
     args = sweep_args([])
     assert (args.amp, args.channels_last, args.compile) == (False, None, None)
     resolve_speed_args(args, torch.device("cuda"), pick_loader=False)                 # as T.sweep_device does
-    assert (args.amp, args.channels_last, args.compile) == (False, True, False)   # amp stays the paper's fp32
+    assert (args.amp, args.channels_last, args.compile) == (False, True, False)   # features: the paper's fp32
+    fits = mine.get_args_parser().parse_args(["--mode", "xt", "--dataset", "digits_a", "--ckpt_path", "x"])
+    for device, amp in (("cuda", True), ("cpu", False)):                        # MINE fits: bf16 on CUDA
+        assert resolve_speed_args(argparse.Namespace(**vars(fits)), torch.device(device), pick_loader=False).amp is amp
     assert args.loader == "auto"                          # decided per split when its loader is built
     args = sweep_args(["--device", "cpu", "--compile"])
     assert T.sweep_device(args) == torch.device("cpu")
