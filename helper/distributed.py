@@ -212,10 +212,18 @@ def shard_sampler(dataset, shuffle, seed=0, epoch=0):
 
 
 def eval_shard(dataset):
-    """Every world_size-th sample from this rank's: no padding, so summed metrics count each sample once."""
+    """Every world_size-th sample from this rank's: no padding, so summed metrics count each sample once.
+
+    A plain array data set stays one (a copy of its rows), so the GPU loader can still serve it.
+    """
     if not is_distributed():
         return dataset
-    return Subset(dataset, range(get_rank(), len(dataset), get_world_size()))
+    rows = range(get_rank(), len(dataset), get_world_size())
+    from dataset.variants import ArrayDataset
+    if type(dataset) is ArrayDataset:
+        rows = np.asarray(rows)
+        return ArrayDataset(dataset.data[rows], dataset.targets[rows], dataset.info, dataset.transform)
+    return Subset(dataset, rows)
 
 
 def rank_seed(seed, rank=None):

@@ -6,12 +6,12 @@ import os
 import torch
 from tqdm import tqdm
 
-from dataset import dataset_names, device_loader_for, get_dataset, get_loader
+from dataset import DeviceLoader, dataset_names, device_loader_for, get_dataset, get_loader
 from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, main_process_first,
                                 process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
 from helper.loops import evaluate
 from helper.seed import set_seed
-from helper.speed import add_speed_args, prepare_model, resolve_speed_args
+from helper.speed import add_speed_args, gpu_loader_works, prepare_model, resolve_speed_args
 from models import available_models, create_model
 
 
@@ -133,9 +133,16 @@ def train_loader_for(args, train_set, device=None):
                                     sampler=shard_sampler(train_set, shuffle=True, seed=args.seed, epoch=epoch))
 
 
-def val_loader(args, val_set):
-    """The validation loader; under torchrun this rank's shard (see `validation`)."""
-    return get_loader(eval_shard(val_set), max(args.batch_size, 256), train=False, num_workers=args.num_workers)
+def val_loader(args, val_set, device=None):
+    """The validation loader; under torchrun this rank's shard (see `validation`).
+
+    With --loader gpu the shard is uploaded once and normalised on the device, so no
+    epoch starts DataLoader workers just to validate (200 epochs, 200 worker start-ups).
+    """
+    shard, batch_size = eval_shard(val_set), max(args.batch_size, 256)
+    if getattr(args, "loader", "cpu") == "gpu" and gpu_loader_works(shard, device):
+        return DeviceLoader(shard, batch_size, device, train=False, channels_last=bool(args.channels_last))
+    return get_loader(shard, batch_size, train=False, num_workers=args.num_workers)
 
 
 def validation(args, model, val_set, device):
@@ -144,7 +151,7 @@ def validation(args, model, val_set, device):
     Rank 0's BatchNorm statistics are copied to all ranks, each evaluates its
     shard, and the sums are all-reduced: the metrics of rank 0's (saved) model.
     """
-    loader = val_loader(args, val_set)
+    loader = val_loader(args, val_set, device)
 
     def run():
         sync_buffers(model)

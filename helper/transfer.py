@@ -12,8 +12,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from dataset import DATASETS, get_dataset, get_info, get_loader
-from dataset.device_loader import DeviceLoader
+from dataset import DATASETS, DeviceLoader, get_dataset, get_info, get_loader
 from helper.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_model, model_weights,
                                model_checkpoint, model_state, save_atomic)
 from helper.device import get_device
@@ -202,7 +201,7 @@ def finetune(model, target, args, device):
     for p in model.parameters():
         p.requires_grad_(True)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=args.wd)
-    eval_loader = get_loader(target["eval"], args.extract_batch, train=False, num_workers=args.num_workers)
+    eval_loader = feature_loader(target["eval"], args, device)
 
     def compute_loss(batch):
         logits = model(batch[0])

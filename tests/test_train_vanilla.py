@@ -2,12 +2,18 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
+import helper.distributed as D
 import train_vanilla
+from dataset import DeviceLoader, get_dataset
+from dataset.variants import ArrayDataset
 from helper.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
 from helper.engine import TrainingRun
+from helper.train_setup import val_loader, validation
+from models import create_model
 from tests.helpers import needs_compiler, stop_after
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "64", "--num_workers", "0",
@@ -67,6 +73,27 @@ def test_channels_last_and_compile_train_within_noise(in_tmp):
     load_model(os.path.join(fast_dir, "resnet8_last.pth"))         # strict: loads into an eager model
 
 
+def test_validation_on_the_device_loader_equals_the_dataloader_and_shards_stay_arrays(monkeypatch):
+    """--loader gpu validates from an uploaded copy of the split; under torchrun each rank's shard is one too."""
+    args, val, cpu = train_vanilla.get_args_parser().parse_args(BASE), get_dataset("digits_a", "test"), torch.device("cpu")
+    model = create_model("resnet8", num_classes=5)
+    metrics = {}
+    for loader in ("cpu", "gpu"):
+        args.loader = loader
+        metrics[loader] = validation(args, model, val, cpu)()
+    assert isinstance(val_loader(args, val, cpu), DeviceLoader)
+    assert metrics["gpu"] == pytest.approx(metrics["cpu"], rel=1e-5)
+
+    monkeypatch.setattr(D, "is_distributed", lambda: True)
+    monkeypatch.setattr(D, "get_world_size", lambda: 2)
+    for rank in (0, 1):
+        monkeypatch.setattr(D, "get_rank", lambda rank=rank: rank)
+        shard = D.eval_shard(val)
+        assert type(shard) is ArrayDataset and isinstance(val_loader(args, val, cpu), DeviceLoader)
+        np.testing.assert_array_equal(shard.data, val.data[rank::2])
+        np.testing.assert_array_equal(shard.targets, val.targets[rank::2])
+
+
 def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch):
     straight = run(["--epochs", "2", "--model_path", "straight"])
     original_end = stop_after(monkeypatch, 1)
@@ -124,7 +151,6 @@ def test_checkpoint_of_another_architecture_names_both(in_tmp):
 
 
 def test_module_prefixed_state_dict_loads_with_identical_outputs(in_tmp):
-    from models import create_model
     torch.manual_seed(0)
     net = create_model("resnet8", 7).eval()
     path = str(in_tmp / "dp.pth")
