@@ -50,10 +50,13 @@ def train_linear_probe(feature_batches, n_train, train_labels, eval_fn, feat_dim
     shuffle_generator = torch.Generator().manual_seed(seed)
     history = []
     for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False):
-        index_batches = list(torch.randperm(n_train, generator=shuffle_generator).split(batch_size))
-        for batch_idx, features in zip(index_batches, feature_batches(index_batches)):
+        order = torch.randperm(n_train, generator=shuffle_generator)
+        index_batches = list(order.split(batch_size))
+        # One host-to-device copy of the epoch's order: a pageable copy per step would sync every step.
+        label_batches = labels_on_device[order.to(device)].split(batch_size)
+        for labels, features in zip(label_batches, feature_batches(index_batches)):
             features = features.to(device).float()
-            loss = F.cross_entropy(head(features), labels_on_device[batch_idx.to(device)])
+            loss = F.cross_entropy(head(features), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -85,7 +88,9 @@ def probe_cached(train_feats, train_labels, test_feats, test_labels, eval_batch_
     kw.setdefault("num_classes", infer_num_classes(torch.as_tensor(train_labels), test_labels_on_device))
 
     def feature_batches(index_batches):
-        return (train_on_device[idx.to(device)] for idx in index_batches)   # a plain tensor: no grad
+        """Rows of the device copy (a plain tensor: no grad); the epoch's indices cross to the device once."""
+        order = torch.cat(index_batches).to(device)
+        return (train_on_device[idx] for idx in order.split([len(idx) for idx in index_batches]))
 
     def eval_fn(head):
         batches = zip(test_on_device.split(eval_batch_size), test_labels_on_device.split(eval_batch_size))
