@@ -40,7 +40,7 @@ from dataset.variants import ArrayDataset
 from helper.device import get_device
 from helper.errors import UserError, run_cli
 from helper.speed import (add_speed_args, autocast, describe, device_name, prepare_model, resolve_speed_args,
-                          write_bench_json)
+                          speed_argv, write_bench_json)
 from helper.train_setup import default_workers
 from models import create_model
 
@@ -127,7 +127,8 @@ def bench_ctc_step(args, device):
     from scripts import bench_ctc           # each script imported where used: one broken import fails one row
     sizes = (["--model", "resnet8", "--nce_k", "256", "--n_data", "2048", "--steps", "10"] if args.quick else
              ["--model", args.model, "--batch_size", str(args.batch_size)])
-    record = bench_ctc.main(bench_ctc.get_args_parser().parse_args(sizes + ["--device", str(device)]))
+    speed = speed_argv(resolve_speed_args(args, device))            # the same flags as the train row
+    record = bench_ctc.main(bench_ctc.get_args_parser().parse_args(sizes + speed + ["--device", str(device)]))
     times = record["seconds_per_step"]
     return {"name": f"ctc stage-2 step {record['model']} k{record['nce_k']}", "unit": "ms/step",
             "reference": 1000 * times["plain"], "ours": 1000 * times["stage_two"],

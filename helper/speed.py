@@ -21,14 +21,16 @@ from helper.errors import UserError
 LOADERS = ("auto", "gpu", "cpu")
 
 
-def add_speed_args(parser):
-    """Add --amp/--no_amp, --channels_last/--no_channels_last, --compile/--no_compile, --loader."""
+def add_speed_args(parser, loader=True):
+    """Add --amp/--no_amp, --channels_last/--no_channels_last, --compile/--no_compile and (`loader`) --loader."""
     g = parser.add_argument_group("speed (defaults: all off on CPU; amp, channels_last and GPU loader on CUDA)")
     g.add_argument("--amp", dest="amp", action="store_true", default=None,
                    help="bf16 autocast for forward and loss (default: on with CUDA, off on CPU)")
     g.add_argument("--no_amp", dest="amp", action="store_false", help="full fp32 everywhere")
     add_layout_args(g, compile_help="torch.compile the model: minutes of compilation per process before the "
                                     "first step, worth it only for long runs (default: off)")
+    if not loader:
+        return parser
     g.add_argument("--loader", default="auto", choices=LOADERS,
                    help="gpu: whole uint8 set on the device, augmentation there (standard/none "
                         "augment only); cpu: DataLoader workers + PIL; auto: gpu on CUDA when the set "
@@ -131,11 +133,16 @@ def compiled(fn):
     return torch.compile(fn, dynamic=False)
 
 
+def speed_argv(args):
+    """The command-line flags that reproduce args' (resolved) amp, channels_last and compile."""
+    return [f"--{'' if getattr(args, name) else 'no_'}{name}" for name in ("amp", "channels_last", "compile")]
+
+
 def describe(args):
     """'amp=on channels_last=off compile=off loader=gpu': for logs and benchmark records."""
     on_off = {True: "on", False: "off", None: "auto"}
     flags = [f"{name}={on_off[getattr(args, name, None)]}" for name in ("amp", "channels_last", "compile")]
-    return " ".join(flags + [f"loader={getattr(args, 'loader', 'auto')}"])
+    return " ".join(flags + ([f"loader={args.loader}"] if hasattr(args, "loader") else []))
 
 
 def device_name(device):

@@ -1,7 +1,8 @@
 """Seconds per training step of CTC's stage 2 (and stage 1) versus plain cross-entropy.
 
-Same model, batch and SGD optimiser; synthetic images, labels, indices and CRD
-negatives already on the device, so only the step is timed. Stage 2 = forward
+Same model, batch, SGD optimiser and speed flags (train_ctc.py's: bf16 autocast and
+channels_last on CUDA); synthetic images, labels, indices and CRD negatives already on
+the device, so only the step is timed. Stage 2 = forward
 and backward of the model + frozen-network forward + CRD (embeds, 2 x (B, K+1)
 memory reads, NCE, memory update); the time is split into the frozen forward
 and the contrastive part. Uses `helper.ctc.CTCObjective`, the code train_ctc.py runs.
@@ -24,9 +25,10 @@ import train_ctc  # noqa: E402
 from helper.ctc import CTCObjective  # noqa: E402
 from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
+from helper.speed import (add_speed_args, autocast, describe, prepare_model, resolve_speed_args,  # noqa: E402
+                          write_bench_json)
 from helper.train_setup import build_sgd  # noqa: E402
 from models import available_models, create_model  # noqa: E402
-from helper.speed import write_bench_json  # noqa: E402
 
 
 def get_args_parser():
@@ -42,7 +44,7 @@ def get_args_parser():
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 on GPU, 1 on CPU)")
     parser.add_argument("--device", default=None, help="cuda, cpu; default: CUDA when present")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    return parser
+    return add_speed_args(parser, loader=False)
 
 
 def ctc_args(args):
@@ -83,11 +85,10 @@ def main(args):
     if min(args.batch_size, args.nce_k, args.n_data, args.num_classes, steps) < 1 or args.nce_k >= args.n_data:
         raise UserError("--batch_size, --nce_k, --n_data, --num_classes and --steps must be positive and "
                         "--nce_k below --n_data.")
-    if gpu:
-        torch.backends.cudnn.benchmark = True
+    resolve_speed_args(args, device)             # the defaults train_ctc.py resolves (and cuDNN autotuning)
     torch.manual_seed(0)
     opts = ctc_args(args)
-    model = create_model(args.model, num_classes=args.num_classes).to(device)
+    model = prepare_model(create_model(args.model, num_classes=args.num_classes).to(device), args)
     ctc = CTCObjective(opts, model, args.n_data, device)
     optimizer = build_sgd(ctc.parameters(), opts)
     batch = synthetic_batch(args, device)
@@ -95,7 +96,8 @@ def main(args):
 
     def train_step(compute_loss):
         def step():
-            loss = compute_loss(batch)[0]
+            with autocast(device, args.amp):
+                loss = compute_loss(batch)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -110,7 +112,8 @@ def main(args):
 
     @torch.no_grad()
     def frozen_forward():
-        ctc.frozen(batch[0], is_feat=True)
+        with autocast(device, args.amp):
+            ctc.frozen(batch[0], is_feat=True)
 
     times = {"plain": time_steps(train_step(plain_loss), steps, warmup, device),
              "stage_two": time_steps(set_stage(2), steps, warmup, device),
@@ -121,14 +124,14 @@ def main(args):
     result = {
         "device": torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine(), "torch": torch.__version__, "model": args.model,
         "batch_size": args.batch_size, "nce_k": args.nce_k, "n_data": args.n_data,
-        "stage_two_loss": args.stage_two_loss, "steps": steps,
+        "stage_two_loss": args.stage_two_loss, "steps": steps, "speed": describe(args),
         "seconds_per_step": times,
         "stage_two_overhead_percent": overhead,
         "contrastive_share_of_stage_two_step_percent": 100.0 * contrastive / times["stage_two"],
         "stage_one_overhead_percent": 100.0 * (times["stage_one"] - times["plain"]) / times["plain"],
     }
     print(f"{result['device']} | torch {result['torch']} | {args.model} batch {args.batch_size} "
-          f"nce_k {args.nce_k} n_data {args.n_data} | {steps} steps")
+          f"nce_k {args.nce_k} n_data {args.n_data} | {steps} steps | {describe(args)}")
     print(f"plain cross-entropy step : {1000 * times['plain']:8.2f} ms")
     print(f"CTC stage-2 step ({args.stage_two_loss})  : {1000 * times['stage_two']:8.2f} ms "
           f"({overhead:+.1f}% over plain)")

@@ -13,7 +13,7 @@ from helper import transfer as T
 from helper.checkpoint import model_state
 from helper.errors import UserError
 from helper.features import extract_features
-from helper.speed import add_speed_args, autocast, describe, prepare_model, resolve_speed_args
+from helper.speed import add_speed_args, autocast, describe, prepare_model, resolve_speed_args, speed_argv
 from models import create_model
 from tests.helpers import cli, needs_compiler
 
@@ -60,6 +60,14 @@ def test_cuda_defaults_and_explicit_flags_win(monkeypatch):
     assert (args.amp, args.channels_last, args.compile) == (False, True, True)
     with pytest.raises(UserError, match="AutoAugment"):
         resolve_speed_args(parse(["--loader", "gpu"], augment="auto"), torch.device("cpu"))
+
+
+def test_speed_argv_passes_the_resolved_flags_on():
+    resolved = resolve_speed_args(parse(["--compile"]), torch.device("cuda"))
+    again = parse(speed_argv(resolved))
+    assert (again.amp, again.channels_last, again.compile) == (True, True, True)
+    assert speed_argv(resolve_speed_args(parse([]), torch.device("cpu"))) == ["--no_amp", "--no_channels_last",
+                                                                             "--no_compile"]
 
 
 def test_channels_last_gives_the_same_logits(model_and_batch):
@@ -175,6 +183,7 @@ def test_bench_measures_every_piece_and_records_the_device(tmp_path, capsys, mon
     names = [row["name"] for row in record["results"]]
     assert [n.split()[0] for n in names] == ["train", "ctc", "probe", "mine", "flags"], names
     assert names[-1].startswith("flags +channels_last")                # amp: nothing to measure on CPU
+    assert record["results"][1]["config"]["speed"] == "amp=off channels_last=off compile=off"  # ctc: train's flags
     for row in record["results"]:
         assert row["reference"] > 0 and row["ours"] > 0 and row["ratio"] > 0 and row["name"] in out
 
