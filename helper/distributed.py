@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Subset
 
+from dataset.variants import ArrayDataset
 from helper.device import get_device
 from helper.errors import UserError
 from helper.seed import set_seed
@@ -219,7 +220,6 @@ def eval_shard(dataset):
     if not is_distributed():
         return dataset
     rows = range(get_rank(), len(dataset), get_world_size())
-    from dataset.variants import ArrayDataset
     if type(dataset) is ArrayDataset:
         rows = np.asarray(rows)
         return ArrayDataset(dataset.data[rows], dataset.targets[rows], dataset.info, dataset.transform)
