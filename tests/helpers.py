@@ -2,15 +2,18 @@
 import csv
 import os
 import shutil
+import sysconfig
 
 import pytest
 
 from helper.engine import TrainingRun
 from helper.errors import run_cli
 
-# torch.compile's CPU backend (inductor) builds C++: without a compiler there is nothing to test.
-needs_compiler = pytest.mark.skipif(not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")),
-                                    reason="torch.compile on CPU needs a C++ compiler")
+# torch.compile's CPU backend (inductor) builds C++ against Python's headers: without both, nothing to test.
+needs_compiler = pytest.mark.skipif(
+    not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
+    or not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")),
+    reason="torch.compile on CPU needs a C++ compiler and Python's headers")
 
 
 def cli(main, parser, argv, capsys):
