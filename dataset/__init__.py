@@ -7,7 +7,7 @@ contrast indices ("contrast"); `get_loader` wraps it in a DataLoader.
 """
 from dataset.cifar import load_cifar
 from dataset.cinic import load_cinic
-from dataset.device_loader import DeviceLoader, device_loader_for, fits_on_device
+from dataset.device_loader import DeviceLoader, device_loader_for, eval_loader, fits_on_device
 from dataset.loader import get_loader
 from dataset.registry import (
     DATASETS, DataNotFoundError, DatasetInfo, check_choice, dataset_names, get_info, same_classes,
@@ -48,6 +48,6 @@ def get_dataset(name, split="train", variant="plain", augment="none", root="./da
 
 __all__ = [
     "AUGMENTS", "DATASETS", "DataNotFoundError", "DatasetInfo", "DeviceLoader", "MODES", "VARIANTS",
-    "build_transform", "dataset_names", "device_loader_for", "fits_on_device", "get_dataset", "get_info",
+    "build_transform", "dataset_names", "device_loader_for", "eval_loader", "fits_on_device", "get_dataset", "get_info",
     "get_loader", "same_classes",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torchvision import transforms as T
 
-from dataset.loader import epoch_generator
+from dataset.loader import epoch_generator, get_loader
 from dataset.transforms import IMAGE_SIZE
 from dataset.variants import ArrayDataset, ContrastDataset, InstanceDataset
 from helper.errors import UserError
@@ -151,6 +151,17 @@ class DeviceLoader:
             if self.sampler is not None:
                 batch.append(self.sampler.batch(index, generator))
             yield tuple(batch)
+
+
+def eval_loader(dataset, batch_size, device, on_device, num_workers=0, channels_last=False):
+    """Unshuffled, unaugmented batches of `dataset` for evaluation or feature extraction.
+
+    on_device: a DeviceLoader (the uint8 set uploaded once, normalised on `device`, no
+    worker start-ups per pass); otherwise a DataLoader with `num_workers`.
+    """
+    if on_device:
+        return DeviceLoader(dataset, batch_size, device, train=False, channels_last=channels_last)
+    return get_loader(dataset, batch_size, train=False, num_workers=num_workers)
 
 
 def device_loader_for(args, dataset, device, rank=0, world_size=1):

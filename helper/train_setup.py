@@ -6,7 +6,7 @@ import os
 import torch
 from tqdm import tqdm
 
-from dataset import DeviceLoader, dataset_names, device_loader_for, get_dataset, get_loader
+from dataset import dataset_names, device_loader_for, eval_loader, get_dataset, get_loader
 from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, main_process_first,
                                 process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
 from helper.loops import evaluate
@@ -139,10 +139,10 @@ def val_loader(args, val_set, device=None):
     With --loader gpu the shard is uploaded once and normalised on the device, so no
     epoch starts DataLoader workers just to validate (200 epochs, 200 worker start-ups).
     """
-    shard, batch_size = eval_shard(val_set), max(args.batch_size, 256)
-    if getattr(args, "loader", "cpu") == "gpu" and gpu_loader_works(shard, device):
-        return DeviceLoader(shard, batch_size, device, train=False, channels_last=bool(args.channels_last))
-    return get_loader(shard, batch_size, train=False, num_workers=args.num_workers)
+    shard = eval_shard(val_set)
+    on_device = getattr(args, "loader", "cpu") == "gpu" and gpu_loader_works(shard, device)
+    return eval_loader(shard, max(args.batch_size, 256), device, on_device, num_workers=args.num_workers,
+                       channels_last=bool(args.channels_last))
 
 
 def validation(args, model, val_set, device):

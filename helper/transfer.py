@@ -12,7 +12,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from dataset import DATASETS, DeviceLoader, get_dataset, get_info, get_loader
+from dataset import DATASETS, eval_loader, get_dataset, get_info, get_loader
 from helper.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_model, model_weights,
                                model_checkpoint, model_state, save_atomic)
 from helper.device import get_device
@@ -142,18 +142,17 @@ def load_split(name, split, args, augment="none"):
 
 
 def feature_loader(dataset, args, device):
-    """Unshuffled, unaugmented batches of `dataset` for feature extraction, by --loader (see its help)."""
+    """Unshuffled, unaugmented batches of `dataset` for feature extraction, by --loader (see its help).
+
+    Built once per split and sweep (`_sweep_loader`), so a --loader gpu upload happens once, not
+    once per checkpoint.
+    """
     on_device = args.loader == "gpu" or (args.loader == "auto" and device.type == "cuda"
                                          and gpu_loader_works(dataset, device))
-    if on_device:
-        return resident_loader(dataset, args.extract_batch, device, bool(args.channels_last))
-    return get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
+    return _sweep_loader(dataset, args.extract_batch, device, on_device, args.num_workers, bool(args.channels_last))
 
 
-@functools.lru_cache(maxsize=4)
-def resident_loader(dataset, batch_size, device, channels_last):
-    """One DeviceLoader per split and sweep: the upload happens once, not once per checkpoint."""
-    return DeviceLoader(dataset, batch_size, device, train=False, channels_last=channels_last)
+_sweep_loader = functools.lru_cache(maxsize=4)(eval_loader)
 
 
 def split_features(model, dataset, ckpt_path, args, device, split):
