@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names, get_loader
 from helper import transfer as T
-from helper.checkpoint import load_checkpoint, resolve_run_dir
+from helper.checkpoint import resolve_run_dir
 from helper.errors import UserError, run_cli
 from helper.features import cached_features, extract_features, file_fingerprint
 from helper.mi import ESTIMATORS, estimate_mi, one_hot
@@ -118,15 +118,6 @@ def results_path(run_dir, args):
     return os.path.join(run_dir, name + ".csv")
 
 
-def source_classes(ckpt, args):
-    """Classes of the checkpoint's head: its metadata, else --source_dataset's, else None
-    (load_source then reads them from the head's shape, as for the original code's checkpoints)."""
-    recorded = ckpt.get("num_classes") if isinstance(ckpt, dict) else None
-    if recorded:
-        return int(recorded)
-    return DATASETS[args.source_dataset].num_classes if args.source_dataset else None
-
-
 def image_table(dataset, args):
     """(X (N, 3072) flattened normalised images, labels (N,) int64) on CPU, in loader order."""
     loader = get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
@@ -141,11 +132,12 @@ def image_table(dataset, args):
 
 def checkpoint_features(path, dataset, args, device):
     """T (N, D) float32 on CPU of one checkpoint, in eval mode; cached with --cache_dir
-    (a cache hit reads nothing of the checkpoint but its size and mtime)."""
+    (a cache hit reads nothing of the checkpoint but its size and mtime). A checkpoint that
+    does not record its classes (the original code's) takes --source_dataset's, else its head's."""
 
     def compute():
-        num_classes = source_classes(load_checkpoint(path), args)
-        model, _ = T.load_source(path, args, device, num_classes=num_classes)
+        source_classes = DATASETS[args.source_dataset].num_classes if args.source_dataset else None
+        model, _ = T.load_source(path, args, device, default_classes=source_classes)
         return extract_features(model, T.feature_loader(dataset, args, device), device, layer=args.layer,
                                 progress=not args.no_progress, **T.speed_kwargs(args))
 

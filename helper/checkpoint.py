@@ -192,13 +192,14 @@ def model_weights(ckpt):
     return clean_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
 
 
-def load_model(path, arch=None, num_classes=None, device="cpu"):
+def load_model(path, arch=None, default_classes=None, device="cpu"):
     """Build the model a checkpoint holds and load its weights strictly.
 
     The architecture comes from the checkpoint's metadata, else from `arch`; when
     both exist and differ, or the weights do not fit, a `CheckpointError` names
-    the file and both architectures. `num_classes` defaults to the checkpoint's
-    (metadata, else the head's shape). Returns `(model, checkpoint_dict)`.
+    the file and both architectures. The class count is the checkpoint's metadata, else
+    `default_classes` (e.g. the source data set's, for the original code's checkpoints),
+    else the head's shape. Returns `(model, checkpoint_dict)`.
     """
     from models import create_model
     ckpt = load_checkpoint(path)
@@ -213,8 +214,8 @@ def load_model(path, arch=None, num_classes=None, device="cpu"):
     with torch.device("meta"):
         probe = create_model(arch, num_classes=1)
     head_key = f"{probe.head_attr}.weight"
-    if num_classes is None:
-        num_classes = ckpt.get("num_classes") or (state[head_key].shape[0] if head_key in state else None)
+    num_classes = (ckpt.get("num_classes") or default_classes
+                   or (state[head_key].shape[0] if head_key in state else None))
     model = create_model(arch, num_classes=num_classes or 1)
     try:
         model.load_state_dict(state, strict=True)

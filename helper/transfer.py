@@ -103,13 +103,13 @@ def check_run(run_dir, args):
     return None
 
 
-def load_source(path, args, device, num_classes=None):
+def load_source(path, args, device, default_classes=None):
     """(frozen model in eval mode, checkpoint dict) of one source checkpoint, channels_last if asked.
 
-    The source classes come from `num_classes`, else the checkpoint (its metadata, else its
-    head's shape): the head is discarded anyway, and only that number lets the weights load strictly.
+    The source classes come from the checkpoint's metadata, else `default_classes`, else its
+    head's shape: the head is discarded anyway, and only that number lets the weights load strictly.
     """
-    model, ckpt = load_model(path, arch=args.model, num_classes=num_classes, device=device)
+    model, ckpt = load_model(path, arch=args.model, default_classes=default_classes, device=device)
     if getattr(args, "channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     return model.eval(), ckpt
