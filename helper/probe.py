@@ -153,8 +153,7 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, compil
 
     def eval_fn(head):
         with model_mode(model, training=False):
-            return percent_correct(head, iter_batch_features(model, test_loader, device, amp=amp,
-                                                                     compile=compile))
+            return percent_correct(head, iter_batch_features(model, test_loader, device, amp=amp, compile=compile))
 
     grad_flags = [p.requires_grad for p in model.parameters()]
     before = parameter_fingerprint(model)

@@ -12,7 +12,6 @@ and the contrastive part. Uses `helper.ctc.CTCObjective`, the code train_ctc.py 
 """
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -25,8 +24,8 @@ import train_ctc  # noqa: E402
 from helper.ctc import CTCObjective  # noqa: E402
 from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
-from helper.speed import (add_speed_args, autocast, describe, prepare_model, resolve_speed_args,  # noqa: E402
-                          write_bench_json)
+from helper.speed import (add_speed_args, autocast, describe, device_name, prepare_model,  # noqa: E402
+                          resolve_speed_args, write_bench_json)
 from helper.train_setup import build_sgd  # noqa: E402
 from models import available_models, create_model  # noqa: E402
 
@@ -122,7 +121,7 @@ def main(args):
     overhead = 100.0 * (times["stage_two"] - times["plain"]) / times["plain"]
     contrastive = times["stage_two"] - times["plain"] - times["frozen_forward"]
     result = {
-        "device": torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine(), "torch": torch.__version__, "model": args.model,
+        "device": device_name(device), "torch": torch.__version__, "model": args.model,
         "batch_size": args.batch_size, "nce_k": args.nce_k, "n_data": args.n_data,
         "stage_two_loss": args.stage_two_loss, "steps": steps, "speed": describe(args),
         "seconds_per_step": times,
