@@ -225,3 +225,13 @@ def test_table_refuses_a_missing_model_path(tmp_path, capsys):
         distill_table.run_cli(distill_table.main, distill_table.get_args_parser(),
                               ["--model_path", str(tmp_path / "nowhere")])
     assert exit_.value.code == 2 and "nowhere" in capsys.readouterr().err
+
+
+def test_docs_table_is_the_scripts_output_before_any_run(tmp_path):
+    """docs/distillation.md shows exactly the tables distill_table.py prints with nothing run yet."""
+    (tmp_path / "model").mkdir()
+    distill_table.main(distill_table.get_args_parser().parse_args(
+        ["--model_path", str(tmp_path / "model"), "--out_dir", str(tmp_path)]))
+    tables = (tmp_path / "distill_cifar100.md").read_text().split("\n\n", 1)[1].strip()
+    with open(os.path.join(REPO_ROOT, "docs", "distillation.md")) as f:
+        assert tables in f.read()
