@@ -10,12 +10,14 @@ import pytest
 import torch
 from torch import nn
 
+from helper.checkpoint import load_model, save_atomic
 from helper.errors import UserError
 from models import available_models, create_model
 
 REFERENCE_DIR = Path(__file__).parent / "data" / "state_dicts"
 REFERENCE_NAME = {"mobile_half": "MobileNetV2"}  # aliases share the reference file
-PREACT_MODELS = {"resnet8", "resnet32x4", "ResNet18", "ResNet50", "wrn_16_2", "ShuffleV1", "ShuffleV2"}
+PREACT_MODELS = {"resnet8", "resnet32x4", "ResNet18", "ResNet50", "wrn_16_2", "ShuffleV1", "ShuffleV2", "vgg8", "vgg13"}
+VGG_MODELS = ["vgg8", "vgg11", "vgg13", "vgg16", "vgg19"]
 
 
 def read_index():
@@ -164,6 +166,31 @@ def test_wrn_preact_does_not_move_running_stats(images):
         assert torch.equal(a, b), key
 
 
+def test_vgg_stage_shapes_follow_crd(images):
+    """Pools after blocks 0-2 only on 32x32 (block 4 on 4x4 maps); a 64x64 input is pooled once more."""
+    model = create_model("vgg8", 100).eval()
+    with torch.no_grad():
+        feats = model.forward_features(images)
+        large = model.forward_features(torch.randn(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4),
+                                                   (512, 4, 4), (512,)]
+    assert tuple(large[4].shape[1:]) == (512, 4, 4) and tuple(large[3].shape[1:]) == (512, 8, 8)
+    assert all(not isinstance(m, nn.ReLU) for m in (block[-1] for block in
+                                                      (model.block0, model.block1, model.block4)))
+
+
+@pytest.mark.parametrize("name", VGG_MODELS)
+def test_vgg_original_checkpoint_with_module_prefix_loads(name, tmp_path):
+    """A DataParallel checkpoint of CRD's code (no metadata, `module.` keys) loads strictly, unchanged."""
+    model = create_model(name, 100)
+    path = str(tmp_path / "ckpt_epoch_240.pth")
+    save_atomic({"epoch": 240, "model": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    loaded, ckpt = load_model(path, arch=name)
+    assert loaded.num_classes == 100 and ckpt["epoch"] == 240
+    for (key, value), (loaded_key, loaded_value) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert key == loaded_key and torch.equal(value, loaded_value), key
+
+
 def test_mobile_half_is_mobilenetv2():
     assert layout(create_model("mobile_half", 100)) == layout(create_model("MobileNetV2", 100))
 
@@ -188,4 +215,5 @@ def test_registry_has_all_requested_models():
     expected |= {f"resnext32_{c}x{w}d" for c, w in ((4, 16), (8, 8), (16, 4), (32, 2))}
     expected |= {name.removesuffix(".tsv") for name in
                  (p.name for p in REFERENCE_DIR.glob("wrn_*.tsv"))}
+    expected |= set(VGG_MODELS)
     assert expected == set(available_models())

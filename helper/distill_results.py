@@ -1,0 +1,164 @@
+"""ITRD's CIFAR-100 distillation tables: the published numbers beside this repository's runs.
+
+`collect_runs(model_path, ...)` reads the run folders that scripts/distill_cifar100.sh writes
+(their args.json and log.txt, nothing parsed from folder names); `build_table` pairs every cell
+of the published tables with the mean +- sample std of the matching finished runs.
+The pairs and numbers are those of ITRD (Miles et al., BMVC 2022), whose teacher and student
+rows are CRD's; KD, CRD and ITRD are the rows this repository runs.
+"""
+import csv
+import io
+import json
+import os
+import statistics
+
+# The rows of each table, and the method names the distillation script writes (notes "<method>_trial_<seed>").
+ROWS = ("teacher", "student", "kd", "crd", "itrd")
+ROW_LABELS = {"teacher": "Teacher", "student": "Student", "kd": "KD", "crd": "CRD", "itrd": "ITRD"}
+DISTILL_METHODS = ("kd", "crd", "itrd")
+
+# (teacher, student): published top-1 % for ROWS, in ITRD's column order.
+SAME_FAMILY = {
+    ("wrn_40_2", "wrn_16_2"): (75.61, 73.26, 74.92, 75.48, 76.12),
+    ("wrn_40_2", "wrn_40_1"): (75.61, 71.98, 73.54, 74.14, 75.18),
+    ("resnet56", "resnet20"): (72.34, 69.06, 70.66, 71.16, 71.47),
+    ("resnet110", "resnet20"): (74.31, 69.06, 70.67, 71.46, 71.99),
+    ("resnet110", "resnet32"): (74.31, 71.14, 73.08, 73.48, 74.26),
+    ("resnet32x4", "resnet8x4"): (79.42, 72.50, 73.33, 75.51, 76.69),
+    ("vgg13", "vgg8"): (74.64, 70.36, 72.98, 73.94, 74.93),
+}
+CROSS_FAMILY = {
+    ("vgg13", "MobileNetV2"): (74.64, 64.60, 67.37, 69.73, 70.39),
+    ("ResNet50", "MobileNetV2"): (79.34, 64.60, 67.35, 69.11, 71.34),
+    ("ResNet50", "vgg8"): (79.34, 70.36, 73.81, 74.30, 75.49),
+    ("resnet32x4", "ShuffleV1"): (79.42, 70.50, 74.07, 75.11, 76.69),
+    ("resnet32x4", "ShuffleV2"): (79.42, 71.82, 74.45, 75.65, 77.40),
+    ("wrn_40_2", "ShuffleV1"): (75.61, 70.50, 74.83, 76.05, 77.09),
+}
+TABLES = {"same": ("Teacher and student of the same family", SAME_FAMILY),
+          "cross": ("Teacher and student of different families", CROSS_FAMILY)}
+METRICS = {"last": "val_acc1", "best": "best_acc"}
+MISSING = "—"
+
+
+def read_json_lines(path):
+    """The JSON objects of a log.txt, one per line; [] when the file is absent."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def finished_accuracy(run_dir, args, metric):
+    """The run's final `metric` accuracy if it trained all its epochs and wrote its final checkpoint, else None."""
+    epochs = [record for record in read_json_lines(os.path.join(run_dir, "log.txt")) if "epoch" in record]
+    if not epochs or epochs[-1]["epoch"] != args.get("epochs"):
+        return None
+    if not os.path.isfile(os.path.join(run_dir, f"{args['model']}_last.pth")):
+        return None
+    return float(epochs[-1][METRICS[metric]])
+
+
+def run_key(args):
+    """(row, teacher, student) of a run written by the distillation script; None for any other run."""
+    note, teacher = args.get("note", ""), args.get("teacher_model")
+    if teacher is None:
+        if note == "teacher":
+            return "teacher", args["model"], None
+        if note == "student":
+            return "student", None, args["model"]
+        return None
+    for method in DISTILL_METHODS:
+        if note == f"{method}_trial_{args.get('seed')}":
+            return method, teacher, args["model"]
+    return None
+
+
+def collect_runs(model_path, dataset="cifar100", epochs=240, metric="last"):
+    """{(row, teacher, student): [(seed, accuracy), ...]} of the finished runs under `model_path`.
+
+    Only runs on `dataset` with `epochs` epochs count, so a short trial run never mixes in.
+    """
+    found = {}
+    names = sorted(os.listdir(model_path)) if os.path.isdir(model_path) else []
+    for name in names:
+        run_dir = os.path.join(model_path, name)
+        args_path = os.path.join(run_dir, "args.json")
+        if not os.path.isfile(args_path):
+            continue
+        with open(args_path) as f:
+            args = json.load(f)
+        key = run_key(args)
+        if key is None or args.get("dataset") != dataset or args.get("epochs") != epochs:
+            continue
+        accuracy = finished_accuracy(run_dir, args, metric)
+        if accuracy is not None:
+            found.setdefault(key, []).append((args.get("seed"), accuracy))
+    return found
+
+
+def measured_cell(runs, key):
+    """(mean, sample std or None, run count, seeds) of the runs of one cell; mean None when none ran."""
+    values = runs.get(key, [])
+    accuracies = [accuracy for _seed, accuracy in values]
+    if not accuracies:
+        return None, None, 0, []
+    std = statistics.stdev(accuracies) if len(accuracies) > 1 else None
+    return statistics.fmean(accuracies), std, len(accuracies), sorted(seed for seed, _ in values)
+
+
+def cell_key(row, teacher, student):
+    """Teachers count once whatever they taught; students alone whatever teacher their column has."""
+    return {"teacher": ("teacher", teacher, None), "student": ("student", None, student)}.get(
+        row, (row, teacher, student))
+
+
+def build_table(runs):
+    """[{table, teacher, student, row, published, mean, std, n, seeds}] over both tables, rows in ITRD's order."""
+    cells = []
+    for table, (_title, pairs) in TABLES.items():
+        for (teacher, student), published in pairs.items():
+            for row, number in zip(ROWS, published):
+                mean, std, count, seeds = measured_cell(runs, cell_key(row, teacher, student))
+                cells.append({"table": table, "teacher": teacher, "student": student, "row": row,
+                              "published": number, "mean": mean, "std": std, "n": count, "seeds": seeds})
+    return cells
+
+
+def format_measured(cell):
+    """'75.03 ± 0.18 (n=3)', '75.03' for one run, '—' for none."""
+    if cell["mean"] is None:
+        return MISSING
+    if cell["std"] is None:
+        return f"{cell['mean']:.2f}"
+    return f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={cell['n']})"
+
+
+def to_markdown(cells):
+    """Both tables in ITRD's layout; each cell 'published / measured'."""
+    lines = []
+    for table, (title, pairs) in TABLES.items():
+        by_pair = {(c["teacher"], c["student"], c["row"]): c for c in cells if c["table"] == table}
+        lines += [f"**{title}**", "",
+                  "| Teacher <br> Student | " + " | ".join(f"{t} <br> {s}" for t, s in pairs) + " |",
+                  "|:--|" + ":--:|" * len(pairs)]
+        for row in ROWS:
+            values = [f"{by_pair[t, s, row]['published']:.2f} / {format_measured(by_pair[t, s, row])}"
+                      for t, s in pairs]
+            lines.append(f"| {ROW_LABELS[row]} | " + " | ".join(values) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_csv(cells):
+    """One line per cell: table, teacher, student, row, published, mean, std, n, seeds (';'-separated)."""
+    out = io.StringIO()
+    fields = ["table", "teacher", "student", "row", "published", "mean", "std", "n", "seeds"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for cell in cells:
+        row = dict(cell, seeds=";".join(str(seed) for seed in cell["seeds"]))
+        for name in ("mean", "std"):
+            row[name] = "" if cell[name] is None else f"{cell[name]:.4f}"
+        writer.writerow(row)
+    return out.getvalue()
