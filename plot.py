@@ -66,7 +66,7 @@ def main(args):
                         "mine.py on these runs first (their CSVs are written into the run folder).")
     for s in series:
         if len(s.results) > 1:
-            print(f"{s.label}: mean +- std over {len(s.results)} runs")
+            print(f"{s.label}: mean +- std over {', '.join(s.names)}")
     os.makedirs(args.out, exist_ok=True)
     figures = {name: draw(series, args.transfer_metric) if name == "transfer" else draw(series)
                for name, draw in FIGURES.items()}

@@ -30,6 +30,7 @@ class Series:
     label: str
     colour: str
     results: list           # per run: {stem: Result}
+    names: list             # the run folders' names
     stage_two: int = None   # CTC: the last epoch of stage one (None for a run without stages)
 
 
@@ -51,9 +52,9 @@ def load_series(groups, labels=None):
     series = []
     for i, runs in enumerate(groups):
         names = [os.path.basename(os.path.normpath(r)) for r in runs]
-        label = labels[i] if labels else group_label(names)
+        label = (labels[i] if labels else group_label(names)) + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
         stage = {stage_two_of(run_args(r)) for r in runs}
-        series.append(Series(label, f"C{i % 10}", [find_results(r) for r in runs],
+        series.append(Series(label, f"C{i % 10}", [find_results(r) for r in runs], names,
                              stage.pop() if len(stage) == 1 else None))
     return series
 
@@ -90,8 +91,8 @@ def draw_curve(ax, s, stem, column, band_column=None, linestyle="-", suffix=""):
     if got is None:
         return False
     epochs, values, spread = got
-    ax.plot(epochs, values, color=s.colour, linestyle=linestyle, marker="o", markersize=2.5,
-            label=s.label + suffix)
+    ax.plot(epochs, values, color=s.colour, linestyle=linestyle, marker="o" if linestyle == "-" else None,
+            markersize=2.5, label=s.label + suffix)
     if spread:
         ax.fill_between(epochs, [v - d for v, d in zip(values, spread)], [v + d for v, d in zip(values, spread)],
                         color=s.colour, alpha=0.18, linewidth=0)
@@ -126,8 +127,19 @@ def render(grid, series, name):
             ax.set(title=panel.title, xlabel=EPOCH_AXIS, ylabel=panel.ylabel)
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+    return with_legend(fig)
+
+
+def with_legend(fig, handles=None):
+    """One legend below the panels (every label once), so no panel's curves hide behind it."""
+    if handles is None:
+        handles = {}
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, handle)
     fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(handles), 3), fontsize=8, frameon=False)
     return fig
 
 
@@ -221,12 +233,12 @@ def information_figure(series):
 
 
 def information_plane_figure(series):
-    """I(X;T) against I(T;Y) per data set: a colour per run, marker size growing with the epoch."""
-    found = stems(series, "mi")
+    """I(X;T) against I(T;Y): a column per data set, a row per estimator variant; a colour per run,
+    marker size growing with the epoch (one size scale for every run and panel)."""
     pairs = {}
-    for stem, r in found.items():
+    for stem, r in stems(series, "mi").items():
         if r.facts["mode"] in ("xt", "ty"):
-            pairs.setdefault((where(r.facts), r.facts["variant"]), {})[r.facts["mode"]] = stem
+            pairs.setdefault((r.facts["variant"], r.facts["dataset"], where(r.facts)), {})[r.facts["mode"]] = stem
     pairs = {k: v for k, v in sorted(pairs.items()) if len(v) == 2}
     if not pairs:
         print("note: no run has both mi_xt_<dataset> and mi_ty_<dataset> results; information plane left out")
@@ -235,36 +247,39 @@ def information_plane_figure(series):
     for key, p in pairs.items():
         for s in series:
             xt, ty = curve(s, p["xt"], "mi"), curve(s, p["ty"], "mi")
-            if xt and ty:
-                common = sorted(set(xt[0]) & set(ty[0]))
-                points[key, s.label] = (common, [xt[1][xt[0].index(e)] for e in common],
-                                        [ty[1][ty[0].index(e)] for e in common])
+            if not (xt and ty):
+                print(f"note: {s.label} lacks {p['xt']} or {p['ty']} values; left out of the information plane")
+                continue
+            common = sorted(set(xt[0]) & set(ty[0]))
+            points[key, s.label] = (common, [xt[1][xt[0].index(e)] for e in common],
+                                    [ty[1][ty[0].index(e)] for e in common])
     epochs = [e for common, _, _ in points.values() for e in common] or [0]
     low, high = min(epochs), max(epochs)
 
     def size(e):
         return 8 + 72 * (e - low) / (high - low) if high > low else 30
 
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.2), squeeze=False)
-    for ax, (key, p) in zip(axes[0], pairs.items()):
+    rows, cols = sorted({k[0] for k in pairs}), sorted({k[2] for k in pairs})
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.8 * len(cols), 4.0 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for key, p in pairs.items():
+        variant, dataset, place = key
+        ax = axes[rows.index(variant)][cols.index(place)]
+        ax.set_visible(True)
         for s in series:
-            if (key, s.label) not in points:
-                print(f"note: {s.label} lacks {p['xt']} or {p['ty']}; left out of the information plane")
-                continue
-            common, x, y = points[key, s.label]
-            ax.plot(x, y, color=s.colour, linewidth=0.9, alpha=0.6)
-            ax.scatter(x, y, s=[size(e) for e in common], color=s.colour, edgecolors="white", linewidths=0.4)
-        handles = [Line2D([], [], color=s.colour, marker="o", label=s.label) for s in series
-                   if (key, s.label) in points]
-        handles += [Line2D([], [], color="grey", marker="o", linestyle="", markersize=size(e) ** 0.5,
-                           label=f"epoch {e}") for e in sorted({low, high})]
-        ax.legend(handles=handles, fontsize=7)
-        ax.set(title=f"information plane on {key[0]}" + (f"\n{key[1]}" if key[1] else ""),
-               xlabel=f"I(X;T) on {key[0].split(' ')[0]} [nats]", ylabel=f"I(T;Y) on {key[0].split(' ')[0]} [nats]")
+            if (key, s.label) in points:
+                common, x, y = points[key, s.label]
+                ax.plot(x, y, color=s.colour, linewidth=0.9, alpha=0.6)
+                ax.scatter(x, y, s=[size(e) for e in common], color=s.colour, edgecolors="white", linewidths=0.4)
+        ax.set(title=f"information plane on {place}" + (f"\n{variant}" if variant else ""),
+               xlabel=f"I(X;T) on {dataset} [nats]", ylabel=f"I(T;Y) on {dataset} [nats]")
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    handles = {s.label: Line2D([], [], color=s.colour, marker="o") for s in series}
+    handles.update({f"epoch {e}": Line2D([], [], color="grey", marker="o", linestyle="", markersize=size(e) ** 0.5)
+                    for e in sorted({low, high})})
+    return with_legend(fig, handles)
 
 
 def concat_figure(series):

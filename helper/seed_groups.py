@@ -47,8 +47,7 @@ def group_label(names):
     starred = {TRIAL_IN_NAME.sub("_trial_*", n) for n in names}
     if len(names) == 1:
         return names[0]
-    base = starred.pop() if len(starred) == 1 else os.path.commonprefix(names).rstrip("_-") + "*"
-    return f"{base} ({len(names)} seeds)"
+    return starred.pop() if len(starred) == 1 else os.path.commonprefix(names).rstrip("_-") + "*"
 
 
 def mean_std(values):

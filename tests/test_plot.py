@@ -163,8 +163,8 @@ def test_information_plane_colours_runs_and_sizes_epochs(runs):
     series = figures.load_series([[r] for r in runs], ["vanilla", "ctc"])
     planes = axes_of(figures.information_plane_figure(series))
     assert [ax.get_title() for ax in planes] == [   # infonce has no I(T;Y) partner here: no plane
-        "information plane on digits_a (test split)",
-        "information plane on digits_a (test split)\nheld-out 50% of rows", "information plane on digits_b (test split)"]
+        "information plane on digits_a (test split)", "information plane on digits_b (test split)",
+        "information plane on digits_a (test split)\nheld-out 50% of rows"]
     points = planes[0].collections
     assert [tuple(c.get_facecolor()[0][:3]) for c in points] != [tuple(points[0].get_facecolor()[0][:3])] * 2
     sizes = points[0].get_sizes()
@@ -180,8 +180,8 @@ def test_seed_groups_come_from_saved_arguments(tmp_path):
     c1 = make_run(tmp_path, train_ctc, base + ["--stage_two_epoch", "6", "--seed", "1", "--note", "s1"])
     assert group_runs([str(p) for p in (a0, c0, other_lr, a1, c1)]) == [[str(a0), str(a1)], [str(c0), str(c1)],
                                                                         [str(other_lr)]]
-    assert group_label([a0.name, a1.name]) == "resnet8_digits_a_lr_0.05_trial_* (2 seeds)"
-    assert group_label([c0.name, c1.name]) == "resnet8_digits_a_a0.1_b1.0_s* (2 seeds)"
+    assert group_label([a0.name, a1.name]) == "resnet8_digits_a_lr_0.05_trial_*"
+    assert group_label([c0.name, c1.name]) == "resnet8_digits_a_a0.1_b1.0_s*"
     # without args.json (the original code's folders) the trial part of the name is set aside
     legacy = [tmp_path / "old" / f"wrn_40_2_cifar100_lr_0.05_trial_{t}" for t in (0, 1)]
     for p in legacy:
@@ -213,10 +213,10 @@ def test_group_seeds_draws_mean_and_std_bands(tmp_path, capsys, unsaved):
     code, text, err = run_plot([str(r) for r in seeds + [ctc]] + ["--group_seeds", "--out", str(out),
                                                                   "--labels", "vanilla,ctc"], capsys)
     assert code == 0, err
-    assert "vanilla: mean +- std over 3 runs" in text
+    assert f"vanilla (3 seeds): mean +- std over {', '.join(r.name for r in seeds)}" in text
     series = figures.load_series(group_runs([str(r) for r in seeds + [ctc]]), ["vanilla", "ctc"])
     panel = axes_of(figures.transfer_figure(series))[0]
-    mean = next(ln for ln in panel.get_lines() if ln.get_label() == "vanilla")
+    mean = next(ln for ln in panel.get_lines() if ln.get_label() == "vanilla (3 seeds)")
     assert list(mean.get_ydata()) == pytest.approx([62 + e for e in EPOCHS])
     band = panel.collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == pytest.approx(62 + 2 - 2.0) and band.max() == pytest.approx(62 + 10 + 2.0)
