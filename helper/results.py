@@ -64,8 +64,10 @@ def _transfer_facts(args):
 
 def _discriminability_facts(args):
     dataset = args.get("dataset")
-    split = DATASETS[dataset].train_split if args.get("train_split") and dataset in DATASETS else (
-        "train" if args.get("train_split") else _eval_split(dataset))
+    if args.get("train_split"):
+        split = DATASETS[dataset].train_split if dataset in DATASETS else "train"
+    else:
+        split = _eval_split(dataset)
     n_init = args.get("n_init")
     return {"dataset": dataset, "split": split, "detail": f"k-means n_init {n_init}" if n_init else ""}
 
@@ -169,33 +171,42 @@ def damaged(path, line, why):
                      "code); fix or delete that line, or recompute it with the sweep's --force, then plot again.")
 
 
+def csv_lines(path):
+    """(line number, values) of each non-empty line; a file that is not CSV text is a UserError naming the line."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            try:
+                for values in reader:
+                    if values:
+                        yield reader.line_num, values
+            except (csv.Error, UnicodeDecodeError) as err:
+                raise damaged(path, reader.line_num + 1, f"it is not CSV text ({err})") from None
+    except OSError as err:
+        raise UserError(f"{path} could not be read ({err.strerror}).") from None
+
+
 def parse_rows(path, kind):
     """The rows of one CSV file, numbers parsed; a malformed line is a UserError naming the file and line."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return []
-        key = "epoch" if kind.by_epoch else kind.columns[0]
-        if key not in header:
-            raise damaged(path, 1, f"the first line {','.join(header)!r} is not a header with an '{key}' column")
-        rows = []
-        for values in reader:
-            if not values:
-                continue
-            if len(values) != len(header):
-                raise damaged(path, reader.line_num, f"{len(values)} values for the {len(header)} columns of the header")
-            row = dict(zip(header, values))
-            for column in (("epoch",) if kind.by_epoch else ()) + kind.numeric:
-                text = row.get(column, "")
-                if text == "":
-                    row[column] = None
-                    continue
-                try:
-                    row[column] = int(text) if column == "epoch" else float(text)
-                except ValueError:
-                    raise damaged(path, reader.line_num, f"column '{column}' holds {text!r}, not a number") from None
-            rows.append(row)
+    lines = csv_lines(path)
+    _, header = next(lines, (0, None))
+    if header is None:
+        return []
+    key = "epoch" if kind.by_epoch else kind.columns[0]
+    if key not in header:
+        raise damaged(path, 1, f"the first line {','.join(header)!r} is not a header with an '{key}' column")
+    rows = []
+    for line, values in lines:
+        if len(values) != len(header):
+            raise damaged(path, line, f"{len(values)} values for the {len(header)} columns of the header")
+        row = dict(zip(header, values))
+        for column in (("epoch",) if kind.by_epoch else ()) + kind.numeric:
+            text = row.get(column, "")
+            try:
+                row[column] = None if text == "" else int(text) if column == "epoch" else float(text)
+            except ValueError:
+                raise damaged(path, line, f"column '{column}' holds {text!r}, not a number") from None
+        rows.append(row)
     return rows
 
 
@@ -224,6 +235,8 @@ def read_result(path, kind, match):
     result = Result(kind, path, args or {}, rows)
     result.facts = FACTS[kind.name](args if args is not None else args_from_name(kind, match))
     result.facts["described_by"] = "args" if args is not None else "name"
+    if args is None:
+        print(f"note: {path} has no .args.json beside it; its panel is described from the file name")
     return result
 
 

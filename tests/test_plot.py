@@ -277,11 +277,13 @@ def test_plotted_columns_are_columns_the_sweeps_write():
     ("epoch,final_acc\n2,55.0\n4\n", "line 3: 1 values for the 2 columns of the header"),
     ("2,55.0\n4,56.0\n", "line 1: the first line '2,55.0' is not a header with an 'epoch' column"),
     ("epoch,final_acc\nx,55\n", "line 2: column 'epoch' holds 'x', not a number"),
+    ("epoch,final_acc\n2,5\x005\n", "line 2: column 'final_acc' holds '5\\x005', not a number"),
+    ("epoch,final_acc\n2,55\n\xff\xfe,1\n", "it is not CSV text ('utf-8' codec can't decode"),
 ])
 def test_damaged_result_files_are_refused_with_file_and_line(tmp_path, capsys, damage, message):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "transfer_digits_b_linear.csv").write_text(damage)
+    (run / "transfer_digits_b_linear.csv").write_bytes(damage.encode("latin-1"))
     code, _, err = run_plot([str(run), "--out", str(tmp_path / "fig")], capsys)
     assert code == 2 and "Traceback" not in err
     assert flat("transfer_digits_b_linear.csv, line") in flat(err) and flat(message) in flat(err)
