@@ -54,8 +54,13 @@ def load_series(groups, labels=None):
         names = [os.path.basename(os.path.normpath(r)) for r in runs]
         label = (labels[i] if labels else group_label(names)) + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
         stage = {stage_two_of(run_args(r)) for r in runs}
-        series.append(Series(label, f"C{i % 10}", [find_results(r) for r in runs], names,
-                             stage.pop() if len(stage) == 1 else None))
+        results = [find_results(r) for r in runs]
+        series.append(Series(label, f"C{i % 10}", results, names, stage.pop() if len(stage) == 1 else None))
+        for stem in sorted({stem for found in results for stem in found}):
+            having = [n for n, found in zip(names, results) if stem in found]
+            if len(having) < len(runs):
+                print(f"note: {label}: only {', '.join(having)} of its {len(runs)} runs have {stem}.csv; "
+                      "its curve there is over those")
     return series
 
 

@@ -221,6 +221,10 @@ def test_group_seeds_draws_mean_and_std_bands(tmp_path, capsys, unsaved):
     band = panel.collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == pytest.approx(62 + 2 - 2.0) and band.max() == pytest.approx(62 + 10 + 2.0)
     assert len(panel.collections) == 1                        # the single CTC run has no band
+    os.remove(seeds[2] / "transfer_digits_b_linear.csv")
+    code, text, _ = run_plot([str(r) for r in seeds] + ["--group_seeds", "--out", str(out)], capsys)
+    assert code == 0 and (f"note: resnet8_digits_a_lr_0.05_trial_* (3 seeds): only {seeds[0].name}, "
+                          f"{seeds[1].name} of its 3 runs have transfer_digits_b_linear.csv") in text
     code, _, err = run_plot([str(r) for r in seeds] + ["--group_seeds", "--labels", "a,b", "--out", str(out)], capsys)
     assert code == 2 and "--labels has 2 entries for 1 groups of seeds" in err
 
