@@ -298,7 +298,8 @@ def concat_figure(series):
                 if row.get("final_acc") is not None]
         names = [f"{s.label}: epochs {row['epochs']}" + (f" ({row['protocol']})" if row.get("protocol") else "")
                  for s, row in bars]
-        ax.barh(range(len(bars)), [row["final_acc"] for _, row in bars], color=[s.colour for s, _ in bars])
+        drawn = ax.barh(range(len(bars)), [row["final_acc"] for _, row in bars], color=[s.colour for s, _ in bars])
+        ax.bar_label(drawn, fmt="%.2f", fontsize=7, padding=2)
         ax.set_yticks(range(len(bars)), names, fontsize=7)
         ax.invert_yaxis()
         ax.set(title=f"concatenated features, linear probe on {where(result.facts)}",

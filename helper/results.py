@@ -43,6 +43,7 @@ class ResultKind:
     numeric: tuple              # columns that must hold numbers (or be empty)
     quantities: dict            # plotted column -> Quantity
     by_epoch: bool = True       # one row per checkpoint epoch (the concat probe has one row per combination)
+    saves_args: bool = True     # its writer saves <results>.args.json (run_sweep does; the concat probe does not)
 
 
 def _eval_split(dataset):
@@ -96,7 +97,7 @@ KINDS = (
     ResultKind("transfer_concat", re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
                ("epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
                ("feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
-               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False),
+               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False, saves_args=False),
     ResultKind("transfer", re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
                                       r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?$"),
                ("epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability",
@@ -235,7 +236,7 @@ def read_result(path, kind, match):
     result = Result(kind, path, args or {}, rows)
     result.facts = FACTS[kind.name](args if args is not None else args_from_name(kind, match))
     result.facts["described_by"] = "args" if args is not None else "name"
-    if args is None:
+    if args is None and kind.saves_args:
         print(f"note: {path} has no .args.json beside it; its panel is described from the file name")
     return result
 
