@@ -125,7 +125,7 @@ def render(grid, series, name):
             for s in series:
                 for stem, column, band, style, suffix in panel.lines:
                     if not draw_curve(ax, s, stem, column, band, style, suffix) and not suffix:
-                        what = (f"has no {stem}.csv" if not any(stem in r for r in s.results)
+                        what = (f"has no {stem}.csv" if not any(stem in found for found in s.results)
                                 else f"has no '{column}' values in {stem}.csv")
                         print(f"note: {s.label} {what}; its curve is left out of {name}")
             mark_stage_two(ax, series)
@@ -169,7 +169,8 @@ def transfer_figure(series, metric="final_acc"):
         quantity = "linear-probe accuracy" if f["mode"] == "linear" else "fine-tuned accuracy"
         if metric == "best_acc_on_eval":
             quantity = f"best {quantity} over probe epochs"
-        panels.append(Panel(f"transfer to {where(f)}\n{f['detail']}", f"{quantity} [%]",
+        unit = result.kind.quantities[metric].unit
+        panels.append(Panel(f"transfer to {where(f)}\n{f['detail']}", f"{quantity} [{unit}]",
                             [(stem, metric, None, "-", "")]))
         if f["mode"] == "finetune" and any(r.get(stem) and r[stem].series("param_transferability")
                                            for s in series for r in s.results):
@@ -227,7 +228,8 @@ def information_figure(series):
         if f["holdout"]:
             lines.append((stem, "mi_train", None, "--", " (fitted rows)"))
         title = f"{f['quantity']} on {where(f)}" + (f"\n{f['variant']}" if f["variant"] else "")
-        grid[r][c] = Panel(title, f"{f['quantity']} on {f['dataset']} [nats]", lines)
+        unit = found[stem].kind.quantities["mi"].unit
+        grid[r][c] = Panel(title, f"{f['quantity']} on {f['dataset']} [{unit}]", lines)
     for r, (mode_index, variant) in enumerate(rows):
         for c, col in enumerate(cols):
             if grid[r][c] is None:

@@ -118,7 +118,8 @@ KINDS = (
                ("epoch", "mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds",
                 "estimator", "layer"),
                ("mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds", "layer"),
-               {"mi": Quantity("mi", "I", NATS), "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}),
+               {"mi": Quantity("mi", "mutual information", NATS),
+                "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}),
 )
 FACTS = {"transfer": _transfer_facts, "transfer_concat": _transfer_facts,
          "discriminability": _discriminability_facts, "mi": _mi_facts}

@@ -251,7 +251,8 @@ def test_a_sweep_run_only_as_shards_is_plotted(tmp_path):
     result = find_results(str(run))["transfer_cinic10_linear"]
     assert result.series("final_acc") == {2: 52.0, 4: 54.0, 6: 56.0}
     # no .args.json: described from the writer's naming, valid split and data set names intact
-    assert (result.facts["dataset"], result.facts["split"], result.facts["described_by"]) == ("cinic10", "valid", "name")
+    facts = result.facts
+    assert (facts["dataset"], facts["split"], facts["described_by"]) == ("cinic10", "valid", "name")
 
 
 def test_names_without_argument_records_parse_with_the_writers_suffixes(tmp_path):
