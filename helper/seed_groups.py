@@ -3,6 +3,7 @@
     groups = group_runs(run_dirs)                    # [[run, run, run], [run, run], ...]
     epochs, mean, std = seed_band([curve, curve])    # curve: {epoch: value} of one run
     mean, std, half = mean_interval(values)          # mean +- half is the 95 % t interval of the mean
+    diff, half = difference_interval(ctc, vanilla)   # Welch interval of a difference of two seed sets
 
 Two runs belong together when their saved arguments (`args.json` of the run folder)
 are equal once the seed, the trial id and the note are set aside, together with the
@@ -65,6 +66,19 @@ def mean_interval(values, level=0.95):
     n = len(values)
     half = t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
     return mean, std, half
+
+
+def difference_interval(a, b, level=0.95):
+    """(mean(a) - mean(b), half width) of the Welch t interval, for two independent sets of seeds (e.g. CTC's
+    and vanilla's final transfer). A paired difference (one seed's end minus its own peak) is mean_interval of
+    the per-seed differences instead."""
+    from scipy.stats import t
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    va, vb = sa ** 2 / len(a), sb ** 2 / len(b)
+    if len(a) < 2 or len(b) < 2 or va + vb == 0:
+        return ma - mb, math.nan if len(a) < 2 or len(b) < 2 else 0.0
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return ma - mb, t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb)
 
 
 def seed_band(curves):

@@ -19,7 +19,7 @@ import transfer
 from helper import figures
 from helper.checkpoint import plain
 from helper.results import KINDS, find_results
-from helper.seed_groups import group_label, group_runs, mean_interval, seed_band
+from helper.seed_groups import difference_interval, group_label, group_runs, mean_interval, seed_band
 from helper.sweep import ResultsCSV, write_args_json
 from tests.helpers import cli
 
@@ -199,6 +199,11 @@ def test_interval_arithmetic_against_hand_computed_values():
     assert mean == 3.0 and std == pytest.approx(math.sqrt(14 / 3))
     assert half == pytest.approx(3.182446 * math.sqrt(14 / 3) / 2, rel=1e-6)
     assert math.isnan(mean_interval([5.0])[2])
+    # two seed sets of variance 1 and 3 seeds each: Welch's degrees of freedom (2/3)^2 / (2 (1/3)^2 / 2) = 4,
+    # t_0.975 with 4 degrees of freedom = 2.776445
+    diff, half = difference_interval([5.0, 6.0, 7.0], [1.0, 2.0, 3.0])
+    assert diff == 4.0 and half == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-6)
+    assert math.isnan(difference_interval([5.0], [1.0, 2.0])[1])
 
 
 def test_group_seeds_draws_mean_and_std_bands(tmp_path, capsys, unsaved):
