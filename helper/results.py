@@ -56,7 +56,7 @@ def _transfer_facts(args):
     protocol = {"linear": "linear probe", "finetune": "fine-tuning"}.get(mode, mode)
     if mode == "linear" and args.get("bn_mode") == "train":
         protocol += ", BatchNorm in train mode (the original's)"
-    detail = ", ".join(f"{name} {args[key]}" for key, name in (("epoch", "epochs"), ("lr", "lr"))
+    detail = ", ".join(f"{name} {args[key]}" for key, name in (("epoch", "epochs"), ("epochs", "epochs"), ("lr", "lr"))
                        if args.get(key) is not None)
     return {"dataset": target, "split": args.get("eval_split") or _eval_split(target), "mode": mode,
             "protocol": protocol, "source": args.get("source_dataset"),
@@ -99,7 +99,7 @@ KINDS = (
                ("feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
                {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False, saves_args=False),
     ResultKind("transfer", re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
-                                      r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?$"),
+                                      r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
                ("epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability",
                 "seconds"),
                ("final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"),
@@ -251,7 +251,10 @@ def find_results(run_dir):
         main = re.sub(r"\.shard\d+of\d+\.csv$", ".csv", name)
         stem = os.path.splitext(main)[0]
         kind, match = kind_of(stem)
-        if kind is None or stem in found:
+        if kind is None:
+            print(f"note: {os.path.join(run_dir, name)} is not a result file plot.py knows; left out")
+            continue
+        if stem in found:
             continue
         result = read_result(os.path.join(run_dir, main), kind, match)
         if result.rows:

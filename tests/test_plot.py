@@ -260,14 +260,16 @@ def test_a_sweep_run_only_as_shards_is_plotted(tmp_path):
     assert (facts["dataset"], facts["split"], facts["described_by"]) == ("cinic10", "valid", "name")
 
 
-def test_names_without_argument_records_parse_with_the_writers_suffixes(tmp_path):
+def test_names_without_argument_records_parse_with_the_writers_suffixes(tmp_path, capsys):
     for name in ("mi_xt_cifar100_infonce", "mi_ty_digits_b_layer2_holdout", "discriminability_digits_a_train",
-                 "transfer_digits_b_linear_bntrain_train"):
+                 "transfer_digits_b_linear_bntrain_train", "transfer_svhn_finetune_cv5", "notes"):
         (tmp_path / f"{name}.csv").write_text("epoch,mi,final_acc,recall_at_1\n2,1,1,1\n")
     found = find_results(str(tmp_path))
     assert {k: v.facts.get("dataset") for k, v in found.items()} == {
         "mi_xt_cifar100_infonce": "cifar100", "mi_ty_digits_b_layer2_holdout": "digits_b",
-        "discriminability_digits_a_train": "digits_a", "transfer_digits_b_linear_bntrain_train": "digits_b"}
+        "discriminability_digits_a_train": "digits_a", "transfer_digits_b_linear_bntrain_train": "digits_b",
+        "transfer_svhn_finetune_cv5": "svhn"}                 # a suffix it does not know still finds its kind
+    assert f"note: {tmp_path / 'notes.csv'} is not a result file plot.py knows" in capsys.readouterr().out
     assert found["mi_xt_cifar100_infonce"].facts["variant"] == "infonce bound"
     assert found["mi_ty_digits_b_layer2_holdout"].facts["variant"] == "layer 2, held-out rows"
     assert found["discriminability_digits_a_train"].facts["split"] == "train"
