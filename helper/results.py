@@ -56,8 +56,8 @@ def _transfer_facts(args):
     protocol = {"linear": "linear probe", "finetune": "fine-tuning"}.get(mode, mode)
     if mode == "linear" and args.get("bn_mode") == "train":
         protocol += ", BatchNorm in train mode (the original's)"
-    detail = ", ".join(f"{name} {args[key]}" for key, name in (("epoch", "epochs"), ("epochs", "epochs"), ("lr", "lr"))
-                       if args.get(key) is not None)
+    settings = {"epochs": args.get("epoch", args.get("epochs")), "lr": args.get("lr")}   # --epoch, or its alias
+    detail = ", ".join(f"{name} {value}" for name, value in settings.items() if value is not None)
     return {"dataset": target, "split": args.get("eval_split") or _eval_split(target), "mode": mode,
             "protocol": protocol, "source": args.get("source_dataset"),
             "detail": f"{protocol}{f' ({detail})' if detail else ''}"}
