@@ -167,7 +167,7 @@ def clustered_features(rows, dim, classes, seed=0):
     overlapping enough that k-means has local minima to fall into (NMI well below 1), as real features do."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, classes, (rows,), generator=generator)
-    means = torch.randn(classes, dim, generator=generator) * (0.35 / dim ** 0.5)
+    means = torch.randn(classes, dim, generator=generator) * (4.0 / dim)     # separation ~ sqrt(dim)
     return means[labels] + torch.randn(rows, dim, generator=generator) / dim ** 0.5, labels
 
 
