@@ -80,8 +80,9 @@ def kmeans_restarts(features, k, n_init=10, seed=0, max_iter=300, tol=1e-4):
 
     Runs on the features' device in their float dtype. Each restart iterates until its squared
     centre shift is at most tol x mean per-feature variance (scikit-learn's criterion) or its
-    labels stop changing, for at most `max_iter` steps (the batch stops when all have). Inertia
-    is the sum of squared distances to the nearest centre.
+    labels stop changing, for at most `max_iter` steps; converged restarts leave the batch, so
+    the slowest one does not make the others iterate. Inertia is the sum of squared distances
+    to the nearest centre.
     """
     if not 1 <= k <= len(features):
         raise ValueError(f"k-means needs 1 <= k <= N (got k={k}, N={len(features)})")
@@ -92,14 +93,15 @@ def kmeans_restarts(features, k, n_init=10, seed=0, max_iter=300, tol=1e-4):
     generator = torch.Generator(device=points.device).manual_seed(seed)
     centers = kmeans_plusplus(points, point_norms, k, n_init, generator)
     labels, _ = assign(points, point_norms, centers)
+    active = torch.arange(n_init, device=points.device)        # restarts still iterating
     for _ in range(max_iter):
-        new_centers = cluster_means(points, labels, centers)
-        shift = (new_centers - centers).pow(2).sum((1, 2))                      # (R,)
-        centers = new_centers
-        new_labels, _ = assign(points, point_norms, centers)
-        stable = bool(((shift <= threshold) | (new_labels == labels).all(1)).all())   # one host sync per step
-        labels = new_labels
-        if stable:
+        new_centers = cluster_means(points, labels[active], centers[active])
+        shift = (new_centers - centers[active]).pow(2).sum((1, 2))             # (A,)
+        new_labels, _ = assign(points, point_norms, new_centers)
+        converged = (shift <= threshold) | (new_labels == labels[active]).all(1)
+        centers[active], labels[active] = new_centers, new_labels
+        active = active[~converged]                                            # one host sync per step
+        if len(active) == 0:
             break
     labels, distances = assign(points, point_norms, centers)
     return labels, distances.sum(1)
