@@ -2,8 +2,9 @@
 
 - `topk_correct` / `accuracy`: top-k hits (counts on the device / percentages);
 - `AverageMeter`: a running, sample-weighted mean of host-side scalars;
-- `recall_at_1`: leave-one-out nearest-neighbour retrieval (cosine), in percent;
-- `nmi_kmeans`: KMeans clustering quality against the labels (NMI in [0, 1]);
+- `recall_at_1`: leave-one-out nearest-neighbour retrieval (cosine), in percent, on the features' device;
+- `nmi_kmeans`: k-means clustering quality against the labels (NMI in [0, 1]), by the torch
+  k-means of `helper.kmeans` on the features' device or by scikit-learn's KMeans (the reference);
 - `parameter_distance_transferability`: per-layer ratio of distances between the
   random init, the source-trained and the fine-tuned weights, from "Rethinking Two
   Consensuses of Transferability of Pre-trained DNNs".
@@ -17,6 +18,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
 from helper.errors import UserError
+from helper.kmeans import kmeans
+
+KMEANS_BACKENDS = ("torch", "sklearn")
 
 
 def topk_correct(logits, targets, topk=(1,)):
@@ -72,33 +76,41 @@ def _features_and_labels(features, labels, min_samples):
 def recall_at_1(features, labels, block_size=1024):
     """Percent of samples whose nearest other sample (cosine similarity) shares their label.
 
-    features (N, D), labels (N,). The similarity matrix is built `block_size` rows at a
-    time, so memory is O(block_size * N); a sample's similarity to itself is -inf.
+    features (N, D), labels (N,), on any device (computed there). The similarity matrix is
+    built `block_size` rows at a time, so memory is O(block_size * N); a sample's similarity
+    to itself is -inf. Hits are summed on the device: one host sync in all.
     """
     features, labels = _features_and_labels(features, labels, min_samples=2)
     normalized = F.normalize(features, dim=1)
-    hits = 0
+    hits = torch.zeros((), dtype=torch.long, device=normalized.device)
     for start in range(0, len(normalized), block_size):
         rows = torch.arange(start, min(start + block_size, len(normalized)), device=normalized.device)
         similarity = normalized[rows] @ normalized.T                          # (b, N)
         similarity[torch.arange(len(rows), device=rows.device), rows] = -math.inf
-        nearest = similarity.argmax(dim=1)                                     # (b,)
-        hits += (labels[nearest] == labels[rows]).sum().item()
-    return 100.0 * hits / len(normalized)
+        nearest = similarity.argmax(dim=1)                                     # (b,) the top-1
+        hits += (labels[nearest] == labels[rows]).sum()
+    return 100.0 * hits.item() / len(normalized)
 
 
-def nmi_kmeans(features, labels, num_classes=None, n_init=10, seed=0):
-    """NMI in [0, 1] between KMeans clusters of the L2-normalised features and the labels.
+def nmi_kmeans(features, labels, num_classes=None, n_init=10, seed=0, backend="torch"):
+    """NMI in [0, 1] between k-means clusters of the L2-normalised features and the labels.
 
     features (N, D), labels (N,); k = num_classes, or the number of distinct labels.
+    backend 'torch': `helper.kmeans.kmeans` on the features' device; 'sklearn': scikit-learn's
+    KMeans on the CPU (the reference; the same algorithm, NMI within 0.01 of each other).
     """
+    if backend not in KMEANS_BACKENDS:
+        raise UserError(f"The k-means backend must be one of {', '.join(KMEANS_BACKENDS)} (got {backend!r}).")
     features, labels = _features_and_labels(features, labels, min_samples=1)
     labels_np = labels.cpu().numpy()
     k = num_classes if num_classes is not None else len(np.unique(labels_np))
     if not 1 <= k <= len(labels_np):
         raise UserError(f"KMeans needs between 1 and N={len(labels_np)} clusters (got k={k}).")
-    normalized = F.normalize(features, dim=1).cpu().numpy()
-    clusters = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit_predict(normalized)
+    normalized = F.normalize(features, dim=1)
+    if backend == "torch":
+        clusters = kmeans(normalized, k, n_init=n_init, seed=seed)[0].cpu().numpy()
+    else:
+        clusters = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit_predict(normalized.cpu().numpy())
     return float(normalized_mutual_info_score(labels_np, clusters))
 
 

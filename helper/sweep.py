@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from helper.checkpoint import CheckpointError, changed_flags, describe_changes, list_checkpoints, plain
 from helper.errors import UserError
+from helper.sweep_board import SweepBoard, add_board_args
 
 
 def add_sweep_args(parser, start_epoch=2, skip=2):
@@ -40,6 +41,7 @@ def add_sweep_args(parser, start_epoch=2, skip=2):
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="take every N-th checkpoint starting at the I-th (0-based); default from RANK/WORLD_SIZE")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    add_board_args(g)
     return parser
 
 
@@ -112,7 +114,7 @@ def _format(value):
 # Flags that say which checkpoints to take and how fast or where to compute, not what a row means.
 SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch", "force", "shard", "no_progress",
                    "device", "num_workers", "data_folder", "cache_dir", "extract_batch", "source_dataset",
-                   "channels_last", "compile", "loader"}
+                   "channels_last", "compile", "loader", "tb_path"}
 
 
 def args_json_path(results):
@@ -154,6 +156,7 @@ def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
               f"{len(todo)} to go (--force recomputes)", flush=True)
     check_protocol(results, args)
     write_args_json(results, args)
+    board = SweepBoard(args.tb_path, run_dir, results.path)
     for epoch in tqdm(todo, desc=label, disable=args.no_progress, dynamic_ncols=True):
         path = available.get(epoch)
         if path is None:
@@ -167,6 +170,8 @@ def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
             tqdm.write(f"error: {err} Skipped; the sweep goes on.", file=sys.stderr)
             continue
         results.append({"epoch": epoch, **row})
+        board.add(epoch, row)
+    board.close()
     if missing:
         print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, missing))}")
     if failed:

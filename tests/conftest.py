@@ -33,3 +33,10 @@ def in_tmp(tmp_path, monkeypatch):
     """Run a test inside tmp_path, so ./save and ./data land there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def sweep_events_in_tmp(tmp_path_factory, monkeypatch):
+    """Sweeps write TensorBoard events under --tb_path (default ./save/tensorboard): keep the tests' out of ./save."""
+    import helper.sweep_board
+    monkeypatch.setattr(helper.sweep_board, "DEFAULT_TB_PATH", str(tmp_path_factory.getbasetemp() / "tensorboard"))

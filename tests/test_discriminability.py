@@ -1,4 +1,6 @@
 """discriminability.py on the tiny digits_a run shared by the sweep tests (trained once per session)."""
+import json
+
 import pytest
 
 import discriminability
@@ -27,6 +29,10 @@ def test_sweep_writes_metrics_and_resumes(run, tmp_path, capsys, monkeypatch):
         assert 0 <= float(row["nmi"]) <= 1
         assert 0 <= float(row["source_acc"]) <= 100
     assert "Source Epoch: 3, Recall@1: " in out
+    with open(f"{fresh}/discriminability_digits_a.args.json") as f:
+        assert json.load(f)["kmeans"] == "torch"                       # the default, part of the protocol
+    code, _, err = sweep(fresh, capsys, "--kmeans", "sklearn")
+    assert code == 2 and "--kmeans was 'torch', now 'sklearn'" in err
 
     calls = []
     original = discriminability.metrics_of
