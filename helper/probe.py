@@ -22,6 +22,7 @@ from helper.errors import UserError
 from helper.features import features_fn, iter_batch_features, model_mode
 from helper.metrics import AverageMeter, accuracy
 from helper.speed import autocast
+from helper.stats import mean_std
 
 
 def seeded_linear(feat_dim, num_classes, seed):
@@ -196,10 +197,8 @@ def stratified_folds(labels, k, seed=0):
 
 def fold_summary(values):
     """(mean, sample std (n - 1), standard error std / sqrt(n)) of per-fold accuracies."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return mean, std, std / math.sqrt(n)
+    mean, std = mean_std(values)
+    return mean, std, std / math.sqrt(len(values))
 
 
 def cross_validated_probe(feats, labels, k, seed=0, **kw):
