@@ -32,8 +32,8 @@
 # Environment: SCALE=cpu|gpu (gpu: resnext32_16x4d, cifar100 -> cinic10, 300 epochs with stage two at 200,
 # a checkpoint every 2, nce_k 16384, the paper's MINE sizes, JOBS=1), SEEDS MODEL SOURCE TARGET EPOCHS
 # STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS MINE_TY_ITERS MINE_XT_LR
-# MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS (runs at once; each gets
-# THREADS threads) PLOT (0: no figures) OUT (figures and table; default figures/cpu_experiment) WORKDIR.
+# MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS (runs at once) THREADS (per
+# run; default: the cores / JOBS) PLOT (0: no figures) OUT (default figures/cpu_experiment) WORKDIR.
 # Idempotent: a rerun finds every run finished and every row written, and only redraws figures and table.
 set -euo pipefail
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -57,13 +57,13 @@ STAGE_TWO="${STAGE_TWO:-$((EPOCHS * 2 / 3))}"
 CV="${CV:-5}"
 PROBE_EPOCHS="${PROBE_EPOCHS:-30}"
 DATA_FOLDER="${DATA_FOLDER:-./data}"
-THREADS="${THREADS:-1}"
 PLOT="${PLOT:-1}"
 OUT="${OUT:-figures/cpu_experiment}"
-for name in SEEDS EPOCHS STAGE_TWO SAVE_FREQ CV JOBS THREADS; do
+for name in SEEDS EPOCHS STAGE_TWO SAVE_FREQ CV JOBS ${THREADS:+THREADS}; do
   [[ "${!name}" =~ ^[0-9]+$ ]] || { echo "error: $name must be a whole number, got '${!name}'." >&2; exit 2; }
 done
 (( SEEDS >= 1 && JOBS >= 1 )) || { echo "error: SEEDS and JOBS must be at least 1." >&2; exit 2; }
+THREADS="${THREADS:-$(( $(nproc) > JOBS ? $(nproc) / JOBS : 1 ))}"   # the cores shared among the runs at once
 TRANSFER="transfer_${TARGET}_linear"; CV_FLAGS=()
 if (( CV > 0 )); then TRANSFER+="_cv$CV"; CV_FLAGS=(--cv "$CV"); fi
 QUIET=()
