@@ -46,6 +46,7 @@ def test_cpu_experiment_end_to_end_then_a_rerun_recomputes_nothing(tmp_path):
     files = sorted(glob.glob(str(tmp_path / "save/model/*/*.csv")) + glob.glob(str(tmp_path / "save/model/*/*.pth")))
     stamps = {path: os.stat(path).st_mtime_ns for path in files}
 
+    env["PLOT"] = "0"                                   # the figures were checked above; redrawing them costs time
     again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     logs = "".join(open(path).read() for path in glob.glob(str(tmp_path / "save/logs/cpu_experiment/*.log")))
