@@ -19,7 +19,9 @@ finishes; a rerun skips the checkpoints already there (--force recomputes). Colu
 final_acc (after the last probe epoch: the honest number), best_acc_on_eval (best over the
 probe epochs, chosen on the evaluation split itself, which is what the original printed: an
 optimistic number), best_epoch (1-based), source_acc (source test accuracy the checkpoint
-records), param_transferability (finetune only), seconds.
+records), param_transferability (finetune only), seconds. --cv K (small targets): a K-fold probe over
+the target's train + eval images, in transfer_<target>_linear[_<eval split>]_cv<K>.csv, final_acc the mean
+over folds, with final_acc_std, final_acc_sem and folds.
 """
 import argparse
 import os
@@ -36,6 +38,7 @@ from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 from helper.train_setup import int_list
 
 FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"]
+CV_FIELDS = FIELDS + ["final_acc_std", "final_acc_sem", "folds"]
 CONCAT_FIELDS = ["epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"]
 DEFAULT_LR = {"linear": 0.4, "finetune": 0.01}
 
@@ -63,6 +66,11 @@ def get_args_parser():
                         "checkpoint and cached. train: reproduces the original code, which ran the backbone "
                         "in train mode so BatchNorm statistics kept updating during the 'linear' probe; "
                         "features then cannot be cached and the backbone runs on every batch (much slower)")
+    g.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="linear mode: K-fold cross-validated probe over the target's train and eval images pooled "
+                        "(stratified folds seeded by --seed); final_acc is the mean over folds, with final_acc_std "
+                        "and final_acc_sem = std / sqrt(K). For small targets (digits_b: 179 eval images). "
+                        "Results in transfer_<target>_linear[_<eval split>]_cv<K>.csv (default: off)")
     g.add_argument("--save_finetuned", action="store_true",
                    help="finetune mode: write the fine-tuned weights to <run folder>/finetuned_<target>/ckpt_epoch_<E>.pth")
     g.add_argument("--concat", type=int_list, default=None, metavar="E1,E2,...",
@@ -86,6 +94,10 @@ def check_args(args):
         raise UserError("--concat and --concat_paths probe frozen features: use them with --mode linear.")
     if args.bn_mode == "train" and (args.concat or args.concat_paths):
         raise UserError("--concat needs cached features, so it only works with --bn_mode eval.")
+    if args.cv is not None and (args.cv < 2 or args.mode != "linear" or args.bn_mode != "eval"
+                                or args.concat or args.concat_paths):
+        raise UserError(f"--cv {args.cv}: the cross-validated probe needs K >= 2 and cached features "
+                        "(--mode linear, --bn_mode eval, no --concat).")
     args.eval_split = args.eval_split or DATASETS[args.target_dataset].eval_split
 
 
@@ -106,6 +118,8 @@ def results_name(args):
         name += "_bntrain"
     if args.eval_split != DATASETS[args.target_dataset].eval_split:
         name += f"_{args.eval_split}"
+    if args.cv:
+        name += f"_cv{args.cv}"
     return name + ".csv"
 
 
@@ -145,7 +159,8 @@ def main(args):
     T.check_source(first, args.source_dataset)
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         T.warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
-    results = ResultsCSV(os.path.join(run_dir, results_name(args)), FIELDS, parse_shard(args.shard))
+    results = ResultsCSV(os.path.join(run_dir, results_name(args)), CV_FIELDS if args.cv else FIELDS,
+                         parse_shard(args.shard))
     layers_json = os.path.splitext(results.write_path)[0] + ".layers.json"
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 

@@ -6,7 +6,12 @@ how a batch of training features is obtained:
 - `probe_cached`: rows of a precomputed feature tensor (fast; the backbone is fixed);
 - `probe_backbone`: the backbone runs on the images each batch, which allows
   `bn_mode='train'` (BatchNorm statistics keep updating, as in the original code).
+
+`cross_validated_probe` repeats `probe_cached` over K stratified folds of one pooled
+feature set, for targets whose evaluation split is too small to resolve a few points.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +22,7 @@ from helper.errors import UserError
 from helper.features import features_fn, iter_batch_features, model_mode
 from helper.metrics import AverageMeter, accuracy
 from helper.speed import autocast
+from helper.stats import mean_std
 
 
 def seeded_linear(feat_dim, num_classes, seed):
@@ -168,3 +174,53 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, compil
     if not torch.equal(before, parameter_fingerprint(model)):
         raise RuntimeError("The backbone's parameters changed during the linear probe; it must stay frozen.")
     return result
+
+
+def stratified_folds(labels, k, seed=0):
+    """K disjoint index tensors (int64) that together hold every sample exactly once, each class spread evenly.
+
+    Each class's samples are shuffled (seeded), the classes laid end to end, and position p goes to
+    fold p mod k: per class, and in total, fold sizes differ by at most one. The same labels and
+    seed give the same folds, so every checkpoint of a sweep is scored on the same partition.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if k < 2 or k > len(labels):
+        raise UserError(f"Cross-validation needs 2 <= K <= the number of samples (got K = {k} for {len(labels)} "
+                        "samples).")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.cat([members[torch.randperm(len(members), generator=generator)]
+                       for members in (torch.nonzero(labels == c).flatten() for c in torch.unique(labels))])
+    fold_of = torch.empty(len(labels), dtype=torch.long)
+    fold_of[order] = torch.arange(len(labels)) % k
+    return [torch.nonzero(fold_of == fold).flatten() for fold in range(k)]
+
+
+def fold_summary(values):
+    """(mean, sample std (n - 1), standard error std / sqrt(n)) of per-fold accuracies."""
+    mean, std = mean_std(values)
+    return mean, std, std / math.sqrt(len(values))
+
+
+def cross_validated_probe(feats, labels, k, seed=0, **kw):
+    """K-fold linear probe on one pooled feature set: feats (N, D), labels (N,).
+
+    Each fold of `stratified_folds(labels, k, seed)` is the test set once, a fresh head (seed
+    `seed`) trained on the other K - 1 folds; extra keywords go to `probe_cached`. Returns
+    {'final_acc': mean over folds, 'final_acc_std': their sample std, 'final_acc_sem': std / sqrt(K),
+    'best_acc': mean of each fold's best epoch, 'fold_acc': [K final accuracies], 'folds': K}.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(feats) != len(labels):
+        raise UserError(f"Cross-validation needs one label per feature row (got {len(feats)} rows and "
+                        f"{len(labels)} labels).")
+    kw.setdefault("num_classes", infer_num_classes(labels))
+    finals, bests = [], []
+    for test in stratified_folds(labels, k, seed):
+        train = torch.ones(len(labels), dtype=torch.bool)
+        train[test] = False
+        result = probe_cached(feats[train], labels[train], feats[test], labels[test], seed=seed, **kw)
+        finals.append(result["final_acc"])
+        bests.append(result["best_acc"])
+    mean, std, sem = fold_summary(finals)
+    return {"final_acc": mean, "final_acc_std": std, "final_acc_sem": sem, "best_acc": sum(bests) / k,
+            "fold_acc": finals, "folds": k}

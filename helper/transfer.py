@@ -20,7 +20,7 @@ from helper.errors import UserError
 from helper.features import cached_features, extract_features, file_fingerprint
 from helper.loops import evaluate, train_one_epoch
 from helper.metrics import parameter_distance_transferability
-from helper.probe import probe_backbone, probe_cached
+from helper.probe import cross_validated_probe, probe_backbone, probe_cached
 from helper.schedule import cosine_lr, set_lr
 from helper.seed import set_seed
 from helper.speed import LOADERS, add_layout_args, gpu_loader_works, resolve_speed_args
@@ -181,8 +181,11 @@ def probe_result(result):
 
 
 def linear_probe(model, path, target, args, device):
-    """The paper's protocol on one frozen checkpoint: a new linear head on the target's train split."""
+    """The paper's protocol on one frozen checkpoint: a new linear head on the target's train split
+    (with --cv K, `cv_linear_probe` instead)."""
     num_classes = target["info"].num_classes
+    if getattr(args, "cv", None):
+        return cv_linear_probe(model, path, target, args, device)
     if args.bn_mode == "train":
         result = probe_backbone(model, target["train"], target["eval"], bn_mode="train", num_workers=args.num_workers,
                                 **speed_kwargs(args), **probe_kwargs(args, num_classes, device))
@@ -190,6 +193,22 @@ def linear_probe(model, path, target, args, device):
     train = split_features(model, target["train"], path, args, device, "train")
     test = split_features(model, target["eval"], path, args, device, args.eval_split)
     return probe_result(probe_cached(*train, *test, **probe_kwargs(args, num_classes, device)))
+
+
+def cv_linear_probe(model, path, target, args, device):
+    """--cv K: the linear probe cross-validated over the target's train and eval splits pooled.
+
+    Features are extracted once per split (and cached as usual); all K folds reuse them. The folds
+    depend only on the labels and --seed, so every checkpoint is scored on the same partition.
+    """
+    train_feats, train_labels = split_features(model, target["train"], path, args, device, "train")
+    eval_feats, eval_labels = split_features(model, target["eval"], path, args, device, args.eval_split)
+    kwargs = probe_kwargs(args, target["info"].num_classes, device)
+    result = cross_validated_probe(torch.cat([train_feats, eval_feats]), torch.cat([train_labels, eval_labels]),
+                                   args.cv, **kwargs)
+    return {"final_acc": result["final_acc"], "final_acc_std": result["final_acc_std"],
+            "final_acc_sem": result["final_acc_sem"], "folds": result["folds"],
+            "best_acc_on_eval": result["best_acc"], "best_epoch": None}
 
 
 def finetune(model, target, args, device):

@@ -1,6 +1,8 @@
 """Feature extraction, the feature cache and the linear probe on a tiny CPU model."""
 import importlib.util
+import math
 import os
+import statistics
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from torch import nn
 
 from helper.errors import UserError
 from helper.features import cached_features, extract_features
-from helper.probe import probe_backbone, probe_cached
+from helper.probe import cross_validated_probe, fold_summary, probe_backbone, probe_cached, stratified_folds
 
 try:
     from models.base import ImageClassifier
@@ -149,3 +151,45 @@ def test_bn_train_mode_updates_running_stats_not_weights(data):
     assert all(p.requires_grad for p in model.parameters()), "requires_grad flags must be restored"
     with pytest.raises(UserError):
         probe_backbone(model, train_set, test_set, bn_mode="frozen", **PROBE_KW)
+
+
+def test_stratified_folds_cover_every_sample_once_and_spread_each_class():
+    labels = torch.tensor([0] * 7 + [1] * 5 + [2] * 3 + [3] * 11)
+    folds = stratified_folds(labels, 4, seed=5)
+    assert len(folds) == 4
+    assert torch.equal(torch.sort(torch.cat(folds)).values, torch.arange(len(labels)))   # each once
+    sizes = [len(f) for f in folds]
+    assert max(sizes) - min(sizes) <= 1
+    for c in range(4):
+        per_fold = [int((labels[f] == c).sum()) for f in folds]
+        assert sum(per_fold) == int((labels == c).sum()) and max(per_fold) - min(per_fold) <= 1
+    assert all(torch.equal(a, b) for a, b in zip(folds, stratified_folds(labels, 4, seed=5)))     # seeded
+    assert not all(torch.equal(a, b) for a, b in zip(folds, stratified_folds(labels, 4, seed=6)))
+
+
+@pytest.mark.parametrize("k", [1, 27])
+def test_stratified_folds_refuse_impossible_k(k):
+    with pytest.raises(UserError, match="2 <= K"):
+        stratified_folds(torch.zeros(26, dtype=torch.long), k)
+
+
+def test_fold_summary_by_hand():
+    mean, std, sem = fold_summary([80.0, 90.0, 100.0])
+    assert mean == 90.0 and std == pytest.approx(10.0) and sem == pytest.approx(10.0 / math.sqrt(3))
+
+
+def test_cross_validated_probe_is_the_mean_and_std_of_its_folds():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    feats = torch.randn(60, 5, generator=generator) + 2.0 * nn.functional.one_hot(labels, 5).float()
+    result = cross_validated_probe(feats, labels, 3, **PROBE_KW)
+    by_hand = []
+    for test in stratified_folds(labels, 3, seed=PROBE_KW["seed"]):
+        train = torch.tensor([i not in set(test.tolist()) for i in range(60)])
+        by_hand.append(probe_cached(feats[train], labels[train], feats[test], labels[test], num_classes=3,
+                                    **PROBE_KW)["final_acc"])
+    assert result["fold_acc"] == pytest.approx(by_hand) and result["folds"] == 3
+    assert result["final_acc"] == pytest.approx(statistics.mean(by_hand))
+    assert result["final_acc_std"] == pytest.approx(statistics.stdev(by_hand))
+    assert result["final_acc_sem"] == pytest.approx(statistics.stdev(by_hand) / math.sqrt(3))
+    assert result["final_acc"] > 60.0                      # separable classes: well above chance (33 %)

@@ -113,6 +113,23 @@ def test_bn_mode_train_probe_writes_its_own_file(fresh, capsys):
     assert not os.path.exists(os.path.join(fresh, "transfer_digits_b_linear.csv"))
 
 
+def test_cv_probe_writes_fold_statistics_to_its_own_file(fresh, capsys):
+    code, out, _ = sweep(fresh, capsys, "--cv", "3", "--start_epoch", "2", probe_epochs="3")
+    assert code == 0 and "Source Epoch: 3, Target Acc: " in out
+    rows = read_rows(os.path.join(fresh, "transfer_digits_b_linear_cv3.csv"))
+    assert [r["epoch"] for r in rows] == ["2", "3"]
+    for row in rows:
+        assert 0 <= float(row["final_acc"]) <= 100 and float(row["final_acc_std"]) >= 0
+        assert row["folds"] == "3" and float(row["final_acc_sem"]) == pytest.approx(
+            float(row["final_acc_std"]) / 3 ** 0.5, rel=1e-4)
+    with open(os.path.join(fresh, "transfer_digits_b_linear_cv3.args.json")) as f:
+        assert json.load(f)["cv"] == 3
+    assert not os.path.exists(os.path.join(fresh, "transfer_digits_b_linear.csv"))
+    assert len(os.listdir(os.path.join(fresh, "features"))) == 4   # 2 checkpoints x (train, test), shared by folds
+    code, _, err = sweep(fresh, capsys, "--cv", "1")
+    assert code == 2 and "K >= 2" in err
+
+
 def test_shards_together_equal_unsharded(fresh, capsys):
     assert sweep(fresh, capsys, probe_epochs="3")[0] == 0
     assert sweep(fresh, capsys, "--shard", "0/2", "--force", probe_epochs="3")[0] == 0

@@ -1,0 +1,174 @@
+"""The results table of the seeded trade-off experiment (scripts/cpu_experiment.sh): per method, where
+transfer peaks, how far it falls by the end, what the mutual information does meanwhile, and whether a
+method lifts the final transfer above the baseline's, each with a 95 % interval over seeds.
+
+    spec = TableSpec(transfer="transfer_digits_b_linear_cv5", source="digits_a", target="digits_b")
+    summaries = [summarise_method(name, runs, spec) for name, runs in groups.items()]   # runs: seeds
+    print(to_markdown(summaries, spec))
+
+The protocol (fixed before any outcome was seen; the same words head scripts/cpu_experiment.sh):
+- a run's transfer curve is `final_acc` of its transfer results file, one value per checkpoint, smoothed
+  by a centred moving average over `window` consecutive checkpoints (fewer at the two ends);
+- the peak-transfer epoch P of a method is where the mean over its seeds of the smoothed curves is largest
+  (the first such epoch); the end E is the last checkpoint every seed has;
+- drop = smoothed(E) - smoothed(P) per seed, with the Student-t interval of its mean over seeds. A late
+  drop is an interval entirely below 0 (P = E is no drop). P is the maximum of a noisy curve, so a flat
+  curve also gives a small negative drop: the smoothing and the interval over seeds are the guard;
+- a method lifts the final transfer when Welch's interval of its smoothed(E) minus the baseline's lies
+  entirely above 0 (Welch, not paired: two methods' runs of one seed share no randomness after the start);
+- MI trend = MI(E) - MI(P) per seed (same smoothing, the MI checkpoints nearest to E and P), mean and
+  t-interval: the paper expects both I(X;T) and I(T;Y) on the target to fall.
+"""
+import math
+import os
+from dataclasses import dataclass
+
+from helper.errors import UserError
+from helper.stats import mean_std, t_interval, welch_interval
+from helper.sweep import ResultsCSV
+
+MI_COLUMNS = (("xt", "target"), ("ty", "target"), ("xt", "source"), ("ty", "source"))
+MI_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
+SATURATION_MARGIN = 1.0     # points: source accuracy within this of its maximum counts as saturated
+
+
+@dataclass
+class TableSpec:
+    transfer: str           # stem of the transfer results file, e.g. transfer_digits_b_linear_cv5
+    source: str             # data sets of the mi_<mode>_<dataset>.csv files
+    target: str
+    window: int = 3         # checkpoints in the centred moving average (odd)
+    level: float = 0.95     # confidence level of every interval
+
+
+def read_curve(run_dir, stem, column):
+    """{epoch: value} of one column of `<run_dir>/<stem>.csv` (shards merged, an epoch's last row winning);
+    empty and non-finite cells left out; {} when the file does not exist."""
+    path = os.path.join(run_dir, stem + ".csv")
+    curve = {}
+    try:
+        for row in ResultsCSV(path, []).rows():
+            value = float(row.get(column) or "nan")
+            if math.isfinite(value):
+                curve[int(row["epoch"])] = value
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path} holds a row that is not a number in 'epoch' or '{column}' ({err}); the file "
+                        "is damaged: delete it and rerun the sweep that writes it.") from None
+    return curve
+
+
+def smooth(curve, window):
+    """{epoch: mean of the values of the `window` checkpoints centred on it} (fewer at the ends)."""
+    if window < 1 or window % 2 == 0:
+        raise UserError(f"the smoothing window must be an odd number of checkpoints, got {window}.")
+    epochs, half = sorted(curve), window // 2
+    return {e: mean_std([curve[x] for x in epochs[max(0, i - half):i + half + 1]])[0] for i, e in enumerate(epochs)}
+
+
+def nearest(curve, epoch):
+    """The value of `curve` at its epoch nearest to `epoch` (the earlier one on a tie)."""
+    return curve[min(curve, key=lambda e: (abs(e - epoch), e))]
+
+
+def summarise_method(name, runs, spec):
+    """The table's numbers for one method: `runs` are its run folders, one per seed. See the module doc."""
+    transfer = [smooth(read_curve(run, spec.transfer, "final_acc"), spec.window) for run in runs]
+    epochs = sorted(set.intersection(*(set(c) for c in transfer))) if runs else []
+    summary = {"name": name, "seeds": len(runs), "epochs": epochs}
+    if not epochs:
+        return summary
+    mean_curve = {e: mean_std([c[e] for c in transfer])[0] for e in epochs}
+    peak, end = max(epochs, key=lambda e: (mean_curve[e], -e)), epochs[-1]
+    end_values = [c[end] for c in transfer]
+    drops = [c[end] - c[peak] for c in transfer]
+    summary.update(peak_epoch=peak, end_epoch=end, peak=mean_std([c[peak] for c in transfer]),
+                   end=mean_std(end_values), end_values=end_values, drop=t_interval(drops, spec.level))
+    summary["late_drop"] = late_drop_verdict(summary)
+    summary.update(source_summary(runs, spec))
+    sems = [v for run in runs for v in read_curve(run, spec.transfer, "final_acc_sem").values()]
+    summary["probe_se"] = mean_std(sems)[0] if sems else None
+    summary["mi"] = {}
+    for mode, side in MI_COLUMNS:
+        stem = f"mi_{mode}_{getattr(spec, side)}"
+        curves = [smooth(read_curve(run, stem, "mi"), spec.window) for run in runs]
+        summary["mi"][mode, side] = (t_interval([nearest(c, end) - nearest(c, peak) for c in curves], spec.level)
+                                     if all(curves) else None)
+    return summary
+
+
+def source_summary(runs, spec):
+    """Source test accuracy at the end (mean, std) and the first epoch the seed mean is within
+    SATURATION_MARGIN points of its maximum, from the `source_acc` the transfer rows record."""
+    curves = [read_curve(run, spec.transfer, "source_acc") for run in runs]
+    epochs = sorted(set.intersection(*(set(c) for c in curves)))
+    if not epochs:
+        return {"source_end": None, "source_saturated_at": None}
+    means = {e: mean_std([c[e] for c in curves])[0] for e in epochs}
+    top = max(means.values())
+    return {"source_end": mean_std([c[epochs[-1]] for c in curves]),
+            "source_saturated_at": next(e for e in epochs if means[e] >= top - SATURATION_MARGIN)}
+
+
+def late_drop_verdict(summary):
+    _, low, high = summary["drop"]
+    if summary["peak_epoch"] == summary["end_epoch"]:
+        return "no (peak at the end)"
+    if math.isnan(high):
+        return "one seed: no interval"
+    return "yes" if high < 0 else "no (interval includes 0)"
+
+
+def lift(baseline, other, level=0.95):
+    """(difference of the end means other - baseline, low, high, verdict) by Welch's interval."""
+    diff, low, high = welch_interval(baseline["end_values"], other["end_values"], level)
+    if math.isnan(low):
+        verdict = "one seed: no interval"
+    else:
+        verdict = "yes" if low > 0 else "no, lower" if high < 0 else "not resolved (interval includes 0)"
+    return diff, low, high, verdict
+
+
+def fmt_mean_std(pair, digits=1):
+    return "not measured" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+
+
+def fmt_interval(triple, digits=1):
+    if triple is None:
+        return "not measured"
+    mean, low, high = triple[:3]
+    return f"{mean:+.{digits}f}" + (" (one seed)" if math.isnan(low) else f" [{low:+.{digits}f}, {high:+.{digits}f}]")
+
+
+def to_markdown(summaries, spec):
+    """Three Markdown tables: transfer per method, MI trends per method, each method against the first."""
+    pct = f"{spec.level:.0%}"
+    lines = [f"Transfer = `final_acc` of `{spec.transfer}.csv` (%), smoothed over {spec.window} checkpoints; "
+             f"mean ± std over seeds; intervals are {pct} Student-t intervals over seeds.", "",
+             "| method | seeds | source acc. at end (%) | source saturated from epoch | peak-transfer epoch | "
+             "transfer at peak (%) | transfer at end (%) | end − peak (points) [" + pct + "] | late drop | "
+             "probe SE per checkpoint (points) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    measured = [s for s in summaries if s["epochs"]]
+    for s in summaries:
+        if not s["epochs"]:
+            lines.append(f"| {s['name']} | {s['seeds']} | " + " | ".join(["not measured"] * 8) + " |")
+            continue
+        se = "not measured" if s["probe_se"] is None else f"{s['probe_se']:.2f}"
+        lines.append(f"| {s['name']} | {s['seeds']} | {fmt_mean_std(s['source_end'])} | "
+                     f"{s['source_saturated_at'] if s['source_saturated_at'] is not None else 'not measured'} | "
+                     f"{s['peak_epoch']} | {fmt_mean_std(s['peak'])} | {fmt_mean_std(s['end'])} | "
+                     f"{fmt_interval(s['drop'])} | {s['late_drop']} | {se} |")
+    lines += ["", f"MI change from the peak-transfer epoch to the end (nats) [{pct}]:", "",
+              "| method | " + " | ".join(f"{MI_NAMES[m]} on {getattr(spec, side)}" for m, side in MI_COLUMNS) + " |",
+              "|---|" + "---|" * len(MI_COLUMNS)]
+    for s in measured:
+        lines.append(f"| {s['name']} | " + " | ".join(fmt_interval(s["mi"][key], 3) for key in MI_COLUMNS) + " |")
+    if len(measured) > 1:
+        base = measured[0]
+        lines += ["", f"Transfer at the end against {base['name']} (points; Welch's {pct} interval):", "",
+                  "| method | minus " + base["name"] + " at the end [" + pct + "] | lifts the final transfer |",
+                  "|---|---|---|"]
+        for s in measured[1:]:
+            diff, low, high, verdict = lift(base, s, spec.level)
+            lines.append(f"| {s['name']} | {fmt_interval((diff, low, high))} | {verdict} |")
+    return "\n".join(lines) + "\n"
