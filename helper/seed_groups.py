@@ -1,9 +1,7 @@
-"""Runs that repeat one configuration with other seeds, and the statistics over them.
+"""Runs that repeat one configuration with other seeds, and their mean +- std curves (intervals: helper.stats).
 
     groups = group_runs(run_dirs)                    # [[run, run, run], [run, run], ...]
     epochs, mean, std = seed_band([curve, curve])    # curve: {epoch: value} of one run
-    mean, std, half = mean_interval(values)          # mean +- half is the 95 % t interval of the mean
-    diff, half = difference_interval(ctc, vanilla)   # Welch interval of a difference of two seed sets
 
 Two runs belong together when their saved arguments (`args.json` of the run folder)
 are equal once the seed, the trial id and the note are set aside, together with the
@@ -11,11 +9,11 @@ flags that never change what a run computes (device, workers, paths, resume). A 
 folder without `args.json` (the original code's) is matched by its name instead, with
 its `_trial_<N>` part set aside.
 """
-import math
 import os
 import re
 
 from helper.engine import RESUME_FREE_ARGS
+from helper.stats import mean_std
 from helper.results import read_args
 
 SEED_ARGS = {"seed", "trial", "note"}   # the note names a repetition as often as a method; the flags name methods
@@ -49,36 +47,6 @@ def group_label(names):
     if len(names) == 1:
         return names[0]
     return starred.pop() if len(starred) == 1 else os.path.commonprefix(names).rstrip("_-") + "*"
-
-
-def mean_std(values):
-    """Mean and sample standard deviation (n - 1 in the denominator; 0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return mean, std
-
-
-def mean_interval(values, level=0.95):
-    """(mean, std, half width): mean +- half width is the Student-t `level` interval of the mean (nan for n = 1)."""
-    from scipy.stats import t
-    mean, std = mean_std(values)
-    n = len(values)
-    half = t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-    return mean, std, half
-
-
-def difference_interval(a, b, level=0.95):
-    """(mean(a) - mean(b), half width) of the Welch t interval, for two independent sets of seeds (e.g. CTC's
-    and vanilla's final transfer). A paired difference (one seed's end minus its own peak) is mean_interval of
-    the per-seed differences instead."""
-    from scipy.stats import t
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    va, vb = sa ** 2 / len(a), sb ** 2 / len(b)
-    if len(a) < 2 or len(b) < 2 or va + vb == 0:
-        return ma - mb, math.nan if len(a) < 2 or len(b) < 2 else 0.0
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return ma - mb, t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb)
 
 
 def seed_band(curves):

@@ -19,7 +19,8 @@ import transfer
 from helper import figures
 from helper.checkpoint import plain
 from helper.results import KINDS, find_results
-from helper.seed_groups import difference_interval, group_label, group_runs, mean_interval, seed_band
+from helper.seed_groups import group_label, group_runs, seed_band
+from helper.stats import t_interval, welch_interval
 from helper.sweep import ResultsCSV, write_args_json
 from tests.helpers import cli
 
@@ -194,16 +195,17 @@ def test_interval_arithmetic_against_hand_computed_values():
     epochs, means, stds = seed_band(curves)
     assert epochs == [2, 4]                                   # only the epochs every seed reached
     assert means == pytest.approx([62.0, 72.0]) and stds == pytest.approx([2.0, 2.0])   # sample std (n - 1)
-    mean, std, half = mean_interval([1.0, 2.0, 3.0, 6.0])
+    mean, low, high = t_interval([1.0, 2.0, 3.0, 6.0])
     # mean 3, sample variance (4 + 1 + 0 + 9) / 3, t_0.975 with 3 degrees of freedom = 3.182446
-    assert mean == 3.0 and std == pytest.approx(math.sqrt(14 / 3))
-    assert half == pytest.approx(3.182446 * math.sqrt(14 / 3) / 2, rel=1e-6)
-    assert math.isnan(mean_interval([5.0])[2])
+    half = 3.182446 * math.sqrt(14 / 3) / 2
+    assert mean == 3.0 and (low, high) == pytest.approx((3.0 - half, 3.0 + half), rel=1e-6)
+    assert math.isnan(t_interval([5.0])[1])
     # two seed sets of variance 1 and 3 seeds each: Welch's degrees of freedom (2/3)^2 / (2 (1/3)^2 / 2) = 4,
     # t_0.975 with 4 degrees of freedom = 2.776445
-    diff, half = difference_interval([5.0, 6.0, 7.0], [1.0, 2.0, 3.0])
-    assert diff == 4.0 and half == pytest.approx(2.776445 * math.sqrt(2 / 3), rel=1e-6)
-    assert math.isnan(difference_interval([5.0], [1.0, 2.0])[1])
+    diff, low, high = welch_interval([1.0, 2.0, 3.0], [5.0, 6.0, 7.0])
+    half = 2.776445 * math.sqrt(2 / 3)
+    assert diff == 4.0 and (low, high) == pytest.approx((4.0 - half, 4.0 + half), rel=1e-6)
+    assert math.isnan(welch_interval([5.0], [1.0, 2.0])[1])
 
 
 def test_group_seeds_draws_mean_and_std_bands(tmp_path, capsys, unsaved):
