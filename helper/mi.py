@@ -107,7 +107,11 @@ def _bound(net, estimator, table, dim_a, idx, tau, infonce_rows):
     if estimator == "mine":
         bound = t_joint.mean() - _log_mean_exp(t_marg)
     elif estimator == "nwj":
-        bound = t_joint.mean() - (t_marg - 1).exp().mean()
+        # NWJ: I >= E_P[T] - e^-1 E_Q[e^T], tight at T = 1 + log p/q. The critic's output f
+        # stands for T - 1, so e^f starts at the density ratio of independent variables (1),
+        # as MINE's does. With f = T an initial ~0 critic sits at e^(T-1) = 0.37, and on 5-d
+        # Gaussians (truth 0.72 nats) the bound reached 0.23 in the 600 steps MINE needs for 0.69.
+        bound = t_joint.mean() + 1 - t_marg.exp().mean()
     else:  # smile: DV with exp(T_marg) clipped to [e^-tau, e^tau]
         bound = t_joint.mean() - _log_mean_exp(t_marg.clamp(-tau, tau))
     return bound, t_joint, t_marg
