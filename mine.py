@@ -35,11 +35,12 @@ from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
 from helper.errors import UserError, run_cli
 from helper.features import cached_features, extract_features, file_fingerprint
-from helper.mi import ESTIMATORS, estimate_mi, one_hot
+from helper.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 
-FIELDS = ["epoch", "mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds", "estimator",
-          "layer"]
+# best_step last, so files written before it existed keep their columns in place.
+FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer",
+          "best_step"]
 SHORT_FIT = 1000            # iterations below which a ~0 estimate more likely means "not learned yet"
 PAIRS = {"xt": ("X", "T"), "ty": ("T", "Y"), "xy": ("X", "Y")}
 
@@ -94,7 +95,7 @@ def get_args_parser():
                    help="rate of MINE's moving average of E[exp T] in the bias-corrected gradient (paper: 0.01)")
     g.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
                    help="fit on the other rows; half of this held-out fraction (e.g. 0.5) picks the critic's best "
-                        "checkpoint (evaluated every 250 steps), the other half gives its bound (mi, std, "
+                        f"checkpoint (evaluated every {EVAL_EVERY} steps), the other half gives its bound (mi, std, "
                         "best_step); the training-rows value goes to mi_train (default: off, as the paper)")
     g.add_argument("--no_tf32", dest="tf32", action="store_false",
                    help="full-fp32 matmuls in the statistics network on CUDA (default: TF32 tensor cores "
