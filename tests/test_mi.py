@@ -1,4 +1,5 @@
 """MI estimators on Gaussians with known MI, the sampler, seeding, holdout and NaN handling."""
+import json
 import math
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from helper.errors import UserError
-from helper.mi_cases import gaussian_classes, latent_gaussian
+from helper.mi_cases import class_means, gaussian_classes, latent_gaussian
 from helper.mi import (ESTIMATORS, PROGRESS_EVERY, StatisticsNetwork, critic_memory_bytes, estimate_mi, one_hot,
                        sample_batches)
 from tests.helpers import needs_compiler
@@ -239,3 +240,35 @@ def test_one_hot_and_input_errors():
         estimate_mi(torch.zeros(10, 2), torch.zeros(10, 2), estimator="kde", iters=1, device=CPU)
     with pytest.raises(UserError, match="holdout"):
         estimate_mi(torch.zeros(10, 2), torch.zeros(10, 2), holdout=1.5, iters=1, device=CPU)
+
+
+def test_known_mi_cases_are_what_they_claim():
+    x, t, truth = latent_gaussian(300, 3, 0.5, dim_x=40, dim_t=20, seed=0)
+    assert x.shape == (300, 40) and t.shape == (300, 20) and truth == pytest.approx(-1.5 * math.log(0.75))
+    assert torch.linalg.matrix_rank(x) == 3 and torch.linalg.matrix_rank(t) == 3   # injective images of 3-d latents
+    assert abs(float(x.var()) - 1) < 0.3                                            # unit variance per coordinate
+    # Two classes at +-m in one dimension: I = log 2 - E[h(sigmoid(2 m t))], by quadrature instead of sampling.
+    t, labels, mc = gaussian_classes(100, 2, 1, separation=1.0, seed=3, mc_rows=100_000)
+    means = class_means(2, 1, 1.0, torch.Generator().manual_seed(3)).flatten()
+    grid = torch.linspace(-12, 12, 20001, dtype=torch.float64)
+    density = sum(torch.exp(-0.5 * (grid - m) ** 2) for m in means) / (2 * math.sqrt(2 * math.pi))
+    posterior = torch.exp(-0.5 * (grid - means[0]) ** 2) / (2 * math.sqrt(2 * math.pi) * density)
+    entropy = -(posterior * posterior.log() + (1 - posterior) * (1 - posterior).log()).nan_to_num()
+    exact = math.log(2) - float((density * entropy).sum() * (grid[1] - grid[0]))
+    assert mc == pytest.approx(exact, abs=0.01) and t.shape == (100, 1) and set(labels.tolist()) <= {0, 1}
+    assert gaussian_classes(10, 100, 64, separation=20.0, seed=0, mc_rows=2000)[2] == pytest.approx(math.log(100), abs=1e-3)
+
+
+def test_bench_check_compares_every_precision_with_fp32(tmp_path, capsys):
+    from scripts import bench_mine
+    path = tmp_path / "check.json"
+    argv = ["--check", "--device", "cpu", "--rows", "300", "--dim_a", "32", "--dim_b", "16", "--batch_size", "64",
+            "--hidden_size", "8", "--iters", "5", "--json", str(path)]
+    bench_mine.main(bench_mine.build_parser().parse_args(argv))
+    (run,) = json.loads(path.read_text())["runs"]
+    records = run["check"]
+    assert {(r["case"], r["precision"]) for r in records} == {(c, p) for c in bench_mine.CASES for p in ("fp32", "bf16")}
+    assert all(r["minus_fp32"] == 0 for r in records if r["precision"] == "fp32")
+    assert "bf16 within 0.1 nats or 3% of fp32 on every case" in capsys.readouterr().out
+    off = [dict(r, minus_fp32=0.5) if r["precision"] == "bf16" else r for r in records]
+    assert bench_mine.bf16_verdict(records) == run["bf16_within_tolerance"] and not bench_mine.bf16_verdict(off)
