@@ -44,7 +44,8 @@ for run in "$VANILLA" "$CTC"; do
     for mode in xt ty; do
       echo "== 5/6 MINE ${mode^^} on $dataset: $run"
       python "$REPO/mine.py" --mode "$mode" --dataset "$dataset" --ckpt_path "$run" --lr 1e-4 \
-          --iter_num "$MINE_ITERS" --batch_size "$MINE_BATCH" --hidden_size "$MINE_HIDDEN" --window 50 \
+          --iter_num "$MINE_ITERS" --batch_size "$MINE_BATCH" --hidden_size "$MINE_HIDDEN" \
+          --window "$(( MINE_ITERS < 50 ? MINE_ITERS : 50 ))" \
           --start_epoch "$MINE_SKIP" --skip "$MINE_SKIP" --num_workers 0
     done
   done
