@@ -182,7 +182,7 @@ def report(result, epoch, args, arch, history_dir):
                "and were skipped; consider a lower --lr.")
     if abs(result.get("mi_train", result["mi"])) < 0.01 and result["iters"] < SHORT_FIT:
         T.warn(f"epoch {epoch}: the estimate is ~0 nats after only {result['iters']} iterations; the statistics "
-               f"network has probably not learned yet. Use more --iter_num (paper: 1e+4) or a higher --lr.")
+               "network has probably not learned yet. Use more --iter_num (paper: 1e+4) or a higher --lr.")
     os.makedirs(history_dir, exist_ok=True)
     np.save(os.path.join(history_dir, f"epoch_{epoch}.npy"), result["history"])
     if "holdout_curve" in result:
