@@ -256,7 +256,8 @@ def test_known_mi_cases_are_what_they_claim():
     entropy = -(posterior * posterior.log() + (1 - posterior) * (1 - posterior).log()).nan_to_num()
     exact = math.log(2) - float((density * entropy).sum() * (grid[1] - grid[0]))
     assert mc == pytest.approx(exact, abs=0.01) and t.shape == (100, 1) and set(labels.tolist()) <= {0, 1}
-    assert gaussian_classes(10, 100, 64, separation=20.0, seed=0, mc_rows=2000)[2] == pytest.approx(math.log(100), abs=1e-3)
+    separated = gaussian_classes(10, 100, 64, separation=20.0, seed=0, mc_rows=2000)[2]
+    assert separated == pytest.approx(math.log(100), abs=1e-3)
 
 
 def test_bench_check_compares_every_precision_with_fp32(tmp_path, capsys):
@@ -267,7 +268,8 @@ def test_bench_check_compares_every_precision_with_fp32(tmp_path, capsys):
     bench_mine.main(bench_mine.build_parser().parse_args(argv))
     (run,) = json.loads(path.read_text())["runs"]
     records = run["check"]
-    assert {(r["case"], r["precision"]) for r in records} == {(c, p) for c in bench_mine.CASES for p in ("fp32", "bf16")}
+    expected = {(case, precision) for case in bench_mine.CASES for precision in ("fp32", "bf16")}
+    assert {(r["case"], r["precision"]) for r in records} == expected
     assert all(r["minus_fp32"] == 0 for r in records if r["precision"] == "fp32")
     assert "bf16 within 0.1 nats or 3% of fp32 on every case" in capsys.readouterr().out
     off = [dict(r, minus_fp32=0.5) if r["precision"] == "bf16" else r for r in records]
