@@ -13,7 +13,8 @@ augmented, normalised. X is the flattened image (3*32*32 = 3072 values), T the c
 pooled penultimate feature in eval mode (--layer picks an earlier stage, flattened), Y the
 one-hot label. X and Y are built once per invocation; only T is extracted per checkpoint.
 A statistics network [a, b] -> 1024 -> 1024 -> 1024 -> 1 is trained with Adam on batches of
-5000 pairs; the value reported is the mean of the bound over the last --window iterations.
+5000 pairs; the value reported is the mean of the bound over the last --window iterations
+(with --holdout: the held-out bound of the critic's best checkpoint, docs/mine.md).
 I(X;Y) does not depend on the checkpoint: it is fitted once and recorded for every epoch.
 
 Results: <run folder>/mi_<mode>_<dataset>.csv (suffixed _<estimator>, _layer<L>, _holdout when
@@ -21,6 +22,7 @@ those differ from the paper's setting), one row per checkpoint, resumable (--for
 the per-iteration bounds go to <same stem>_history/epoch_<E>.npy.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -33,10 +35,13 @@ from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
 from helper.errors import UserError, run_cli
 from helper.features import cached_features, extract_features, file_fingerprint
-from helper.mi import ESTIMATORS, estimate_mi, one_hot
+from helper.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 
-FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer"]
+# best_step last, so files written before it existed keep their columns in place.
+FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer",
+          "best_step"]
+SHORT_FIT = 1000            # iterations below which a ~0 estimate more likely means "not learned yet"
 PAIRS = {"xt": ("X", "T"), "ty": ("T", "Y"), "xy": ("X", "Y")}
 
 
@@ -57,12 +62,10 @@ def get_args_parser():
     T.add_feature_args(parser, model_default=None)
     parser.set_defaults(extract_batch=512)
     parser._option_string_actions["--extract_batch"].help = "batch size of feature extraction (default 512)"
-    # The fits, not the features, dominate a MINE sweep: ~0.35 TFLOPs per I(X;T) step at batch 5000, 10^4 steps
-    # per checkpoint: ~90 min per 100 checkpoints at an H100's fp32 peak, ~6 at its bf16 peak (README, Speed).
-    parser.set_defaults(amp=None)
-    parser._option_string_actions["--amp"].help = ("bf16 autocast for feature extraction and the statistics "
-                                                   "network (bounds are reduced in fp32); default: on with CUDA")
-    parser._option_string_actions["--no_amp"].help = "fp32 throughout, as in the paper (default on CPU)"
+    parser._option_string_actions["--amp"].help = ("bf16 autocast for feature extraction and the statistics network "
+                                                   "(bounds reduced in fp32); off by default: docs/mine.md has the "
+                                                   "measured bf16 - fp32 differences")
+    parser._option_string_actions["--no_amp"].help = "fp32 throughout, as in the paper (the default)"
     parser._option_string_actions["--seed"].help = ("seed of the statistics network's init and of the "
                                                     "batch draws, so estimates repeat (default 0)")
     g = parser.add_argument_group("mutual information")
@@ -91,8 +94,12 @@ def get_args_parser():
     g.add_argument("--ma_rate", type=float, default=0.01,
                    help="rate of MINE's moving average of E[exp T] in the bias-corrected gradient (paper: 0.01)")
     g.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
-                   help="fit on the other rows and report the final network's bound on this held-out "
-                        "fraction (e.g. 0.5); the training-rows value goes to mi_train (default: off, as the paper)")
+                   help="fit on the other rows; half of this held-out fraction (e.g. 0.5) picks the critic's best "
+                        f"checkpoint (evaluated every {EVAL_EVERY} steps), the other half gives its bound (mi, std, "
+                        "best_step); the training-rows value goes to mi_train (default: off, as the paper)")
+    g.add_argument("--no_tf32", dest="tf32", action="store_false",
+                   help="full-fp32 matmuls in the statistics network on CUDA (default: TF32 tensor cores "
+                        "when --amp is off)")
     return parser
 
 
@@ -100,10 +107,17 @@ def check_args(args):
     for name in ("batch_size", "hidden_size", "window", "extract_batch"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}.")
-    if args.holdout is not None and not 0 < args.holdout < 1:
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        raise UserError(f"--lr must be a positive finite number, got {args.lr}.")
+    if not math.isfinite(args.ma_rate) or not 0 < args.ma_rate <= 1:
+        raise UserError(f"--ma_rate is the weight of each new batch in MINE's moving average and must lie "
+                        f"in (0, 1], got {args.ma_rate} (paper: 0.01).")
+    if args.holdout is not None and not (math.isfinite(args.holdout) and 0 < args.holdout < 1):
         raise UserError(f"--holdout is a fraction of the rows and must lie in (0, 1), got {args.holdout}.")
+    if args.window > args.iter_num:
+        raise UserError(f"--window {args.window} is longer than the fit (--iter_num {args.iter_num}): the "
+                        "reported value would average every iteration, the untrained first ones included. "
+                        "Use a --window of at most --iter_num (paper: 500 of 10^4).")
 
 
 def results_path(run_dir, args):
@@ -153,21 +167,37 @@ def fit(a, b, args, device):
     return estimate_mi(a, b, estimator=args.estimator, iters=args.iter_num, batch_size=args.batch_size,
                        lr=args.lr, hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=args.window,
                        holdout=args.holdout, seed=args.seed, device=device, progress=not args.no_progress,
-                       **T.speed_kwargs(args))
+                       tf32=args.tf32, **T.speed_kwargs(args))
 
 
 def report(result, epoch, args, arch, history_dir):
-    """The original's line, a warning for skipped steps, the history file; returns the CSV row."""
+    """The original's line, warnings for skipped steps and a ~0 short fit, the history file; returns the CSV row."""
     x, y = PAIRS[args.mode]
     tqdm.write(f"I({x};{y}) of {arch} of {epoch}-th epoch is : {result['mi']}")
+    if "best_step" in result:
+        tqdm.write(f"  held-out bound {result['mi']:.4f} +- {result['std']:.4f} (critic of step "
+                   f"{result['best_step']}), training rows {result['mi_train']:.4f}")
     if result["nan_steps"]:
         T.warn(f"epoch {epoch}: {result['nan_steps']} of {result['iters']} updates had a non-finite bound "
                "and were skipped; consider a lower --lr.")
+    if abs(result.get("mi_train", result["mi"])) < 0.01 and result["iters"] < SHORT_FIT:
+        T.warn(f"epoch {epoch}: the estimate is ~0 nats after only {result['iters']} iterations; the statistics "
+               "network has probably not learned yet. Use more --iter_num (paper: 1e+4) or a higher --lr.")
     os.makedirs(history_dir, exist_ok=True)
     np.save(os.path.join(history_dir, f"epoch_{epoch}.npy"), result["history"])
+    if "holdout_curve" in result:
+        np.save(os.path.join(history_dir, f"epoch_{epoch}_holdout.npy"), result["holdout_curve"])
     row = {k: result.get(k) for k in FIELDS if k in result}
     row["layer"] = None if args.mode == "xy" else args.layer
     return row
+
+
+def clamp_notice(args, rows):
+    """One line when --batch_size exceeds the rows a batch can be drawn from (the split, less any holdout)."""
+    fit_rows = rows - int(round(rows * args.holdout)) if args.holdout is not None else rows
+    if args.batch_size > fit_rows:
+        T.warn(f"--batch_size {args.batch_size} exceeds the {fit_rows} rows to fit on; each batch "
+               f"takes all {fit_rows} (the CSV's batch_size says so).")
 
 
 def main(args):
@@ -181,6 +211,7 @@ def main(args):
     tables = {}                                 # X and Y, built at the first checkpoint that needs them
     results = ResultsCSV(results_path(run_dir, args), FIELDS, parse_shard(args.shard))
     history_dir = os.path.splitext(results.path)[0] + "_history"
+    clamp_notice(args, len(data))
 
     def evaluate_one(epoch, path):
         if not tables:

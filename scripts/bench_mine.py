@@ -1,4 +1,5 @@
-"""Iterations per second of `estimate_mi`'s MINE loop versus the original-style loop.
+"""Iterations per second of `estimate_mi`'s MINE loop versus the original-style loop, and
+(--check) MINE's precision on known-MI cases at the paper's widths.
 
 The reference draws indices with `np.random.choice(range(N), replace=False)`,
 builds joint and marginal batches on the host in numpy, copies each one to the
@@ -6,6 +7,12 @@ device as a fresh `torch.FloatTensor` every iteration and reads the bound back
 with `.item()`. Both use the same statistics network, Adam and MINE loss.
 
     python scripts/bench_mine.py --rows 2000 --dim_a 256 --dim_b 64 --iters 30
+
+--check fits the cases of helper/mi_cases.py (I(X;T)-like: latent Gaussians mapped into
+--dim_a and --dim_b dimensions; I(T;Y)-like: 100 Gaussian classes in --dim_b dimensions) in
+fp32, bf16 autocast and, on CUDA, TF32, and prints each estimate against the truth and fp32:
+
+    python scripts/bench_mine.py --check --iters 10000 --lr 1e-4          # the paper's sizes, for a GPU
 """
 import argparse
 import os
@@ -19,7 +26,8 @@ import torch  # noqa: E402
 
 from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
-from helper.mi import StatisticsNetwork, estimate_mi  # noqa: E402
+from helper.mi import StatisticsNetwork, estimate_mi, one_hot  # noqa: E402
+from helper.mi_cases import gaussian_classes, latent_gaussian  # noqa: E402
 from helper.speed import device_name, write_bench_json  # noqa: E402
 
 
@@ -63,16 +71,22 @@ def ours(a, b, args, device, iters):
     return result["seconds"]
 
 
-def measure(args):
-    """Both loops on synthetic correlated data; a dict of it/s, speed-up and the set-up."""
-    device = get_device(args.device)
-    if args.iters is None:
-        args.iters = 300 if device.type == "cuda" else 20
+def validate(args):
     if min(args.rows, args.dim_a, args.dim_b, args.batch_size, args.iters, args.hidden_size) < 1:
         raise UserError("--rows, --dim_a, --dim_b, --batch_size, --iters and --hidden_size must be positive.")
     if args.batch_size > args.rows:
         raise UserError(f"--batch_size {args.batch_size} exceeds --rows {args.rows}; the original "
                         "sampler draws without replacement.")
+    if args.check and min(args.dim_a, args.dim_b) < 16:
+        raise UserError("--check maps 16 latent dimensions into --dim_a and --dim_b: both must be at least 16.")
+
+
+def measure(args):
+    """Both loops on synthetic correlated data; a dict of it/s, speed-up and the set-up."""
+    device = get_device(args.device)
+    if args.iters is None:
+        args.iters = 300 if device.type == "cuda" else 20
+    validate(args)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((args.rows, args.dim_a), dtype=np.float32)
     b = (a[:, :args.dim_b] + rng.standard_normal((args.rows, args.dim_b), dtype=np.float32)
@@ -89,12 +103,62 @@ def measure(args):
             "speedup": ours_its / reference_its}
 
 
+# (name, builder of (a, b, truth) from the flags): truths 2.30, 3.32 and ~3.42 nats.
+CASES = {
+    "xt_k16_rho0.5": lambda args: latent_gaussian(args.rows, 16, 0.5, args.dim_a, args.dim_b, seed=0),
+    "xt_k4_rho0.9": lambda args: latent_gaussian(args.rows, 4, 0.9, args.dim_a, args.dim_b, seed=0),
+    "ty_100_classes": lambda args: class_case(args),
+}
+BF16_TOLERANCE = (0.1, 0.03)     # nats or fraction of fp32, whichever is larger: bf16's allowance as a default
+
+
+def class_case(args):
+    """T (rows, dim_b) of 100 Gaussian classes (separation 3), Y one-hot, true I(T;Y)."""
+    t, labels, truth = gaussian_classes(args.rows, 100, args.dim_b, separation=3.0, seed=0)
+    return t, one_hot(labels, 100), truth
+
+
+def precisions(device):
+    """(name, amp, tf32) of each precision worth comparing on `device`."""
+    rows = [("fp32", False, False), ("bf16", True, False)]
+    return rows + [("tf32", False, True)] if device.type == "cuda" else rows
+
+
+def check(args, device):
+    """Every case in every precision; a list of records with the truth and the difference to fp32."""
+    records = []
+    for name, build in CASES.items():
+        a, b, truth = build(args)
+        fp32 = None
+        for precision, amp, tf32 in precisions(device):
+            result = estimate_mi(a, b, "mine", iters=args.iters, batch_size=args.batch_size, lr=args.lr,
+                                 hidden_size=args.hidden_size, ma_rate=args.ma_rate,
+                                 window=min(500, args.iters), seed=0, device=device, amp=amp, tf32=tf32)
+            fp32 = result["mi"] if fp32 is None else fp32
+            records.append({"case": name, "truth": truth, "precision": precision, "mi": result["mi"],
+                            "std": result["std"], "minus_fp32": result["mi"] - fp32,
+                            "seconds": result["seconds"], "nan_steps": result["nan_steps"]})
+            print(f"{name:<16}{truth:>8.3f}{precision:>7}{result['mi']:>9.3f}{result['std']:>8.3f}"
+                  f"{result['mi'] / truth:>8.3f}{result['mi'] - fp32:>+10.3f}{result['seconds']:>9.1f}", flush=True)
+    return records
+
+
+def bf16_verdict(records):
+    """Whether bf16 stays within 0.1 nats or 3 % of fp32 on every case (the rule for a bf16 default)."""
+    fp32 = {r["case"]: r["mi"] for r in records if r["precision"] == "fp32"}
+    return all(abs(r["minus_fp32"]) <= max(BF16_TOLERANCE[0], BF16_TOLERANCE[1] * abs(fp32[r["case"]]))
+               for r in records if r["precision"] == "bf16")
+
+
 def main(args):
     """Without --device: the CPU, then the GPU when present (the on-device gain differs most there)."""
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     records = []
     for device in devices:
         run = argparse.Namespace(**{**vars(args), "device": device})
+        if args.check:
+            records.append(check_record(run))
+            continue
         record = measure(run)
         records.append(record)
         print(f"MINE on {record['device']} ({record['device_name']}), torch {torch.__version__}: rows={run.rows} "
@@ -107,18 +171,40 @@ def main(args):
     write_bench_json(args.json, {"runs": records})
 
 
+def check_record(args):
+    """The known-MI check on one device, printed as a table; returns its record."""
+    device = get_device(args.device)
+    if args.iters is None:
+        args.iters = 10000 if device.type == "cuda" else 300
+    validate(args)
+    print(f"MINE known-MI check on {device} ({device_name(device)}), torch {torch.__version__}: rows={args.rows} "
+          f"X={args.dim_a}-d T={args.dim_b}-d batch={args.batch_size} hidden={args.hidden_size} "
+          f"iters={args.iters} lr={args.lr}")
+    print(f"{'case':<16}{'truth':>8}{'prec':>7}{'mi':>9}{'std':>8}{'/truth':>8}{'-fp32':>10}{'seconds':>9}")
+    records = check(args, device)
+    verdict = bf16_verdict(records)
+    print(f"bf16 within {BF16_TOLERANCE[0]} nats or {BF16_TOLERANCE[1]:.0%} of fp32 on every case: "
+          f"{'yes' if verdict else 'no'}\n")
+    return {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+            "config": {k: v for k, v in vars(args).items() if k != "json"}, "check": records,
+            "bf16_within_tolerance": verdict}
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--dim_a", type=int, default=3072, help="X width (CIFAR image 3x32x32)")
     parser.add_argument("--dim_b", type=int, default=512, help="T width (feature)")
     parser.add_argument("--batch_size", type=int, default=5000)
-    parser.add_argument("--iters", type=int, default=None, help="default 300 on CUDA, 20 on CPU")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="default 300 on CUDA, 20 on CPU; with --check 10000 on CUDA, 300 on CPU")
     parser.add_argument("--hidden_size", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--ma_rate", type=float, default=0.01)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the CPU, then CUDA if present)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast in estimate_mi only")
+    parser.add_argument("--check", action="store_true",
+                        help="known-MI precision check (fp32, bf16, and TF32 on CUDA) instead of the speed comparison")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the numbers here")
     return parser
 

@@ -142,11 +142,16 @@ def test_xy_fits_once_and_holdout_writes_mi_train(fresh, capsys, monkeypatch):
     xy = rows(os.path.join(fresh, "mi_xy_digits_a.csv"))
     assert [r["epoch"] for r in xy] == ["1", "2"] and xy[0]["mi"] == xy[1]["mi"] and xy[0]["layer"] == ""
 
-    code, _, _ = mi(fresh, capsys, "ty", "--holdout", "0.5", "--start_epoch", "2")
+    code, out, err = mi(fresh, capsys, "ty", "--holdout", "0.5", "--start_epoch", "2")
     assert code == 0
     (row,) = rows(os.path.join(fresh, "mi_ty_digits_a_holdout.csv"))
     assert np.isfinite(float(row["mi_train"])) and np.isfinite(float(row["mi"]))
-    assert row["batch_size"] == "90"                             # clamped to the 90 fitting rows
+    assert int(row["best_step"]) in (0, 20)                      # evaluated before the first step and at the end
+    assert row["batch_size"] == "90"                             # clamped to the 90 fitting rows, and said so once
+    assert err.count("--batch_size 128 exceeds the 90 rows to fit on") == 1
+    assert "held-out bound" in out and f"critic of step {row['best_step']}" in out
+    curve = np.load(os.path.join(fresh, "mi_ty_digits_a_holdout_history", "epoch_2_holdout.npy"))
+    assert curve.shape == (2, 2) and list(curve[:, 0]) == [0, 20]
 
 
 def test_nan_steps_are_reported(fresh, capsys, monkeypatch):
@@ -157,6 +162,36 @@ def test_nan_steps_are_reported(fresh, capsys, monkeypatch):
     code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2")
     assert code == 0 and "3 of 20 updates" in err
     assert rows(os.path.join(fresh, "mi_ty_digits_a.csv"))[0]["nan_steps"] == "3"
+
+
+def test_short_fit_near_zero_is_warned(fresh, capsys, monkeypatch):
+    estimate = {"mi": 0.002}
+
+    def fake(a, b, **kw):
+        return {"mi": estimate["mi"], "std": 0.1, "history": np.zeros(kw["iters"]), "nan_steps": 0,
+                "iters": kw["iters"], "seconds": 0.0, "estimator": "mine", "batch_size": 128}
+    monkeypatch.setattr(mine, "estimate_mi", fake)
+    code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2")
+    assert code == 0 and "~0 nats after only 20 iterations" in err
+    estimate["mi"] = 0.3
+    code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2", "--force")
+    assert code == 0 and "~0 nats" not in err
+    estimate["mi"] = 0.002
+    code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2", "--force", "--iter_num", "1000")
+    assert code == 0 and "~0 nats" not in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--window", "21"], "--window 21 is longer than the fit"),
+    (["--ma_rate", "-1"], "--ma_rate"), (["--ma_rate", "0"], "--ma_rate"), (["--ma_rate", "1.5"], "--ma_rate"),
+    (["--ma_rate", "nan"], "--ma_rate"), (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"),
+    (["--holdout", "nan"], "--holdout"),
+    (["--hidden_size", "100000000"], "needs about"),
+])
+def test_flags_out_of_range_exit_2(fresh, capsys, flags, message):
+    code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2", *flags)
+    assert code == 2 and message in err.replace("\n", " ") and "Traceback" not in err
+    assert not os.path.exists(os.path.join(fresh, "mi_ty_digits_a.csv"))
 
 
 def test_bad_input_exits_2(fresh, capsys, monkeypatch):
