@@ -32,6 +32,7 @@ from dataset import DATASETS, dataset_names
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
 from helper.errors import UserError, run_cli
+from helper.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 from helper.train_setup import int_list
 
@@ -54,9 +55,9 @@ def get_args_parser():
     g.add_argument("--mode", default="linear", choices=["linear", "finetune"],
                    help="linear: frozen backbone, new linear head (paper); finetune: train every weight")
     g.add_argument("--epoch", type=int, default=30, help="epochs of probe / fine-tuning training (paper: 30)")
-    g.add_argument("--lr", type=float, default=None,
+    g.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
                    help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune)")
-    g.add_argument("--wd", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
+    g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--batch", type=int, default=512, help="training batch size (paper: 512)")
     g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
                    help="linear mode only. eval (default): BatchNorm frozen, features extracted once per "

@@ -18,6 +18,7 @@ from helper.checkpoint import (CheckpointError, list_checkpoints, load_checkpoin
 from helper.device import get_device
 from helper.errors import UserError
 from helper.features import cached_features, extract_features, file_fingerprint
+from helper.flags import NON_NEGATIVE_INT
 from helper.loops import evaluate, train_one_epoch
 from helper.metrics import parameter_distance_transferability
 from helper.probe import probe_backbone, probe_cached
@@ -35,7 +36,7 @@ def add_feature_args(parser, model_default=None):
                    help="architecture of the checkpoints, checked against the arch they record"
                         + (f" (default {model_default})" if model_default else " (default: what they record)"))
     g.add_argument("--data_folder", default="./data", help="root of the data sets (default ./data)")
-    g.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1),
+    g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=min(8, os.cpu_count() or 1),
                    help="DataLoader worker processes")
     g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
     g.add_argument("--extract_batch", type=int, default=256, help="batch size of feature extraction (default 256)")
