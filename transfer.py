@@ -123,13 +123,15 @@ def run_concat(args, run_dir, target, device):
     members = T.concat_members(run_dir, args)
     results = ResultsCSV(os.path.join(run_dir, f"transfer_{args.target_dataset}_concat.csv"), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
-    if not args.force and any(row["paths"] == paths for row in results.all_rows()):
-        print(f"concat: these checkpoints are already in {results.path} (--force recomputes)")
-        return 0
-    start = time.time()
-    row = T.concat_probe(members, target, args, device)
-    row.update(epochs=";".join(label for label, _ in members), paths=paths, seconds=time.time() - start)
-    results.append(row)
+    with results.lock(wait=args.wait):
+        results.repair()
+        if not args.force and any(row["paths"] == paths for row in results.all_rows()):
+            print(f"concat: these checkpoints are already in {results.path} (--force recomputes)")
+            return 0
+        start = time.time()
+        row = T.concat_probe(members, target, args, device)
+        row.update(epochs=";".join(label for label, _ in members), paths=paths, seconds=time.time() - start)
+        results.append(row)
     report(f"Concat {row['epochs']} (feature size {row['feat_size']})", row)
     print(f"concat: results in {results.path}")
     return 0

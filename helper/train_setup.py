@@ -60,6 +60,9 @@ def add_training_args(parser, epochs=200):
     g.add_argument("--note", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
     g.add_argument("--trial", default="0", help="trial id, part of the run folder name")
     g.add_argument("--model_path", default="./save/model", help="where run folders are created")
+    g.add_argument("--run_dir", default=None,
+                   help="the run folder itself, instead of <model_path>/<name from the flags>; e.g. to continue a "
+                        "run with a new learning rate: --resume --allow_arg_changes --run_dir <its folder>")
     g.add_argument("--tb_path", default="./save/tensorboard", help="where TensorBoard logs are written")
     g.add_argument("--resume", action="store_true", help="continue the run from its newest state (resume.pth)")
     g.add_argument("--overwrite", action="store_true",
