@@ -81,11 +81,11 @@ class TrainingRun:
         resume_path = os.path.join(self.run_dir, RESUME_FILE)
         existing = list_checkpoints(self.run_dir)
         resuming = self.args.resume and os.path.isfile(resume_path)
+        if self.args.resume and not existing and not resuming:
+            self._no_run_to_resume()
         if self.main:
             self._remove_stale_temporaries()
             self._check_writable()
-        if self.args.resume and not existing and not resuming:
-            self._no_run_to_resume()
         barrier()  # every rank has looked at the folder before rank 0 writes to it
         if resuming:
             start = self._load_resume(resume_path)
@@ -402,7 +402,7 @@ def continue_command(args, run_dir, learning_rate=None):
         {"--learning_rate"} if learning_rate is not None else set())
     if os.path.basename(sys.argv[0]) == script:
         flags, skip = [], False
-        for index, arg in enumerate(sys.argv[1:]):
+        for arg in sys.argv[1:]:
             name = arg.split("=", 1)[0]
             if skip:
                 skip = False

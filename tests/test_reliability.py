@@ -233,7 +233,7 @@ def test_a_truncated_feature_cache_file_is_recomputed(tmp_path, capsys):
 
 # ------------------------------------------------------------------ training runs
 def run_folder(lr="0.05"):
-    return os.path.join("save", "model", f"resnet8_digits_a_lr_{lr}_trial_0_rel")
+    return os.path.join(".", "save", "model", f"resnet8_digits_a_lr_{lr}_trial_0_rel")    # --model_path's default
 
 
 def log_epochs(folder):
@@ -258,23 +258,23 @@ def test_resume_of_a_finished_run_writes_its_missing_final_files(in_tmp, capsys)
 def test_a_kill_during_a_save_leaves_no_temp_file_and_no_repeated_epoch(in_tmp, capsys, monkeypatch):
     real_save = torch.save
 
-    def killed_while_saving_resume_of_epoch_2(obj, f, *a, **kw):
-        if isinstance(obj, dict) and "optimizer" in obj and obj["epoch"] == 2:
+    def killed_while_saving_resume_of_epoch_1(obj, f, *a, **kw):
+        if isinstance(obj, dict) and "optimizer" in obj and obj["epoch"] == 1:
             f.write(b"half a file")
             raise KeyboardInterrupt
         return real_save(obj, f, *a, **kw)
-    monkeypatch.setattr(torch, "save", killed_while_saving_resume_of_epoch_2)
+    monkeypatch.setattr(torch, "save", killed_while_saving_resume_of_epoch_1)
     with pytest.raises(KeyboardInterrupt):
-        train(["--epochs", "3"], capsys)
+        train(["--epochs", "2"], capsys)
     monkeypatch.setattr(torch, "save", real_save)
     folder = run_folder()
     assert not [n for n in os.listdir(folder) if n.startswith(".tmp_")]       # removed on failure
-    assert log_epochs(folder) == [1, 2]                    # epoch 2 logged, but resume.pth holds epoch 1
+    assert log_epochs(folder) == [1]                       # epoch 1 logged, but resume.pth holds epoch 0
     (open(os.path.join(folder, ".tmp_k1ll3d.pth"), "wb")).write(b"what a kill -9 mid-save leaves")
-    code, out, _ = train(["--epochs", "3", "--resume"], capsys)
-    assert code == 0 and "removed .tmp_k1ll3d.pth" in out
+    code, out, _ = train(["--epochs", "2", "--resume"], capsys)
+    assert code == 0 and "removed .tmp_k1ll3d.pth" in out and "dropped 1 lines past epoch 0" in out
     assert not [n for n in os.listdir(folder) if n.startswith(".tmp_")]
-    assert log_epochs(folder) == [1, 2, 3]
+    assert log_epochs(folder) == [1, 2]
 
 
 def test_read_only_run_folder_stops_before_any_epoch(in_tmp, capsys, monkeypatch):
