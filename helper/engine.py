@@ -46,6 +46,9 @@ RESUME_FILE = "resume.pth"
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
                     "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn",
                     "run_dir"}
+# The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
+RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
+                 "kd_weight"}
 TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
 
 
@@ -350,27 +353,29 @@ class TrainingRun:
                                 "--model_path / --tb_path), then run the same command again.") from None
 
     def _no_run_to_resume(self):
-        """--resume, but the folder the flags name holds no run: refuse when a run of the same model, note
-        and data set exists under other flags (lr, trial, ... are in the folder name), listing what differs."""
+        """--resume, but the folder the flags name holds no run. Refuse when a run of this script and note
+        exists that differs only in flags the folder name is built from (the user changed --learning_rate,
+        say, and meant to resume it), listing what differs; otherwise start the run."""
         if getattr(self.args, "run_dir", None):
             raise UserError(f"--resume was given, but --run_dir {self.run_dir} holds no run to resume (no "
                             f"{RESUME_FILE} and no checkpoints). Check the path, or drop --resume to start a new "
                             "run there.")
         current = plain(vars(self.args))
         similar = similar_runs(os.path.dirname(os.path.normpath(self.run_dir)), current)
-        same_data = [(path, changes) for path, changes, dataset in similar if dataset == self.args.dataset]
-        if not same_data:
-            others = "; ".join(os.path.basename(p) for p, _, _ in similar)
+        moved = [(path, changes) for path, changes in similar if set(changes) <= RUN_NAME_ARGS]
+        if not moved:
+            same_model = [os.path.basename(p) for p, changes in similar if "model" not in changes]
             self._log(f"--resume: {self.run_dir} holds no run yet; starting it"
-                      + (f" (runs of {self.args.model} on other data sets: {others})" if others else ""))
+                      + (f" (other runs of {self.args.model} with this note, under other flags: "
+                         f"{', '.join(same_model)})" if same_model else ""))
             return
-        listing = " ".join(f"{path} ({describe_changes(changes, flags=current) or 'same flags'})."
-                           for path, changes in same_data)
-        raise UserError(f"--resume was given, but {self.run_dir} holds no run to resume (the folder name holds "
-                        f"the learning rate, trial and other flags). Runs of {self.args.model} with note "
-                        f"{self.args.note!r} on {self.args.dataset} exist, with other flags: {listing} To continue "
-                        f"one of them with these flags: {continue_command(self.args, same_data[0][0])} To start "
-                        "a new run instead, drop --resume.")
+        listing = " ".join(f"{path} ({describe_changes(changes, flags=current)})." for path, changes in moved)
+        same_arch = [path for path, changes in moved if not {"model", "dataset"} & set(changes)]
+        how = (f"To continue it with these flags: {continue_command(self.args, same_arch[0])}" if same_arch
+               else "To continue it, pass its --model and --dataset (see its args.json).")
+        raise UserError(f"--resume was given, but {self.run_dir} holds no run to resume. A run of note "
+                        f"{self.args.note!r} that differs only in flags the run-folder name is built from exists: "
+                        f"{listing} {how} To start a new run instead, drop --resume.")
 
     def _log(self, message):
         if self.main:
@@ -378,8 +383,8 @@ class TrainingRun:
 
 
 def similar_runs(model_root, current):
-    """[(run folder, {flag: (saved, current)}, data set)] of the resumable runs under `model_root` of the
-    same script, model and note as `current`."""
+    """[(run folder, {flag: (saved, current)})] of the resumable runs under `model_root` of the same script
+    and note as `current`."""
     found = []
     for name in sorted(os.listdir(model_root)) if os.path.isdir(model_root) else []:
         folder = os.path.join(model_root, name)
@@ -389,9 +394,9 @@ def similar_runs(model_root, current):
         except (OSError, ValueError):
             continue
         if (isinstance(saved, dict) and os.path.isfile(os.path.join(folder, RESUME_FILE))
-                and saved.get("model") == current.get("model") and saved.get("note") == current.get("note")
+                and saved.get("note") == current.get("note")
                 and ("stage_two_epoch" in saved) == ("stage_two_epoch" in current)):
-            found.append((folder, changed_args(saved, current), saved.get("dataset")))
+            found.append((folder, changed_args(saved, current)))
     return found
 
 
