@@ -361,7 +361,7 @@ class TrainingRun:
                             f"{RESUME_FILE} and no checkpoints). Check the path, or drop --resume to start a new "
                             "run there.")
         current = plain(vars(self.args))
-        similar = similar_runs(os.path.dirname(os.path.normpath(self.run_dir)), current)
+        similar = similar_runs(os.path.dirname(self.run_dir.rstrip(os.sep)), current)
         moved = [(path, changes) for path, changes in similar if set(changes) <= RUN_NAME_ARGS]
         if not moved:
             same_model = [os.path.basename(p) for p, changes in similar if "model" not in changes]

@@ -15,6 +15,10 @@ failure makes the exit status non-zero.
 Sharding (`--shard I/N`, or torchrun's RANK / WORLD_SIZE): shard I takes every
 N-th selected checkpoint and appends to `<stem>.shard<I>of<N>.csv`; readers merge
 all shard files with the main one, so shards never write to the same file.
+
+One writer per file: run_sweep holds an flock on `<results>.lock` while it works (a second
+sweep stops, or waits with --wait). Rows are complete or absent, damaged files are refused by
+file and line, and the flags are kept in `<results>.args.json` (see docs/run_folder.md).
 """
 import contextlib
 import csv
