@@ -25,9 +25,7 @@ prints, every rank reads resume.pth (which holds each rank's RNG state).
 """
 import json
 import os
-import shlex
 import shutil
-import sys
 import time
 
 import torch
@@ -38,18 +36,15 @@ from helper.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, 
 from helper.distributed import all_gather_objects, barrier, get_rank, get_world_size, is_main_process, seed_this_rank
 from helper.errors import UserError
 from helper.loops import NonFiniteLossError, train_one_epoch
+from helper.run_folder import (LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line, check_writable, continue_command,
+                               log_lines_through, read_log, remove_stale_temporaries, similar_runs)
 from helper.schedule import set_lr
 from helper.seed import rng_state, set_rng_state
 
-RESUME_FILE = "resume.pth"
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
                     "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn",
                     "run_dir"}
-# The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
-RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
-                 "kd_weight"}
-TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
 
 
 def changed_args(saved, current):
@@ -87,8 +82,9 @@ class TrainingRun:
         if self.args.resume and not existing and not resuming:
             self._no_run_to_resume()
         if self.main:
-            self._remove_stale_temporaries()
-            self._check_writable()
+            for name in remove_stale_temporaries(self.run_dir):
+                self._log(f"removed {name}, left in {self.run_dir} by an interrupted save")
+            check_writable((self.run_dir, self.tb_dir))
         barrier()  # every rank has looked at the folder before rank 0 writes to it
         if resuming:
             start = self._load_resume(resume_path)
@@ -242,7 +238,7 @@ class TrainingRun:
 
     def _best_epoch_from_log(self):
         """The epoch whose log line first reached the run's best accuracy (resume files without 'best_epoch')."""
-        for record in self._read_log():
+        for record in read_log(self.run_dir):
             if record.get("val_acc1") == self.best_acc and "epoch" in record:
                 return record["epoch"]
         return None
@@ -287,70 +283,18 @@ class TrainingRun:
                          "folder writable) and continue with --resume.")
 
     def _append_log(self, record):
-        """One complete JSON line appended to log.txt in a single write."""
-        path = os.path.join(self.run_dir, "log.txt")
+        path = os.path.join(self.run_dir, LOG_FILE)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                os.write(fd, (json.dumps(record) + "\n").encode())
-            finally:
-                os.close(fd)
+            append_log_line(path, record)
         except OSError as err:
             raise self._write_failure(path, err) from None
 
-    def _read_log(self):
-        """The parsable JSON lines of log.txt (a line cut by a kill mid-write is skipped)."""
-        path = os.path.join(self.run_dir, "log.txt")
-        records = []
-        for line in open(path, encoding="utf-8", errors="replace") if os.path.isfile(path) else []:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        return records
-
     def _trim_log(self, epoch):
         """Drop the log lines past `epoch` (written after the state being resumed), so no epoch repeats."""
-        path = os.path.join(self.run_dir, "log.txt")
-        if not os.path.isfile(path):
-            return
-        lines = open(path, encoding="utf-8", errors="replace").read().splitlines(keepends=True)
-        kept = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue                                            # cut by a kill mid-write
-            if line.endswith("\n") and record.get("epoch", record.get("resumed_after_epoch", 0)) <= epoch:
-                kept.append(line)
-        if len(kept) != len(lines):
-            self._write(path, lambda f: f.write("".join(kept).encode()))
-            self._log(f"log.txt: dropped {len(lines) - len(kept)} lines past epoch {epoch}, the state resumed from")
-
-    def _remove_stale_temporaries(self):
-        """Temporaries a kill -9 left mid-save (`.tmp_*.pth`); no save of this run is in progress yet."""
-        for name in os.listdir(self.run_dir) if os.path.isdir(self.run_dir) else []:
-            if name.startswith(TEMP_PREFIX) and name.endswith(".pth"):
-                try:
-                    os.remove(os.path.join(self.run_dir, name))
-                    self._log(f"removed {name}, left in {self.run_dir} by an interrupted save")
-                except OSError:
-                    pass                                            # a read-only folder: reported next
-
-    def _check_writable(self):
-        """Write (and remove) a probe file in the run folder and TensorBoard folder before any epoch, so a
-        read-only folder or a full disk stops the run at once, with nothing trained or lost."""
-        for folder in (self.run_dir, self.tb_dir):
-            probe = os.path.join(folder, f"{TEMP_PREFIX}write_check.pth")
-            try:
-                os.makedirs(folder, exist_ok=True)
-                atomic_write(probe, lambda f: torch.save({"write_check": torch.zeros(256)}, f))
-                os.remove(probe)
-            except OSError as err:
-                raise UserError(f"cannot write to {folder} ({err.strerror or err}), so the run cannot save its "
-                                "checkpoints; it stopped before any epoch, and nothing in the folder was changed "
-                                "or lost. Make the folder writable or free space on its disk (or choose another "
-                                "--model_path / --tb_path), then run the same command again.") from None
+        kept, dropped = log_lines_through(self.run_dir, epoch)
+        if dropped:
+            self._write(os.path.join(self.run_dir, LOG_FILE), lambda f: f.write(kept.encode()))
+            self._log(f"{LOG_FILE}: dropped {dropped} lines past epoch {epoch}, the state resumed from")
 
     def _no_run_to_resume(self):
         """--resume, but the folder the flags name holds no run. Refuse when a run of this script and note
@@ -361,7 +305,7 @@ class TrainingRun:
                             f"{RESUME_FILE} and no checkpoints). Check the path, or drop --resume to start a new "
                             "run there.")
         current = plain(vars(self.args))
-        similar = similar_runs(os.path.dirname(self.run_dir.rstrip(os.sep)), current)
+        similar = similar_runs(os.path.dirname(self.run_dir.rstrip(os.sep)), current, changed_args)
         moved = [(path, changes) for path, changes in similar if set(changes) <= RUN_NAME_ARGS]
         if not moved:
             same_model = [os.path.basename(p) for p, changes in similar if "model" not in changes]
@@ -376,52 +320,6 @@ class TrainingRun:
         raise UserError(f"--resume was given, but {self.run_dir} holds no run to resume. A run of note "
                         f"{self.args.note!r} that differs only in flags the run-folder name is built from exists: "
                         f"{listing} {how} To start a new run instead, drop --resume.")
-
-    def _log(self, message):
-        if self.main:
-            tqdm.write(message)
-
-
-def similar_runs(model_root, current):
-    """[(run folder, {flag: (saved, current)})] of the resumable runs under `model_root` of the same script
-    and note as `current`."""
-    found = []
-    for name in sorted(os.listdir(model_root)) if os.path.isdir(model_root) else []:
-        folder = os.path.join(model_root, name)
-        try:
-            with open(os.path.join(folder, "args.json"), encoding="utf-8") as f:
-                saved = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if (isinstance(saved, dict) and os.path.isfile(os.path.join(folder, RESUME_FILE))
-                and saved.get("note") == current.get("note")
-                and ("stage_two_epoch" in saved) == ("stage_two_epoch" in current)):
-            found.append((folder, changed_args(saved, current)))
-    return found
-
-
-def continue_command(args, run_dir, learning_rate=None):
-    """The command that continues the run in `run_dir` with this invocation's flags (and `learning_rate`)."""
-    script = "train_ctc.py" if hasattr(args, "stage_two_epoch") else "train_vanilla.py"
-    replaced = {"--resume", "--allow_arg_changes", "--overwrite", "--run_dir"} | (
-        {"--learning_rate"} if learning_rate is not None else set())
-    if os.path.basename(sys.argv[0]) == script:
-        flags, skip = [], False
-        for arg in sys.argv[1:]:
-            name = arg.split("=", 1)[0]
-            if skip:
-                skip = False
-            elif name in replaced:
-                skip = "=" not in arg and name in ("--run_dir", "--learning_rate")
-            else:
-                flags.append(arg)
-        command = ["python", sys.argv[0], *flags]
-    else:
-        command = ["python", script, "<the same flags>"]
-    if learning_rate is not None:
-        command += ["--learning_rate", repr(float(learning_rate))]
-    return shlex.join(command + ["--resume", "--allow_arg_changes", "--run_dir", run_dir]).replace(
-        "'<the same flags>'", "<the same flags>")
 
     def _log(self, message):
         if self.main:

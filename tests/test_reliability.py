@@ -22,7 +22,7 @@ from helper.errors import UserError
 from helper.features import cache_path, cached_features
 from helper.loops import NonFiniteLossError
 from helper.sweep import DamagedResultsError, ResultsCSV, add_sweep_args, run_sweep, select_epochs
-from tests.helpers import cli, read_rows, stop_after
+from tests.helpers import cli, read_rows
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "128", "--num_workers", "0",
         "--no_progress", "--note", "rel", "--save_freq", "1"]
