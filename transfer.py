@@ -34,6 +34,7 @@ from dataset import DATASETS, dataset_names
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
 from helper.errors import UserError, run_cli
+from helper.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 from helper.train_setup import int_list
 
@@ -57,9 +58,9 @@ def get_args_parser():
     g.add_argument("--mode", default="linear", choices=["linear", "finetune"],
                    help="linear: frozen backbone, new linear head (paper); finetune: train every weight")
     g.add_argument("--epoch", type=int, default=30, help="epochs of probe / fine-tuning training (paper: 30)")
-    g.add_argument("--lr", type=float, default=None,
+    g.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
                    help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune)")
-    g.add_argument("--wd", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
+    g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--batch", type=int, default=512, help="training batch size (paper: 512)")
     g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
                    help="linear mode only. eval (default): BatchNorm frozen, features extracted once per "
@@ -136,13 +137,15 @@ def run_concat(args, run_dir, target, device):
     members = T.concat_members(run_dir, args)
     results = ResultsCSV(os.path.join(run_dir, f"transfer_{args.target_dataset}_concat.csv"), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
-    if not args.force and any(row["paths"] == paths for row in results.all_rows()):
-        print(f"concat: these checkpoints are already in {results.path} (--force recomputes)")
-        return 0
-    start = time.time()
-    row = T.concat_probe(members, target, args, device)
-    row.update(epochs=";".join(label for label, _ in members), paths=paths, seconds=time.time() - start)
-    results.append(row)
+    with results.lock(wait=args.wait):
+        results.repair()
+        if not args.force and any(row["paths"] == paths for row in results.all_rows()):
+            print(f"concat: these checkpoints are already in {results.path} (--force recomputes)")
+            return 0
+        start = time.time()
+        row = T.concat_probe(members, target, args, device)
+        row.update(epochs=";".join(label for label, _ in members), paths=paths, seconds=time.time() - start)
+        results.append(row)
     report(f"Concat {row['epochs']} (feature size {row['feat_size']})", row)
     print(f"concat: results in {results.path}")
     return 0

@@ -1,4 +1,10 @@
-"""CIFAR-10/100 from torchvision's on-disk pickles, read without md5 checks."""
+"""CIFAR-10/100 from torchvision's on-disk pickles, each checked against its published md5 sum first.
+
+Unpickling runs whatever code the file names, so a planted `cifar-100-python/train` would run
+under every script that reads CIFAR. The sums below are the ones the CIFAR page and torchvision's
+CIFAR10/CIFAR100 classes publish; a file whose sum differs is refused before it is unpickled.
+"""
+import hashlib
 import os
 import pickle
 
@@ -16,8 +22,43 @@ LAYOUT = {
 }
 
 
+# "<folder>/<file>" -> md5 of the published file (the same table as torchvision's CIFAR10 / CIFAR100).
+PUBLISHED_MD5 = {
+    "cifar-100-python/train": "16019d7e3df5f24257cddd939b257f8d",
+    "cifar-100-python/test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+    "cifar-10-batches-py/data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "cifar-10-batches-py/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "cifar-10-batches-py/data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "cifar-10-batches-py/data_batch_4": "634d18415352ddfa80567beed471001a",
+    "cifar-10-batches-py/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "cifar-10-batches-py/test_batch": "40351d587109b95175f43aff81a1287e",
+}
+
+
+def file_md5(path, chunk=1 << 20):
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checked(root, folder, file_name, archive):
+    """`read_pickle` of `root/folder/file_name` once its md5 equals the published one, else DataNotFoundError."""
+    path = os.path.join(root, folder, file_name)
+    expected = PUBLISHED_MD5[f"{folder}/{file_name}"]
+    found = file_md5(path)
+    if found != expected:
+        raise DataNotFoundError(
+            f"{path} is damaged or is not the published CIFAR file (md5 {found}, expected {expected}), so it "
+            f"was not read: unpickling an unknown file can run code. Delete {os.path.join(root, folder)} and "
+            f"download again (torchvision does it when the network allows), or get {archive} from "
+            f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root}.")
+    return read_pickle(path)
+
+
 def read_pickle(path):
-    """One CIFAR pickle as a dict with str keys (the real files are Python 2 pickles)."""
+    """One CIFAR pickle as a dict with str keys (the real files are Python 2 pickles); unchecked: see read_checked."""
     with open(path, "rb") as handle:
         raw = pickle.load(handle, encoding="bytes")
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in raw.items()}
@@ -59,7 +100,7 @@ def load_cifar(info, split, root, download):
         )
     images, labels = [], []
     for file_name in split_files[split]:
-        entry = read_pickle(os.path.join(root, folder, file_name))
+        entry = read_checked(root, folder, file_name, archive)
         images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(entry[label_key], dtype=np.int64))
     data = np.ascontiguousarray(np.concatenate(images).transpose(0, 2, 3, 1))

@@ -54,8 +54,8 @@ def load_cache(root, split, count):
     """The memory-mapped cache when it holds exactly `count` images, else None."""
     images_path, labels_path = cache_paths(root, split)
     try:
-        data = np.load(images_path, mmap_mode="r")
-        targets = np.load(labels_path)
+        data = np.load(images_path, mmap_mode="r", allow_pickle=False)
+        targets = np.load(labels_path, allow_pickle=False)
     except (OSError, ValueError):
         return None
     if len(data) != count or len(targets) != count or data.shape[1:] != (32, 32, 3):
@@ -93,4 +93,4 @@ def load_cinic(info, split, root, download):
             warnings.warn(f"Cannot write the CINIC-10 cache beside {split_dir} ({err}); "
                           f"decoding the PNGs in memory on every load.")
         return data, targets
-    return np.load(images_path, mmap_mode="r"), targets
+    return np.load(images_path, mmap_mode="r", allow_pickle=False), targets

@@ -59,10 +59,10 @@ def check_ctc_args(args):
                         "pass --teacher PATH for plain distillation, or a stage-two epoch of at least 1 "
                         "(paper: 200 of 300).")
     for name in ("alpha", "beta", "kd_weight", "ce_weight", "weight_decay_coef", "stage_two_decay_rate"):
-        if getattr(args, name) < 0:
-            raise UserError(f"--{name} must not be negative, got {getattr(args, name)}.")
-    if args.kd_T <= 0:
-        raise UserError(f"--kd_T must be positive, got {args.kd_T}.")
+        if not 0 <= getattr(args, name) < float("inf"):     # also refuses NaN
+            raise UserError(f"--{name} must be a finite number, not negative; got {getattr(args, name)}.")
+    if not 0 < args.kd_T < float("inf"):
+        raise UserError(f"--kd_T must be a positive finite number, got {args.kd_T}.")
     if args.lr_decay_epochs and s > 0:
         print(f"note: --lr_decay_epochs gives one step schedule over all {epochs} epochs; stage 2 does not restart "
               "at --stage_two_decay_rate x the learning rate as in the paper's two-phase cosine.", file=sys.stderr)

@@ -11,7 +11,14 @@ Files in `<model_path>/<name>/`: `ckpt_epoch_<E>.pth` every `save_freq` epochs a
 `ckpt_epoch_0.pth` (the initialisation), `<arch>_best.pth`, `<arch>_last.pth`,
 `resume.pth` (everything needed to continue exactly: model, optimizer, the extra
 `state` objects, RNG; rewritten every epoch), `args.json` and `log.txt` (one JSON
-line per epoch). TensorBoard events go to `<tb_path>/<name>/`.
+line per epoch, each carrying its epoch). TensorBoard events go to `<tb_path>/<name>/`.
+`--run_dir` names the folder explicitly instead (e.g. to continue a run with a new
+learning rate, which is part of the derived name).
+
+What a crash or kill leaves (docs/run_folder.md): every file is written to a `.tmp_*`
+name and renamed, stale temporaries are removed at start-up, a resume drops the log
+lines past the state it resumes from, and finishing is idempotent (`--resume` of a
+finished run writes any missing `<arch>_last.pth` / `<arch>_best.pth`).
 
 Under torchrun every rank runs the same TrainingRun; rank 0 alone writes files and
 prints, every rank reads resume.pth (which holds each rank's RNG state).
@@ -21,20 +28,23 @@ import os
 import shutil
 import time
 
+import torch
 from tqdm import tqdm
 
-from helper.checkpoint import (CKPT_RE, changed_flags, ckpt_name, describe_changes, list_checkpoints,
-                               load_checkpoint, model_checkpoint, model_state, plain, save_atomic, unwrap)
+from helper.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, describe_changes, list_checkpoints,
+                               load_checkpoint, model_checkpoint, model_state, plain, unwrap)
 from helper.distributed import all_gather_objects, barrier, get_rank, get_world_size, is_main_process, seed_this_rank
 from helper.errors import UserError
 from helper.loops import NonFiniteLossError, train_one_epoch
+from helper.run_folder import (LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line, check_writable, continue_command,
+                               log_lines_through, read_log, remove_stale_temporaries, similar_runs)
 from helper.schedule import set_lr
 from helper.seed import rng_state, set_rng_state
 
-RESUME_FILE = "resume.pth"
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
-                    "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn"}
+                    "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn",
+                    "run_dir"}
 
 
 def changed_args(saved, current):
@@ -54,9 +64,11 @@ class TrainingRun:
         self.optimizer = optimizer
         self.state = state or {}
         self.evaluate_fn = evaluate_fn
-        self.run_dir = os.path.join(args.model_path, name)
-        self.tb_dir = os.path.join(args.tb_path, name)
+        self.run_dir = getattr(args, "run_dir", None) or os.path.join(args.model_path, name)
+        self.tb_dir = os.path.join(args.tb_path, os.path.basename(os.path.normpath(self.run_dir)))
         self.best_acc = None
+        self.best_epoch = None
+        self.saved_epoch = None         # the epoch resume.pth on disk holds
         self.main = is_main_process()
         self.writer = None
         self._epoch_start = time.time()
@@ -67,6 +79,12 @@ class TrainingRun:
         resume_path = os.path.join(self.run_dir, RESUME_FILE)
         existing = list_checkpoints(self.run_dir)
         resuming = self.args.resume and os.path.isfile(resume_path)
+        if self.args.resume and not existing and not resuming:
+            self._no_run_to_resume()
+        if self.main:
+            for name in remove_stale_temporaries(self.run_dir):
+                self._log(f"removed {name}, left in {self.run_dir} by an interrupted save")
+            check_writable((self.run_dir, self.tb_dir))
         barrier()  # every rank has looked at the folder before rank 0 writes to it
         if resuming:
             start = self._load_resume(resume_path)
@@ -90,9 +108,8 @@ class TrainingRun:
             if self.main:
                 if overwrite:
                     self._clear_previous_run()
-                os.makedirs(self.run_dir, exist_ok=True)
-                with open(os.path.join(self.run_dir, "args.json"), "w") as f:
-                    json.dump(plain(vars(self.args)), f, indent=1, sort_keys=True)
+                text = json.dumps(plain(vars(self.args)), indent=1, sort_keys=True)
+                self._write(os.path.join(self.run_dir, "args.json"), lambda f: f.write(text.encode()))
             val = self.evaluate_fn() if self.evaluate_fn else {}
             self._save_model(ckpt_name(0), 0, val.get("acc1"))
             self._save_resume(0)  # so a failure in epoch 1 can still be resumed
@@ -127,9 +144,10 @@ class TrainingRun:
                                 "(see its args.json), --allow_arg_changes to continue anyway (recorded in "
                                 "log.txt), or --overwrite to start again.")
             self._log(f"warning: resuming with changed flags: {listed}")
-            if self.main:
-                with open(os.path.join(self.run_dir, "log.txt"), "a") as f:
-                    f.write(json.dumps({"resumed_after_epoch": ckpt["epoch"], "changed_args": changes}) + "\n")
+        if self.main:
+            self._trim_log(ckpt["epoch"])
+            if changes:
+                self._append_log({"resumed_after_epoch": ckpt["epoch"], "changed_args": changes})
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for key, obj in self.state.items():
@@ -142,6 +160,8 @@ class TrainingRun:
                                 "Start again with --overwrite.")
         self._restore_rng(ckpt)
         self.best_acc = ckpt["best_acc"]
+        self.best_epoch = ckpt.get("best_epoch")
+        self.saved_epoch = ckpt["epoch"]
         return ckpt["epoch"] + 1
 
     def _restore_rng(self, ckpt):
@@ -157,7 +177,8 @@ class TrainingRun:
         """Log the epoch, then write the epoch's checkpoints and the resume state."""
         seconds = time.time() - self._epoch_start
         improved = self.best_acc is None or val["acc1"] > self.best_acc
-        self.best_acc = val["acc1"] if improved else self.best_acc
+        if improved:
+            self.best_acc, self.best_epoch = val["acc1"], epoch
         record = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train.items()},
                   **{f"val_{k}": v for k, v in val.items()}, "best_acc": self.best_acc,
                   "seconds": round(seconds, 2), **(extra_log or {})}
@@ -166,8 +187,7 @@ class TrainingRun:
                 if key != "epoch" and isinstance(value, (int, float)):
                     self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
             self.writer.flush()
-            with open(os.path.join(self.run_dir, "log.txt"), "a") as f:
-                f.write(json.dumps(record) + "\n")
+            self._append_log(record)
             self._log(f"epoch {epoch}/{self.args.epochs} | lr {lr:.5f} | train loss {train['loss']:.4f} "
                       f"acc {train['acc1']:.2f} | val loss {val['loss']:.4f} acc {val['acc1']:.2f} "
                       f"| best {self.best_acc:.2f} | {seconds:.1f}s")
@@ -185,6 +205,44 @@ class TrainingRun:
         self._log(f"done: best val acc {self.best_acc:.2f}; checkpoints in {self.run_dir}")
         barrier()  # no rank returns before rank 0 has written the last files
 
+    def complete_finished(self):
+        """--resume of a run whose training is complete: write a missing `<arch>_last.pth` (the weights
+        resume.pth holds) or `<arch>_best.pth` (from them or the best epoch's checkpoint), so finishing
+        is idempotent even after a kill between the last resume.pth and the final files."""
+        last, best = (os.path.join(self.run_dir, f"{self.args.model}_{kind}.pth") for kind in ("last", "best"))
+        if not (os.path.isfile(last) and os.path.isfile(best)):
+            accuracy = (self.evaluate_fn() if self.evaluate_fn else {}).get("acc1")
+            if not os.path.isfile(last):
+                self._save_model(os.path.basename(last), self.saved_epoch, accuracy)
+                self._log(f"wrote the missing {last} from {RESUME_FILE} (epoch {self.saved_epoch})")
+            if not os.path.isfile(best):
+                self._restore_best(best, accuracy)
+        if self.writer:
+            self.writer.close()
+        barrier()
+
+    def _restore_best(self, best, accuracy):
+        epoch = self.best_epoch if self.best_epoch is not None else self._best_epoch_from_log()
+        source = os.path.join(self.run_dir, ckpt_name(epoch)) if epoch is not None else None
+        if epoch == self.saved_epoch or (accuracy is not None and accuracy == self.best_acc):
+            self._save_model(os.path.basename(best), self.saved_epoch, accuracy)
+        elif source and os.path.isfile(source):
+            if self.main:
+                with open(source, "rb") as saved:
+                    self._write(best, lambda f: shutil.copyfileobj(saved, f))
+        else:
+            self._log(f"warning: {best} is missing and cannot be recreated: the best epoch "
+                      f"({epoch if epoch is not None else 'unknown'}) has no ckpt_epoch file in {self.run_dir}.")
+            return
+        self._log(f"wrote the missing {best} (epoch {epoch if epoch is not None else self.saved_epoch})")
+
+    def _best_epoch_from_log(self):
+        """The epoch whose log line first reached the run's best accuracy (resume files without 'best_epoch')."""
+        for record in read_log(self.run_dir):
+            if record.get("val_acc1") == self.best_acc and "epoch" in record:
+                return record["epoch"]
+        return None
+
     def last_good_checkpoint(self):
         found = list_checkpoints(self.run_dir)
         return found[max(found)] if found else None
@@ -193,17 +251,75 @@ class TrainingRun:
     def _save_model(self, filename, epoch, accuracy):
         if self.main:
             ckpt = model_checkpoint(self.model, epoch, accuracy, self.args.model, self.args.dataset, self.args)
-            save_atomic(ckpt, os.path.join(self.run_dir, filename))
+            path = os.path.join(self.run_dir, filename)
+            self._write(path, lambda f: torch.save(ckpt, f))
 
     def _save_resume(self, epoch):
         rngs = all_gather_objects(rng_state())  # a collective: every rank takes part
         if self.main:
             extra = {"rng_ranks": rngs} if len(rngs) > 1 else {}
-            save_atomic({"epoch": epoch, "arch": self.args.model, "model": model_state(self.model),
-                         "optimizer": self.optimizer.state_dict(),
-                         "state": {key: obj.state_dict() for key, obj in self.state.items()},
-                         "rng": rngs[0], **extra, "best_acc": self.best_acc, "args": plain(vars(self.args))},
-                        os.path.join(self.run_dir, RESUME_FILE))
+            state = {"epoch": epoch, "arch": self.args.model, "model": model_state(self.model),
+                     "optimizer": self.optimizer.state_dict(),
+                     "state": {key: obj.state_dict() for key, obj in self.state.items()},
+                     "rng": rngs[0], **extra, "best_acc": self.best_acc, "best_epoch": self.best_epoch,
+                     "args": plain(vars(self.args))}
+            self._write(os.path.join(self.run_dir, RESUME_FILE), lambda f: torch.save(state, f))
+        self.saved_epoch = epoch
+
+    def _write(self, path, write):
+        """`atomic_write(path, write)`; a failed write (full disk, read-only folder) is one paragraph saying
+        what is safe: every file of the run keeps its previous complete version."""
+        try:
+            atomic_write(path, write)
+        except OSError as err:
+            raise self._write_failure(path, err) from None
+
+    def _write_failure(self, path, err):
+        held = (f"{RESUME_FILE} holds the state after epoch {self.saved_epoch}" if self.saved_epoch is not None
+                else "no training was lost (none had been saved yet)")
+        return UserError(f"could not write {path} ({err.strerror or err}). Nothing was lost: every file of "
+                         f"{self.run_dir} is written to a temporary name and then renamed, so each still holds "
+                         f"its previous complete version, and {held}. Free space on that disk (or make the "
+                         "folder writable) and continue with --resume.")
+
+    def _append_log(self, record):
+        path = os.path.join(self.run_dir, LOG_FILE)
+        try:
+            append_log_line(path, record)
+        except OSError as err:
+            raise self._write_failure(path, err) from None
+
+    def _trim_log(self, epoch):
+        """Drop the log lines past `epoch` (written after the state being resumed), so no epoch repeats."""
+        kept, dropped = log_lines_through(self.run_dir, epoch)
+        if dropped:
+            self._write(os.path.join(self.run_dir, LOG_FILE), lambda f: f.write(kept.encode()))
+            self._log(f"{LOG_FILE}: dropped {dropped} lines past epoch {epoch}, the state resumed from")
+
+    def _no_run_to_resume(self):
+        """--resume, but the folder the flags name holds no run. Refuse when a run of this script and note
+        exists that differs only in flags the folder name is built from (the user changed --learning_rate,
+        say, and meant to resume it), listing what differs; otherwise start the run."""
+        if getattr(self.args, "run_dir", None):
+            raise UserError(f"--resume was given, but --run_dir {self.run_dir} holds no run to resume (no "
+                            f"{RESUME_FILE} and no checkpoints). Check the path, or drop --resume to start a new "
+                            "run there.")
+        current = plain(vars(self.args))
+        similar = similar_runs(os.path.dirname(self.run_dir.rstrip(os.sep)), current, changed_args)
+        moved = [(path, changes) for path, changes in similar if set(changes) <= RUN_NAME_ARGS]
+        if not moved:
+            same_model = [os.path.basename(p) for p, changes in similar if "model" not in changes]
+            self._log(f"--resume: {self.run_dir} holds no run yet; starting it"
+                      + (f" (other runs of {self.args.model} with this note, under other flags: "
+                         f"{', '.join(same_model)})" if same_model else ""))
+            return
+        listing = " ".join(f"{path} ({describe_changes(changes, flags=current)})." for path, changes in moved)
+        same_arch = [path for path, changes in moved if not {"model", "dataset"} & set(changes)]
+        how = (f"To continue it with these flags: {continue_command(self.args, same_arch[0])}" if same_arch
+               else "To continue it, pass its --model and --dataset (see its args.json).")
+        raise UserError(f"--resume was given, but {self.run_dir} holds no run to resume. A run of note "
+                        f"{self.args.note!r} that differs only in flags the run-folder name is built from exists: "
+                        f"{listing} {how} To start a new run instead, drop --resume.")
 
     def _log(self, message):
         if self.main:
@@ -220,6 +336,7 @@ def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_e
     args, val = run.args, None
     epochs = range(start, args.epochs + 1)
     if not epochs:
+        run.complete_finished()
         run._log(f"{run.run_dir} already finished its {args.epochs} epochs; nothing to do.")
         return None
     for epoch in tqdm(epochs, desc="epochs", initial=start - 1, total=args.epochs,
@@ -234,8 +351,9 @@ def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_e
         except NonFiniteLossError as err:
             raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
                             f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "
-                            f"{epoch - 1}. Check the data, or lower the learning rate and continue with --resume "
-                            "--allow_arg_changes (or start again with --overwrite).")
+                            f"{epoch - 1}. Check the data, or continue this run with a lower learning rate, e.g. "
+                            f"half: {continue_command(args, run.run_dir, args.learning_rate / 2)} "
+                            "(or start again with --overwrite).")
         val = run.evaluate_fn()
         run.end_epoch(epoch, lr, train, val)
     run.finish(args.epochs, val["acc1"])

@@ -18,5 +18,7 @@ def run_cli(main, parser, argv=None):
         return main(args)
     except UserError as err:
         text = " ".join(str(err).split())
-        print(textwrap.fill(f"error: {text}", width=100), file=sys.stderr)
+        # Lines break at spaces only, so paths and commands in the message stay whole and copyable.
+        print(textwrap.fill(f"error: {text}", width=100, break_long_words=False, break_on_hyphens=False),
+              file=sys.stderr)
         sys.exit(2)

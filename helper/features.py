@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 
 import torch
 from tqdm import tqdm
@@ -105,11 +106,16 @@ def cached_features(cache_dir, key, compute_fn):
     """Return the tuple of tensors stored under `key`, computing and saving it on a miss.
 
     `compute_fn()` returns a tuple of tensors. Saving writes a temp file in `cache_dir`
-    and renames it, so an interrupted run never leaves a half-written cache entry.
+    and renames it, so an interrupted run never leaves a half-written cache entry; an entry
+    damaged some other way (a copy cut short) is recomputed with a warning.
     """
     path = cache_path(cache_dir, key)
     if os.path.exists(path):
-        return tuple(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            return tuple(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as err:        # truncated or damaged (a copy cut short, a full disk): recompute it
+            print(f"warning: the feature cache file {path} is damaged ({type(err).__name__}); recomputing it.",
+                  file=sys.stderr, flush=True)
     tensors = tuple(compute_fn())
     save_atomic(list(tensors), path)
     return tensors

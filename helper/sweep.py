@@ -15,16 +15,25 @@ failure makes the exit status non-zero.
 Sharding (`--shard I/N`, or torchrun's RANK / WORLD_SIZE): shard I takes every
 N-th selected checkpoint and appends to `<stem>.shard<I>of<N>.csv`; readers merge
 all shard files with the main one, so shards never write to the same file.
+
+One writer per file: run_sweep holds an flock on `<results>.lock` while it works (a second
+sweep stops, or waits with --wait). Rows are complete or absent, damaged files are refused by
+file and line, and the flags are kept in `<results>.args.json` (see docs/run_folder.md).
 """
+import contextlib
 import csv
+import errno
+import fcntl
 import glob
+import io
 import json
 import os
+import socket
 import sys
 
 from tqdm import tqdm
 
-from helper.checkpoint import CheckpointError, changed_flags, describe_changes, list_checkpoints, plain
+from helper.checkpoint import CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints, plain
 from helper.errors import UserError
 from helper.sweep_board import SweepBoard, add_board_args
 
@@ -40,6 +49,8 @@ def add_sweep_args(parser, start_epoch=2, skip=2):
     g.add_argument("--force", action="store_true", help="recompute checkpoints already in the results file")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="take every N-th checkpoint starting at the I-th (0-based); default from RANK/WORLD_SIZE")
+    g.add_argument("--wait", action="store_true",
+                   help="when another sweep is writing the same results file, wait for it instead of stopping")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     add_board_args(g)
     return parser
@@ -62,30 +73,98 @@ def select_epochs(available, start, skip, end=None):
     """Epochs start, start+skip, ... up to `end` (default: the newest available)."""
     if skip < 1:
         raise UserError(f"--skip must be at least 1, got {skip}.")
+    if end is not None and end < start:
+        raise UserError(f"--end_epoch {end} is before --start_epoch {start}, so no checkpoint is selected; "
+                        "pass an --end_epoch at or after --start_epoch (or none: up to the newest checkpoint).")
     if end is None:
         end = max(available) if available else start - 1
     return list(range(start, end + 1, skip))
 
 
+class DamagedResultsError(UserError):
+    """A results file that cannot be read as written: the message names the file and the line."""
+
+
+def warn(message):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _csv_line(values):
+    """One complete CSV line (with its newline) of `values`."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
 class ResultsCSV:
-    """One CSV row per checkpoint, appended and flushed as it finishes; shards merged on read."""
+    """One CSV row per checkpoint, appended as it finishes; shards merged on read.
+
+    Appending a row is one write of a complete line (a new file gets its header and first
+    row in one atomic file creation), so no crash leaves a partial row or a headerless file.
+    Reading refuses a damaged file with `DamagedResultsError` naming the file and the line; an
+    incomplete last line (a writer killed mid-write on a file system without atomic appends)
+    is left out with a warning, and `repair` drops it from the file this process writes.
+    """
 
     def __init__(self, path, fields, shard=(0, 1)):
         self.path, self.fields = path, list(fields)
         stem, ext = os.path.splitext(path)
         self.stem, self.ext = stem, ext
         self.write_path = path if shard[1] == 1 else f"{stem}.shard{shard[0]}of{shard[1]}{ext}"
+        self.key = "epoch" if "epoch" in self.fields or not self.fields else self.fields[0]
 
     def files(self):
         return [p for p in [self.path] + sorted(glob.glob(f"{self.stem}.shard*of*{self.ext}")) if os.path.isfile(p)]
 
+    def read_file(self, path):
+        """The rows of one file as dicts; `DamagedResultsError` names the file and line of any damage."""
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError:
+            raise self._damaged(path, "?", "it is not UTF-8 text") from None
+        if text and not text.endswith("\n"):
+            warn(f"{path}: its last line is incomplete (a sweep stopped while writing it); it is left out, "
+                 "and the next sweep on this file drops it and recomputes that checkpoint.")
+            text = text[:text.rfind("\n") + 1]
+        reader = csv.reader(io.StringIO(text))
+        header, rows = None, []
+        try:
+            for record in reader:
+                if not record:
+                    continue
+                if header is None:
+                    header = record
+                    if self.key not in header:
+                        raise self._damaged(path, reader.line_num, f"it should be the header, with a "
+                                            f"{self.key!r} column, but reads {','.join(record)[:80]!r}")
+                    continue
+                if len(record) != len(header):
+                    raise self._damaged(path, reader.line_num, f"it has {len(record)} values where the header "
+                                        f"has {len(header)} columns")
+                row = dict(zip(header, record))
+                if self.key == "epoch" and not row["epoch"].strip().isdigit():
+                    raise self._damaged(path, reader.line_num, f"its epoch {row['epoch']!r} is not a number")
+                rows.append(row)
+        except csv.Error as err:
+            raise self._damaged(path, reader.line_num, str(err)) from None
+        return rows
+
+    def header(self, path):
+        """The column names on the first line of `path` (None when the file is empty)."""
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            return next(csv.reader(f), None)
+
+    @staticmethod
+    def _damaged(path, line, why):
+        return DamagedResultsError(
+            f"results file {path} is damaged at line {line}: {why}. Nothing was read from it or appended "
+            f"to it. Fix or delete that line, or pass --force to the sweep to start the file anew (the old "
+            f"one is kept as {path}.bak).")
+
     def all_rows(self):
         """Every row of the main file and then the shard files, as written (duplicates included)."""
-        rows = []
-        for path in self.files():
-            with open(path, newline="") as f:
-                rows.extend(csv.DictReader(f))
-        return rows
+        return [row for path in self.files() for row in self.read_file(path)]
 
     def rows(self):
         """One row per epoch, later rows of an epoch winning, by epoch."""
@@ -95,16 +174,95 @@ class ResultsCSV:
     def done(self):
         return {int(row["epoch"]) for row in self.rows()}
 
+    def repair(self):
+        """Drop an incomplete last line from the file this process writes, with a warning."""
+        if not os.path.isfile(self.write_path):
+            return
+        with open(self.write_path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+                warn(f"{self.write_path}: dropped its incomplete last line (a sweep stopped while writing "
+                     "it); that checkpoint is computed again.")
+
     def append(self, row):
-        new = not os.path.isfile(self.write_path)
-        os.makedirs(os.path.dirname(os.path.abspath(self.write_path)), exist_ok=True)
-        with open(self.write_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _format(row.get(k)) for k in self.fields})
-            f.flush()
-            os.fsync(f.fileno())
+        """Append `row` as one complete line; a new (or empty) file is created with its header atomically."""
+        line = _csv_line([_format(row.get(k)) for k in self.fields])
+        if not os.path.isfile(self.write_path) or os.path.getsize(self.write_path) == 0:
+            atomic_write(self.write_path, lambda f: f.write((_csv_line(self.fields) + line).encode()))
+            return
+        self.repair()
+        header = self.header(self.write_path)
+        if header != self.fields:
+            raise UserError(f"results file {self.write_path} has the columns {','.join(header or [])}, but "
+                            f"this sweep writes {','.join(self.fields)}; nothing was appended. Pass --force "
+                            f"to start the file anew (the old one is kept as {self.write_path}.bak).")
+        data = line.encode()
+        fd = os.open(self.write_path, os.O_WRONLY | os.O_APPEND)
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write (disk full?)", self.write_path)
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)          # no partial row stays behind
+            raise
+        finally:
+            os.close(fd)
+
+    def start_anew(self):
+        """Move the file this process writes and its protocol record to `<name>.bak`; say so."""
+        for path in (self.write_path, args_json_path(self)):
+            if os.path.isfile(path):
+                os.replace(path, path + ".bak")
+                print(f"note: kept the previous {os.path.basename(path)} as {path}.bak", flush=True)
+
+    @contextlib.contextmanager
+    def lock(self, wait=False):
+        """Hold the advisory lock `<write file>.lock`: one writer per results file (shards have their own).
+
+        Another holder: a `UserError` naming its process, or with `wait`, wait for it.
+        """
+        path = self.write_path + ".lock"
+        try:
+            fd = _lock_file(path, wait)
+        except OSError as err:
+            raise UserError(f"cannot create the lock file {path} ({err.strerror}); is the run folder "
+                            "writable?") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}".encode())
+            yield
+        finally:
+            try:
+                os.remove(path)                 # while still locked: a waiter then sees a new file and retries
+            except OSError:
+                pass
+            os.close(fd)
+
+
+def _lock_file(path, wait):
+    """A file descriptor holding `flock(LOCK_EX)` on `path` (the file the path names once locked)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 500, 0).decode(errors="replace").strip() or "another process"
+            if not wait:
+                os.close(fd)
+                raise UserError(f"{os.path.splitext(path)[0]} is being written by another sweep ({holder}). "
+                                "Two writers would compute every checkpoint twice; wait for it to finish, or "
+                                "pass --wait to start once it has.") from None
+            print(f"waiting for {holder} to finish writing {os.path.splitext(path)[0]} (--wait)", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)                            # the holder removed it on release: lock the new file
 
 
 def _format(value):
@@ -112,7 +270,7 @@ def _format(value):
 
 
 # Flags that say which checkpoints to take and how fast or where to compute, not what a row means.
-SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch", "force", "shard", "no_progress",
+SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch", "force", "shard", "no_progress", "wait",
                    "device", "num_workers", "data_folder", "cache_dir", "extract_batch", "source_dataset",
                    "channels_last", "compile", "loader", "tb_path"}
 
@@ -122,40 +280,86 @@ def args_json_path(results):
 
 
 def check_protocol(results, args):
-    """Refuse to append rows computed with other protocol flags (probe epochs, MINE lr, seed, ...)
-    to a results file that already holds rows, unless --force: one file, one protocol."""
-    path = args_json_path(results)
-    if args.force or not os.path.isfile(path) or not results.done():
-        return
-    with open(path) as f:
-        saved = json.load(f)
+    """Refuse to append rows computed with other protocol flags (probe epochs, MINE lr, seed, ...), or
+    of an unknown protocol (no or a damaged `.args.json`), to a file that holds rows: one file, one protocol.
+
+    With --force such a file is started anew, the old one kept as `<name>.bak`; --force on a file of
+    the same protocol recomputes the selected checkpoints and appends (later rows win).
+    """
+    path, target = args_json_path(results), results.write_path
+    try:
+        has_rows = os.path.isfile(target) and bool(results.read_file(target))
+    except DamagedResultsError:
+        if not args.force:
+            raise
+        return results.start_anew()
+    if not has_rows:
+        return None
+    if not os.path.isfile(path):
+        problem = (f"{target} holds rows but not its protocol record {path} (deleted?), so the flags they "
+                   "were computed with are unknown and new rows could mix two protocols in one curve.")
+        if args.force:
+            return results.start_anew()
+        raise UserError(f"{problem} Restore {os.path.basename(path)}, or pass --force to start the file anew "
+                        f"(the old one is kept as {os.path.basename(target)}.bak).")
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict):
+            raise ValueError("it does not hold a JSON object of flags")
+    except (ValueError, UnicodeDecodeError) as err:
+        if args.force:
+            return results.start_anew()
+        raise UserError(f"the protocol record {path} is damaged ({err}), so the flags the rows of {target} "
+                        f"were computed with are unknown. Restore it, or pass --force to start the results "
+                        f"file anew (both old files are kept as <name>.bak).") from None
     current = plain(vars(args))
     changed = changed_flags(saved, current, SWEEP_FREE_ARGS)
+    if changed and args.force:
+        return results.start_anew()
     if changed:
-        raise UserError(f"{results.write_path} already holds rows computed with other flags: "
+        raise UserError(f"{target} already holds rows computed with other flags: "
                         f"{describe_changes(changed, flags=current)}. Rows of two "
                         "protocols would mix in one curve. Pass the same flags to continue it, or --force to "
-                        "recompute every selected checkpoint with the new ones (later rows replace earlier).")
+                        f"start it anew with the new ones (the old file is kept as {os.path.basename(target)}.bak).")
+    return None
 
 
 def write_args_json(results, args):
-    with open(args_json_path(results), "w") as f:
-        json.dump(plain(vars(args)), f, indent=1, sort_keys=True)
+    text = json.dumps(plain(vars(args)), indent=1, sort_keys=True)
+    atomic_write(args_json_path(results), lambda f: f.write(text.encode()))
 
 
 def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
-    """Evaluate the selected checkpoints of `run_dir`; return the exit status (0, or 1 on failures)."""
+    """Evaluate the selected checkpoints of `run_dir`; return the exit status (0, or 1 on failures).
+
+    Holds the results file's lock throughout, so a second sweep on it waits (--wait) or stops, and
+    reads what is done only once it holds it: every checkpoint is computed once.
+    """
     available = list_checkpoints(run_dir)
     shard = parse_shard(args.shard)
     epochs = select_epochs(available, args.start_epoch, args.skip, args.end_epoch)[shard[0]::shard[1]]
-    done = set() if args.force else results.done()
-    todo = [e for e in epochs if e not in done]
+    with results.lock(wait=getattr(args, "wait", False)):
+        results.repair()
+        check_protocol(results, args)
+        done = set() if args.force else results.done()
+        todo = [e for e in epochs if e not in done]
+        if done & set(epochs):
+            print(f"{label}: {len(done & set(epochs))} checkpoints already in {results.path}; "
+                  f"{len(todo)} to go (--force recomputes)", flush=True)
+        write_args_json(results, args)
+        missing, failed = sweep_checkpoints(args, run_dir, results, evaluate_one, label, available, todo)
+    if missing:
+        print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, missing))}")
+    if failed:
+        print(f"{label}: unreadable checkpoints: " + "; ".join(f"epoch {e}" for e, _ in failed), file=sys.stderr)
+    print(f"{label}: results in {results.write_path}", flush=True)
+    return 1 if failed else 0
+
+
+def sweep_checkpoints(args, run_dir, results, evaluate_one, label, available, todo):
+    """Evaluate and append each epoch of `todo`; returns (missing epochs, [(epoch, error)] of unreadable ones)."""
     missing, failed = [], []
-    if done & set(epochs):
-        print(f"{label}: {len(done & set(epochs))} checkpoints already in {results.path}; "
-              f"{len(todo)} to go (--force recomputes)", flush=True)
-    check_protocol(results, args)
-    write_args_json(results, args)
     board = SweepBoard(args.tb_path, run_dir, results.path)
     for epoch in tqdm(todo, desc=label, disable=args.no_progress, dynamic_ncols=True):
         path = available.get(epoch)
@@ -169,12 +373,12 @@ def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
             failed.append((epoch, str(err)))
             tqdm.write(f"error: {err} Skipped; the sweep goes on.", file=sys.stderr)
             continue
-        results.append({"epoch": epoch, **row})
+        try:
+            results.append({"epoch": epoch, **row})
+        except OSError as err:
+            raise UserError(f"could not append the row of epoch {epoch} to {results.write_path} "
+                            f"({err.strerror or err}). Nothing was lost: the file keeps every row written "
+                            "before, and rerunning the same command computes the rest.") from None
         board.add(epoch, row)
     board.close()
-    if missing:
-        print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, missing))}")
-    if failed:
-        print(f"{label}: unreadable checkpoints: " + "; ".join(f"epoch {e}" for e, _ in failed), file=sys.stderr)
-    print(f"{label}: results in {results.write_path}", flush=True)
-    return 1 if failed else 0
+    return missing, failed

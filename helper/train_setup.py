@@ -9,6 +9,7 @@ from tqdm import tqdm
 from dataset import dataset_names, device_loader_for, eval_loader, get_dataset, get_loader
 from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, main_process_first,
                                 process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
+from helper.flags import FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, number_in
 from helper.loops import evaluate
 from helper.seed import set_seed
 from helper.speed import add_speed_args, gpu_loader_works, prepare_model, resolve_speed_args
@@ -36,22 +37,22 @@ def add_training_args(parser, epochs=200):
     g.add_argument("--data_folder", default="./data", help="root of the data sets (default ./data)")
     g.add_argument("--augment", default="standard", choices=["standard", "none", "auto"],
                    help="training augmentation: standard = crop 32 pad 4 + flip (paper), auto = AutoAugment + Cutout")
-    g.add_argument("--num_workers", type=int, default=default_workers(), help="DataLoader worker processes")
+    g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=default_workers(), help="DataLoader worker processes")
 
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (paper: {epochs})")
     g.add_argument("--batch_size", type=int, default=64,
                    help="batch size per process; under torchrun the global batch is this x processes (paper: 64)")
-    g.add_argument("--learning_rate", type=float, default=0.05, help="initial SGD learning rate (paper: 0.05)")
+    g.add_argument("--learning_rate", type=POSITIVE_FLOAT, default=0.05, help="initial SGD learning rate (paper: 0.05)")
     g.add_argument("--lr_decay_epochs", type=int_list, default=[],
                    help="comma-separated epochs for step decay over the whole run, e.g. 150,180,210 (CRD/ITRD); "
                         "empty = cosine annealing (paper). In train_ctc.py it replaces both cosine phases, "
                         "including stage 2's restart")
-    g.add_argument("--lr_decay_rate", type=float, default=0.1, help="step-decay factor")
-    g.add_argument("--min_lr_scale", type=float, default=0.0,
+    g.add_argument("--lr_decay_rate", type=number_in(float, 0, 1, low_open=True), default=0.1, help="step-decay factor")
+    g.add_argument("--min_lr_scale", type=FRACTION, default=0.0,
                    help="cosine schedule floor, as a fraction of each cosine phase's initial learning rate")
-    g.add_argument("--weight_decay", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper: 0.9)")
+    g.add_argument("--weight_decay", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
+    g.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum, in [0, 1) (paper: 0.9)")
     g.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
 
     g = parser.add_argument_group("run folder and logging")
@@ -59,6 +60,9 @@ def add_training_args(parser, epochs=200):
     g.add_argument("--note", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
     g.add_argument("--trial", default="0", help="trial id, part of the run folder name")
     g.add_argument("--model_path", default="./save/model", help="where run folders are created")
+    g.add_argument("--run_dir", default=None,
+                   help="the run folder itself, instead of <model_path>/<name from the flags>; e.g. to continue a "
+                        "run with a new learning rate: --resume --allow_arg_changes --run_dir <its folder>")
     g.add_argument("--tb_path", default="./save/tensorboard", help="where TensorBoard logs are written")
     g.add_argument("--resume", action="store_true", help="continue the run from its newest state (resume.pth)")
     g.add_argument("--overwrite", action="store_true",
@@ -79,8 +83,8 @@ def check_training_args(args):
     for name in ("epochs", "batch_size", "save_freq"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if args.learning_rate <= 0:
-        raise UserError(f"--learning_rate must be positive, got {args.learning_rate}.")
+    if not 0 < args.learning_rate < float("inf"):           # also refuses NaN
+        raise UserError(f"--learning_rate must be a positive finite number, got {args.learning_rate}.")
 
 
 @contextlib.contextmanager

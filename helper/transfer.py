@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from dataset import DATASETS, eval_loader, get_dataset, get_info, get_loader
-from helper.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_model, model_weights,
-                               model_checkpoint, model_state, save_atomic)
+from helper.checkpoint import (CheckpointError, atomic_write, list_checkpoints, load_checkpoint, load_model,
+                               model_weights, model_checkpoint, model_state, save_atomic)
 from helper.device import get_device
 from helper.errors import UserError
 from helper.features import cached_features, extract_features, file_fingerprint
+from helper.flags import NON_NEGATIVE_INT
 from helper.loops import evaluate, train_one_epoch
 from helper.metrics import parameter_distance_transferability
 from helper.probe import cross_validated_probe, probe_backbone, probe_cached
@@ -35,7 +36,7 @@ def add_feature_args(parser, model_default=None):
                    help="architecture of the checkpoints, checked against the arch they record"
                         + (f" (default {model_default})" if model_default else " (default: what they record)"))
     g.add_argument("--data_folder", default="./data", help="root of the data sets (default ./data)")
-    g.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1),
+    g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=min(8, os.cpu_count() or 1),
                    help="DataLoader worker processes")
     g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
     g.add_argument("--extract_batch", type=int, default=256, help="batch size of feature extraction (default 256)")
@@ -264,13 +265,15 @@ def write_json_entry(path, key, value):
     """Set `key` in the JSON object stored at `path` (created when absent), atomically."""
     data = {}
     if os.path.isfile(path):
-        with open(path) as f:
-            data = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UserError(f"{path} is damaged ({err}); delete it (it only holds per-layer values of the "
+                            "fine-tuning sweep, which the CSV beside it summarises) and run again.") from None
     data[str(key)] = value
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1, sort_keys=True)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json):

@@ -10,7 +10,7 @@ from dataset import DATASETS, DataNotFoundError, dataset_names, get_dataset, get
 from dataset.cifar import read_pickle
 from dataset.small import digits_split_indices
 from helper.errors import UserError
-from tests.fakedata import write_fake_cifar, write_fake_cinic
+from tests.fakedata import trust_fake_cifar, write_fake_cifar, write_fake_cinic
 
 SIZES = {"cifar100": (200, 100), "cifar10": (100, 50), "cinic10": (30, 30),
          "digits_a": (721, 180), "digits_b": (717, 179)}
@@ -24,7 +24,9 @@ def root(tmp_path_factory):
     write_fake_cifar(path, num_classes=100, n_train=200, n_test=100)
     write_fake_cifar(path, num_classes=10, n_train=100, n_test=50)
     write_fake_cinic(path, n_per_class=3)
-    return str(path)
+    with pytest.MonkeyPatch.context() as mp:
+        trust_fake_cifar(mp, str(path))
+        yield str(path)
 
 
 def load(name, root, **kwargs):
@@ -199,3 +201,28 @@ def test_loader_order_follows_seed_and_epoch(root):
     assert loader_order(ds, train=False).tolist() == list(range(len(ds)))
     reverse = list(range(len(ds)))[::-1]
     assert loader_order(ds, train=True, sampler=reverse).tolist() == reverse
+
+
+class _MakesFolder:
+    """Unpickling this calls os.mkdir(path): a stand-in for a planted file that runs code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+def test_planted_cifar_pickle_is_refused_before_it_runs(tmp_path, monkeypatch):
+    import pickle
+    write_fake_cifar(tmp_path, num_classes=100, n_train=20, n_test=10)
+    trust_fake_cifar(monkeypatch, str(tmp_path))                 # the genuine fake files would load
+    marker = str(tmp_path / "created_by_the_pickle")
+    planted = tmp_path / "cifar-100-python" / "train"
+    planted.write_bytes(pickle.dumps(_MakesFolder(marker), protocol=2))
+    with pytest.raises(DataNotFoundError, match="cifar-100-python.train is damaged or is not the published"):
+        get_dataset("cifar100", root=str(tmp_path), download=False)
+    assert not os.path.exists(marker)
+    load("cifar100", str(tmp_path), split="test")               # the untouched file still passes its check
+    pickle.loads(planted.read_bytes())                            # what an unchecked read would have done
+    assert os.path.isdir(marker)

@@ -9,7 +9,7 @@ import mine
 import train_ctc
 import train_vanilla
 import transfer
-from tests.fakedata import write_fake_cifar, write_fake_cinic
+from tests.fakedata import trust_fake_cifar, write_fake_cifar, write_fake_cinic
 from tests.helpers import cli, read_rows
 
 RUN = "resnext32_16x4d_cifar100_lr_0.05_trial_0_vanilla"
@@ -50,10 +50,11 @@ def test_seed_command_parses_as_written(name):
         assert args.iter_num in (10000, 20000) and isinstance(args.iter_num, int) and args.batch_size == 5000
 
 
-def test_cifar100_training_and_cinic10_transfer_in_the_real_formats(in_tmp, capsys):
+def test_cifar100_training_and_cinic10_transfer_in_the_real_formats(in_tmp, capsys, monkeypatch):
     """train_vanilla.py on CIFAR-100 pickles, then transfer.py to CINIC-10 PNG folders (tiny, resnet8)."""
     data = str(in_tmp / "data")
     write_fake_cifar(data, num_classes=100, n_train=200, n_test=100)
+    trust_fake_cifar(monkeypatch, data)
     write_fake_cinic(data, n_per_class=4)
     train = ["--dataset", "cifar100", "--model", "resnet8", "--epochs", "2", "--save_freq", "2", "--data_folder",
              data, "--num_workers", "0", "--no_progress", "--note", "vanilla"]

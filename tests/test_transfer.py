@@ -82,7 +82,9 @@ def test_rows_of_another_protocol_are_not_mixed_into_one_file(fresh, capsys):
                  probe_epochs="2")[0] == 0                                                   # speed flags: free
     assert sweep(fresh, capsys, "--end_epoch", "2", "--force", probe_epochs="3")[0] == 0
     rows = read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv"))
-    assert [r["epoch"] for r in rows] == ["1", "2", "1", "2"]    # --force appends; readers keep an epoch's last row
+    assert [r["epoch"] for r in rows] == ["1", "2"]              # --force with a new protocol starts anew
+    old = read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv.bak"))
+    assert [r["epoch"] for r in old] == ["1", "2"]               # ... keeping the old rows aside
     with open(os.path.join(fresh, "transfer_digits_b_linear.args.json")) as f:
         assert json.load(f)["epoch"] == 3
 

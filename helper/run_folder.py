@@ -1,0 +1,134 @@
+"""Housekeeping of a training run's folder: the epoch log, leftovers of a kill, a write check before any
+epoch, and finding the run a `--resume` meant (docs/run_folder.md says what this guarantees)."""
+import json
+import os
+import shlex
+import sys
+
+import torch
+
+from helper.checkpoint import atomic_write
+from helper.errors import UserError
+
+LOG_FILE = "log.txt"
+RESUME_FILE = "resume.pth"
+TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
+# The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
+RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
+                 "kd_weight"}
+
+
+# ------------------------------------------------------------------ log.txt
+def append_log_line(path, record):
+    """`record` as one complete JSON line appended to `path` in a single write."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_log(run_dir):
+    """The JSON records of `run_dir`/log.txt; a line cut short by a kill mid-write is skipped."""
+    path = os.path.join(run_dir, LOG_FILE)
+    records = []
+    for line in open(path, encoding="utf-8", errors="replace") if os.path.isfile(path) else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def log_lines_through(run_dir, epoch):
+    """(text of the log lines up to `epoch`, number of lines dropped): lines of later epochs (written before
+    a kill, after the resume state) and lines cut short go. Each line carries `epoch` or, for the record of
+    changed flags, `resumed_after_epoch`."""
+    path = os.path.join(run_dir, LOG_FILE)
+    if not os.path.isfile(path):
+        return "", 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if line.endswith("\n") and record.get("epoch", record.get("resumed_after_epoch", 0)) <= epoch:
+            kept.append(line)
+    return "".join(kept), len(lines) - len(kept)
+
+
+# ------------------------------------------------------------------ start-up checks
+def remove_stale_temporaries(run_dir):
+    """Remove the `.tmp_*.pth` files a kill -9 left mid-save; returns their names. Called before this run
+    saves anything, so none of them is in progress."""
+    removed = []
+    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        if name.startswith(TEMP_PREFIX) and name.endswith(".pth"):
+            try:
+                os.remove(os.path.join(run_dir, name))
+                removed.append(name)
+            except OSError:
+                pass                                    # a read-only folder: check_writable reports it
+    return removed
+
+
+def check_writable(folders):
+    """Write (and remove) a small probe checkpoint in each folder, so a read-only folder or a full disk stops
+    the run before any epoch, with nothing trained, changed or lost."""
+    for folder in folders:
+        probe = os.path.join(folder, f"{TEMP_PREFIX}write_check.pth")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            atomic_write(probe, lambda f: torch.save({"write_check": torch.zeros(256)}, f))
+            os.remove(probe)
+        except OSError as err:
+            raise UserError(f"cannot write to {folder} ({err.strerror or err}), so the run cannot save its "
+                            "checkpoints; it stopped before any epoch, and nothing in the folder was changed "
+                            "or lost. Make the folder writable or free space on its disk (or choose another "
+                            "--model_path / --tb_path), then run the same command again.") from None
+
+
+# ------------------------------------------------------------------ finding a run
+def similar_runs(model_root, current, changed):
+    """[(run folder, changed(saved, current))] of the resumable runs under `model_root` of the same script
+    and note as the flags `current`."""
+    found = []
+    for name in sorted(os.listdir(model_root)) if os.path.isdir(model_root) else []:
+        folder = os.path.join(model_root, name)
+        try:
+            with open(os.path.join(folder, "args.json"), encoding="utf-8") as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if (isinstance(saved, dict) and os.path.isfile(os.path.join(folder, RESUME_FILE))
+                and saved.get("note") == current.get("note")
+                and ("stage_two_epoch" in saved) == ("stage_two_epoch" in current)):
+            found.append((folder, changed(saved, current)))
+    return found
+
+
+def continue_command(args, run_dir, learning_rate=None):
+    """The command that continues the run in `run_dir` with this invocation's flags (and `learning_rate`)."""
+    script = "train_ctc.py" if hasattr(args, "stage_two_epoch") else "train_vanilla.py"
+    replaced = {"--resume", "--allow_arg_changes", "--overwrite", "--run_dir"} | (
+        {"--learning_rate"} if learning_rate is not None else set())
+    if os.path.basename(sys.argv[0]) == script:
+        flags, skip = [], False
+        for arg in sys.argv[1:]:
+            name = arg.split("=", 1)[0]
+            if skip:
+                skip = False
+            elif name in replaced:
+                skip = "=" not in arg and name in ("--run_dir", "--learning_rate")
+            else:
+                flags.append(arg)
+        command = ["python", sys.argv[0], *flags]
+    else:
+        command = ["python", script, "<the same flags>"]
+    if learning_rate is not None:
+        command += ["--learning_rate", repr(float(learning_rate))]
+    return shlex.join(command + ["--resume", "--allow_arg_changes", "--run_dir", run_dir]).replace(
+        "'<the same flags>'", "<the same flags>")
