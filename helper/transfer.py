@@ -270,7 +270,10 @@ def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_j
 
 
 def concat_members(run_dir, args):
-    """[(label, path)] of the CAT members: --concat epochs of this run, then --concat_paths files."""
+    """[(label, path)] of the CAT members: --concat epochs of this run, then --concat_paths files.
+
+    A run's snapshots are labelled by epoch, other files by their path; the same file twice is refused.
+    """
     available = list_checkpoints(run_dir)
     members = []
     for epoch in args.concat or []:
@@ -281,23 +284,46 @@ def concat_members(run_dir, args):
     if len(members) < 2:
         raise UserError("concatenation needs at least two checkpoints: pass --concat E1,E2 "
                         "and/or --concat_paths p1,p2.")
+    seen = {}
+    for label, path in members:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UserError(f"the concatenation names {path} twice ({seen[key]} and {label}): the same network "
+                            "twice adds no feature. Pass each checkpoint once.")
+        seen[key] = label
     return members
+
+
+def load_member(label, path, args, device):
+    """(frozen model, checkpoint) of one CAT member.
+
+    Snapshots of the run (labelled by epoch) must be --model; other files (labelled by path) may be
+    any architecture: the one they record, else --model.
+    """
+    arch = args.model
+    if label == path:
+        ckpt = load_checkpoint(path)
+        arch = (ckpt.get("arch") if isinstance(ckpt, dict) else None) or args.model
+    try:
+        model, ckpt = load_model(path, arch=arch, device=device)
+    except CheckpointError as err:
+        raise UserError(f"concatenation member {label}: {err}") from None
+    if getattr(args, "channels_last", False):
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval(), ckpt
 
 
 def concat_probe(members, target, args, device):
     """Linear probe on the concatenated frozen features of several checkpoints (CAT)."""
-    train_parts, eval_parts, accs = [], [], []
-    for _, path in members:
-        model, ckpt = load_source(path, args, device)
+    train_parts, eval_parts = [], []
+    for label, path in members:
+        model, _ = load_member(label, path, args, device)
         train_feats, train_labels = split_features(model, target["train"], path, args, device, "train")
         eval_feats, eval_labels = split_features(model, target["eval"], path, args, device, args.eval_split)
         train_parts.append(train_feats)
         eval_parts.append(eval_feats)
-        accs.append(source_acc(ckpt))
         del model
     train_feats, eval_feats = torch.cat(train_parts, dim=1), torch.cat(eval_parts, dim=1)
     result = probe_cached(train_feats, train_labels, eval_feats, eval_labels,
                           **probe_kwargs(args, target["info"].num_classes, device))
     return {**probe_result(result), "feat_size": train_feats.shape[1]}
-
-

@@ -1,0 +1,178 @@
+"""Rich representations on the digits pair: CAT's three protocols over snapshots and over runs, DISTILLn,
+and mismatched members."""
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import distill_cat
+import transfer
+from helper import rrl
+from helper import transfer as T
+from helper.checkpoint import load_checkpoint, load_model, save_atomic
+from models import create_model
+from tests.helpers import cli, copy_run, read_rows
+
+
+@pytest.fixture
+def fresh(digits_run, tmp_path):
+    return copy_run(digits_run, tmp_path / "run")
+
+
+def cat(run_dir, capsys, *extra, epochs="2"):
+    """transfer.py digits_a -> digits_b on a concatenation; tiny fine-tuning and probe."""
+    argv = ["--ckpt_path", run_dir, "--source_dataset", "digits_a", "--target_dataset", "digits_b",
+            "--model", "resnet8", "--epoch", epochs, "--batch", "128", "--num_workers", "0", "--no_progress",
+            *extra]
+    return cli(transfer.main, transfer.get_args_parser(), argv, capsys)
+
+
+def test_init_cat_trains_every_member_and_equals_a_hand_built_concatenation():
+    torch.manual_seed(0)
+    members = [create_model("resnet8", num_classes=5), create_model("resnet14", num_classes=3)]
+    net = rrl.ConcatNet(members, num_classes=4).eval()
+    images = torch.randn(6, 3, 32, 32)
+    features = torch.cat([members[0].penultimate(images), members[1].penultimate(images)], dim=1)
+    assert net.feat_dim == 64 + 64 and features.shape == (6, 128)
+    torch.testing.assert_close(net(images), features @ net.fc.weight.T + net.fc.bias)
+    net.train()
+    torch.nn.functional.cross_entropy(net(images), torch.tensor([0, 1, 2, 3, 0, 1])).backward()
+    for member in members:
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in member.parameters()
+                   if p is not member.head.weight and p is not member.head.bias)
+        assert member.head.weight.grad is None          # source heads take no part
+
+
+def test_finetune_protocol_writes_a_row_and_moves_every_member(fresh, capsys, monkeypatch):
+    trained = {}
+    original = T.finetune
+
+    def spy(model, *a, **kw):
+        before = [p.detach().clone() for p in model.members.parameters()]
+        out = original(model, *a, **kw)
+        trained["moved"] = [not torch.equal(b, p) for b, p in zip(before, model.members.parameters())]
+        return out
+    monkeypatch.setattr(T, "finetune", spy)
+    code, out, _ = cat(fresh, capsys, "--concat", "1,3", "--mode", "finetune", epochs="1")
+    assert code == 0 and "finetune, feature size 128" in out
+    (row,) = read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))
+    assert row["protocol"] == "finetune" and row["epochs"] == "1;3" and 0 <= float(row["final_acc"]) <= 100
+    convs = [moved for moved, (name, _) in zip(trained["moved"], rrl.ConcatNet(
+        [create_model("resnet8", 5)] * 2).members.named_parameters()) if "conv" in name]
+    assert convs and all(convs)
+
+
+def test_two_stage_fine_tunes_each_member_once_and_probes_the_fine_tuned_weights(fresh, digits_run, tmp_path,
+                                                                                  capsys, monkeypatch):
+    other = copy_run(digits_run, tmp_path / "other_run")          # a second run: members by path
+    other_ckpt = os.path.join(other, "ckpt_epoch_2.pth")
+    tuned = []
+    original_finetune = T.finetune
+    monkeypatch.setattr(T, "finetune", lambda model, *a, **kw: tuned.append(model) or original_finetune(model, *a, **kw))
+    probed = []
+    original_probe = T.concat_probe
+    monkeypatch.setattr(T, "concat_probe", lambda members, *a, **kw: probed.append(members) or original_probe(members, *a, **kw))
+    monkeypatch.setitem(rrl.PROTOCOLS, "linear", T.concat_probe)
+
+    code, out, _ = cat(fresh, capsys, "--concat", "3", "--concat_paths", other_ckpt, "--mode", "two_stage")
+    assert code == 0 and len(tuned) == 2 and out.count("fine-tuned:") == 2
+    ft_own = os.path.join(fresh, "finetuned_digits_b", "ckpt_epoch_3.pth")
+    ft_other = os.path.join(other, "finetuned_digits_b", "ckpt_epoch_2.pth")
+    assert [p for p, _ in probed[-1]] == [ft_own, ft_other]          # the probe reads the fine-tuned files
+    source = load_checkpoint(os.path.join(fresh, "ckpt_epoch_3.pth"))["model"]
+    tuned_state = load_checkpoint(ft_own)["model"]
+    assert not torch.equal(source["conv1.weight"], tuned_state["conv1.weight"])
+    torch.testing.assert_close(tuned_state["conv1.weight"], tuned[0].conv1.weight.detach().cpu())
+    (row,) = read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))
+    assert row["protocol"] == "two_stage" and len(row["members_acc"].split(";")) == 2
+
+    # A rerun fine-tunes nothing and adds no row; adding a member fine-tunes only that member.
+    tuned.clear()
+    code, out, _ = cat(fresh, capsys, "--concat", "3", "--concat_paths", other_ckpt, "--mode", "two_stage")
+    assert code == 0 and not tuned and "already in" in out
+    code, out, _ = cat(fresh, capsys, "--concat", "1,3", "--concat_paths", other_ckpt, "--mode", "two_stage")
+    assert code == 0 and len(tuned) == 1 and out.count("reused:") == 2
+    assert [r["epochs"].count(";") for r in read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))] == [1, 2]
+
+    # Other fine-tuning flags: the saved member is refused, not silently mixed in; --force redoes it.
+    code, _, err = cat(fresh, capsys, "--concat", "1,3", "--mode", "two_stage", "--lr", "0.02")
+    assert code == 2 and "--lr was 0.01, now 0.02" in " ".join(err.split())
+
+
+def test_three_protocols_share_one_file_and_old_files_gain_the_protocol_column(fresh, capsys):
+    concat_csv = os.path.join(fresh, "transfer_digits_b_concat.csv")
+    with open(concat_csv, "w") as f:      # written before the protocol column existed
+        f.write("epochs,paths,feat_size,final_acc,best_acc_on_eval,best_epoch,seconds\n1;2,a;b,128,50,60,1,3.0\n")
+    assert cat(fresh, capsys, "--concat", "1,2", epochs="1")[0] == 0
+    assert cat(fresh, capsys, "--concat", "1,2", "--mode", "finetune", epochs="1")[0] == 0
+    rows = read_rows(concat_csv)
+    assert [r["protocol"] for r in rows] == ["linear", "linear", "finetune"]
+    assert rows[0]["final_acc"] == "50"
+
+
+def test_mismatched_members_are_refused(fresh, capsys, tmp_path):
+    code, _, err = cat(fresh, capsys, "--concat", "1", "--concat_paths", os.path.join(fresh, "ckpt_epoch_1.pth"))
+    assert code == 2 and "twice" in err
+    code, _, err = cat(fresh, capsys, "--concat", "2")
+    assert code == 2 and "at least two" in err
+    code, _, err = cat(fresh, capsys, "--mode", "two_stage")
+    assert code == 2 and "--concat" in err
+    other = str(tmp_path / "resnet14.pth")                            # another architecture: taken as recorded
+    ckpt = load_checkpoint(os.path.join(fresh, "ckpt_epoch_1.pth"))
+    save_atomic({**ckpt, "arch": "resnet14", "model": create_model("resnet14", 5).state_dict()}, other)
+    assert cat(fresh, capsys, "--concat", "1", "--concat_paths", other, epochs="1")[0] == 0
+    assert read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))[0]["feat_size"] == "128"
+    bad = str(tmp_path / "mislabelled.pth")                           # records resnet14, holds resnet8 weights
+    save_atomic({**ckpt, "arch": "resnet14"}, bad)
+    code, _, err = cat(fresh, capsys, "--concat", "1", "--concat_paths", bad, epochs="1")
+    assert code == 2 and "mislabelled.pth" in err and "Traceback" not in err
+
+
+def test_members_that_cannot_take_the_target_images_are_refused(monkeypatch):
+    members = [create_model("resnet8", 5), create_model("resnet8", 5)]
+
+    def wrong_input(x):
+        raise RuntimeError("expected input[2, 3, 32, 32] to have 1 channels")
+    monkeypatch.setattr(members[1], "penultimate", wrong_input)
+    dataset = [(torch.zeros(3, 32, 32), 0)] * 2
+
+    class Named(list):
+        info = type("Info", (), {"name": "digits_b"})
+    with pytest.raises(rrl.UserError, match="member b cannot take digits_b's images"):
+        rrl.check_inputs(members, ["a", "b"], Named(dataset))
+
+
+def distill(tmp_path, capsys, teachers, *extra):
+    argv = ["--dataset", "digits_a", "--model", "resnet8", "--teachers", ",".join(teachers), "--epochs", "3",
+            "--save_freq", "1", "--batch_size", "64", "--num_workers", "0", "--no_progress", "--note", "t",
+            "--model_path", str(tmp_path / "model"), "--tb_path", str(tmp_path / "tb"), *extra]
+    return cli(distill_cat.main, distill_cat.get_args_parser(), argv, capsys)
+
+
+def test_distill_reduces_its_loss_and_its_checkpoints_transfer(digits_run, tmp_path, capsys):
+    teachers = [os.path.join(digits_run, "ckpt_epoch_1.pth"), os.path.join(digits_run, "ckpt_epoch_3.pth")]
+    code, _, _ = distill(tmp_path, capsys, teachers)
+    assert code in (0, None) or hasattr(code, "run_dir")      # main returns the TrainingRun
+    (run_dir,) = [os.path.join(tmp_path, "model", d) for d in os.listdir(tmp_path / "model")]
+    with open(os.path.join(run_dir, "log.txt")) as f:
+        log = [json.loads(line) for line in f]
+    assert log[-1]["train_distill"] < log[0]["train_distill"]
+    model, ckpt = load_model(os.path.join(run_dir, "ckpt_epoch_3.pth"))
+    assert ckpt["arch"] == "resnet8" and set(ckpt["model"]) == set(create_model("resnet8", 5).state_dict())
+    code, out, _ = cli(transfer.main, transfer.get_args_parser(),
+                       ["--ckpt_path", run_dir, "--source_dataset", "digits_a", "--target_dataset", "digits_b",
+                        "--model", "resnet8", "--start_epoch", "3", "--epoch", "2", "--num_workers", "0",
+                        "--no_progress"], capsys)
+    assert code == 0 and "Source Epoch: 3, Target Acc: " in out
+
+
+def test_distill_refuses_teachers_of_other_classes(digits_run, tmp_path, capsys):
+    foreign = str(tmp_path / "foreign.pth")
+    ckpt = load_checkpoint(os.path.join(digits_run, "ckpt_epoch_1.pth"))
+    save_atomic({**ckpt, "dataset": "cifar10", "num_classes": 10,
+                 "model": create_model("resnet8", 10).state_dict()}, foreign)
+    code, _, err = distill(tmp_path, capsys, [os.path.join(digits_run, "ckpt_epoch_1.pth"), foreign])
+    assert code == 2 and "foreign.pth" in err and "cifar10" in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "model")
