@@ -43,11 +43,11 @@ def get_args_parser():
     g.add_argument("--teachers", required=True, metavar="P1,P2,...",
                    help="checkpoint files whose concatenated penultimate features the student learns to "
                         "reproduce (CATn: runs with other seeds, snapshots of one run, other architectures)")
-    g.add_argument("--teacher_model", default=None,
-                   help="architecture of teacher checkpoints that do not record one (original code)")
     g.add_argument("--distill_weight", type=float, default=1.0,
                    help="weight of the feature regression term (default 1.0)")
     g.add_argument("--ce_weight", type=float, default=1.0, help="weight of the cross-entropy (default 1.0)")
+    g.add_argument("--teacher_model", default=None,
+                   help="architecture of teacher checkpoints that do not record one (original code)")
     return parser
 
 
