@@ -182,7 +182,7 @@ def main(args):
         start = time.time()
         model, ckpt = T.load_source(path, args, device)
         if args.mode == "finetune":
-            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json)
+            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json, source_path=path)
         else:
             row = T.linear_probe(model, path, target, args, device)
         row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)

@@ -13,7 +13,6 @@ other architectures). transfer.py transfers it with three protocols, one row eac
 DISTILLn (distill_cat.py) trains one network to reproduce CATn's concatenated features (`CatRegression`).
 """
 import argparse
-import hashlib
 import os
 
 import torch
@@ -77,15 +76,6 @@ def finetune_concat(members, target, args, device):
 
 
 # ------------------------------------------------------------------ two-stage fine-tuning
-def file_sha1(path):
-    """The SHA-1 of a file's bytes: names a source checkpoint wherever the run folder is moved."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def finetuned_path(path, target_dataset):
     """<member's folder>/finetuned_<target>/<member's file name>: where --save_finetuned writes, too."""
     return os.path.join(os.path.dirname(os.path.abspath(path)), f"finetuned_{target_dataset}",
@@ -111,7 +101,7 @@ def finetuned_member(label, path, target, args, device):
     fine-tunes that member again.
     """
     out = finetuned_path(path, args.target_dataset)
-    source_sha1 = file_sha1(path)
+    source_sha1 = T.file_sha1(path)
     if os.path.isfile(out):
         differences = saved_finetune_differences(out, source_sha1, args)
         if not differences:

@@ -5,6 +5,7 @@ Every function takes the parsed `args` of one of the two scripts; the flags it r
 the ones `add_feature_args` (and, for the probe, transfer.py) defines.
 """
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -254,9 +255,19 @@ def write_json_entry(path, key, value):
     os.replace(tmp, path)
 
 
-def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json):
+def file_sha1(path):
+    """The SHA-1 of a file's bytes: names a source checkpoint wherever its run folder is moved."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json, source_path=None):
     """Fine-tune one checkpoint; add param_transferability (mean; None without `init_state`),
-    write the per-layer values to `layers_json` and, with --save_finetuned, the weights."""
+    write the per-layer values to `layers_json` and, with --save_finetuned, the weights (with the
+    SHA-1 of `source_path`, so transfer.py --mode two_stage can reuse them)."""
     source_state = {k: v.detach().clone() for k, v in model_state(model).items()}
     row = probe_result(finetune(model, target, args, device))
     if init_state is not None:
@@ -265,7 +276,8 @@ def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_j
         write_json_entry(layers_json, epoch, scores)
     if args.save_finetuned:
         out = os.path.join(os.path.dirname(layers_json), f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
-        save_atomic(model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args), out)
+        saved = model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args)
+        save_atomic({**saved, "finetuned_from": file_sha1(source_path)} if source_path else saved, out)
     return row
 
 

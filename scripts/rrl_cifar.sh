@@ -4,7 +4,7 @@
 #   1. SEEDS (4) vanilla runs of MODEL on CIFAR-100, seeds 0..SEEDS-1 (trial = seed)
 #   2. every single network: linear probe and fine-tuning on CIFAR-10 (the best one is the baseline)
 #   3. CAT2 (seeds 0,1) and CAT4 (seeds 0..3), each with the three protocols: linear (cat),
-#      finetune ([init]cat), two_stage ([2ft]cat; CAT4 reuses CAT2's fine-tuned members)
+#      finetune ([init]cat), two_stage ([2ft]cat; its first stage reuses the single networks' fine-tuning)
 #   4. DISTILL2 and DISTILL4: one MODEL trained to reproduce CAT2 / CAT4 on CIFAR-100, then
 #      linear probe and fine-tuning on CIFAR-10 like a single network
 # Every step resumes or skips what is done, so the script is safe to re-run. Results:
@@ -30,14 +30,15 @@ TRANSFER=(--source_dataset "$SOURCE" --target_dataset "$TARGET" --model "$MODEL"
 LAST="ckpt_epoch_$EPOCHS.pth"
 run_of() { echo "${MODEL}_${SOURCE}_lr_0.05_trial_$1_rrl"; }
 
-# single RUN: linear probe and fine-tuning of the run's last checkpoint
+# single RUN: linear probe and fine-tuning of the run's last checkpoint; the fine-tuned weights are kept,
+# and two_stage reuses them as the first stage of every CAT that includes the run
 single() {
-  local mode
-  for mode in linear finetune; do
-    # shellcheck disable=SC2086  # EXTRA_SWEEP_ARGS is a list of flags
-    python transfer.py "${TRANSFER[@]}" --ckpt_path "$1" --mode "$mode" --start_epoch "$EPOCHS" \
-        --end_epoch "$EPOCHS" $EXTRA_SWEEP_ARGS
-  done
+  # shellcheck disable=SC2086  # EXTRA_SWEEP_ARGS is a list of flags
+  python transfer.py "${TRANSFER[@]}" --ckpt_path "$1" --mode linear --start_epoch "$EPOCHS" \
+      --end_epoch "$EPOCHS" $EXTRA_SWEEP_ARGS
+  # shellcheck disable=SC2086
+  python transfer.py "${TRANSFER[@]}" --ckpt_path "$1" --mode finetune --start_epoch "$EPOCHS" \
+      --end_epoch "$EPOCHS" --save_finetuned $EXTRA_SWEEP_ARGS
 }
 
 members=()

@@ -74,8 +74,11 @@ def test_two_stage_fine_tunes_each_member_once_and_probes_the_fine_tuned_weights
     monkeypatch.setattr(T, "concat_probe", lambda members, *a, **kw: probed.append(members) or original_probe(members, *a, **kw))
     monkeypatch.setitem(rrl.PROTOCOLS, "linear", T.concat_probe)
 
+    # Epoch 3 fine-tuned by a sweep with --save_finetuned: two_stage's first stage reuses it.
+    code, _, _ = cat(fresh, capsys, "--mode", "finetune", "--save_finetuned", "--start_epoch", "3")
+    assert code == 0 and len(tuned) == 1
     code, out, _ = cat(fresh, capsys, "--concat", "3", "--concat_paths", other_ckpt, "--mode", "two_stage")
-    assert code == 0 and len(tuned) == 2 and out.count("fine-tuned:") == 2
+    assert code == 0 and len(tuned) == 2 and "member 3 reused" in out and out.count("fine-tuned:") == 1
     ft_own = os.path.join(fresh, "finetuned_digits_b", "ckpt_epoch_3.pth")
     ft_other = os.path.join(other, "finetuned_digits_b", "ckpt_epoch_2.pth")
     assert [p for p, _ in probed[-1]] == [ft_own, ft_other]          # the probe reads the fine-tuned files
