@@ -64,7 +64,8 @@ def get_args_parser():
                         "two_stage (with --concat/--concat_paths only): fine-tune each member, then probe")
     g.add_argument("--epoch", type=int, default=30, help="epochs of probe / fine-tuning training (paper: 30)")
     g.add_argument("--lr", type=float, default=None,
-                   help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune)")
+                   help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune "
+                        "and two_stage)")
     g.add_argument("--wd", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--batch", type=int, default=512, help="training batch size (paper: 512)")
     g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
@@ -154,8 +155,9 @@ def upgrade_concat_csv(path):
     if not os.path.isfile(path):
         return
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if rows and "protocol" not in rows[0]:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    if reader.fieldnames and "protocol" not in reader.fieldnames:
         with open(path + ".tmp", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CONCAT_FIELDS, extrasaction="ignore")
             writer.writeheader()
