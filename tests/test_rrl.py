@@ -19,7 +19,7 @@ def fresh(digits_run, tmp_path):
     return copy_run(digits_run, tmp_path / "run")
 
 
-def cat(run_dir, capsys, *extra, epochs="2"):
+def cat(run_dir, capsys, *extra, epochs="1"):
     """transfer.py digits_a -> digits_b on a concatenation; tiny fine-tuning and probe."""
     argv = ["--ckpt_path", run_dir, "--source_dataset", "digits_a", "--target_dataset", "digits_b",
             "--model", "resnet8", "--epoch", epochs, "--batch", "128", "--num_workers", "0", "--no_progress",
