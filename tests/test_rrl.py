@@ -43,7 +43,7 @@ def test_init_cat_trains_every_member_and_equals_a_hand_built_concatenation():
         assert member.head.weight.grad is None          # source heads take no part
 
 
-def test_finetune_protocol_writes_a_row_and_moves_every_member(fresh, capsys, monkeypatch):
+def test_init_cat_protocol_moves_every_member_and_shares_the_concat_file(fresh, capsys, monkeypatch):
     moved = {}
     original = T.finetune
 
@@ -53,9 +53,13 @@ def test_finetune_protocol_writes_a_row_and_moves_every_member(fresh, capsys, mo
         moved.update({name: not torch.equal(before[name], p) for name, p in model.members.named_parameters()})
         return out
     monkeypatch.setattr(T, "finetune", spy)
-    code, out, _ = cat(fresh, capsys, "--concat", "1,3", "--mode", "finetune", epochs="1")
+    concat_csv = os.path.join(fresh, "transfer_digits_b_concat.csv")
+    with open(concat_csv, "w") as f:      # a linear probe's row, written before the protocol column existed
+        f.write("epochs,paths,feat_size,final_acc,best_acc_on_eval,best_epoch,seconds\n1;2,a;b,128,50,60,1,3.0\n")
+    code, out, _ = cat(fresh, capsys, "--concat", "1,3", "--mode", "finetune")
     assert code == 0 and "finetune, feature size 128" in out
-    (row,) = read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))
+    old, row = read_rows(concat_csv)
+    assert old["protocol"] == "linear" and old["final_acc"] == "50" and old["epochs"] == "1;2"
     assert row["protocol"] == "finetune" and row["epochs"] == "1;3" and 0 <= float(row["final_acc"]) <= 100
     for member in ("0.", "1."):                  # every convolution of both members was trained
         convs = [changed for name, changed in moved.items() if name.startswith(member) and "conv" in name]
@@ -102,17 +106,6 @@ def test_two_stage_fine_tunes_each_member_once_and_probes_the_fine_tuned_weights
     assert code == 2 and "--lr was 0.01, now 0.02" in " ".join(err.split())
 
 
-def test_three_protocols_share_one_file_and_old_files_gain_the_protocol_column(fresh, capsys):
-    concat_csv = os.path.join(fresh, "transfer_digits_b_concat.csv")
-    with open(concat_csv, "w") as f:      # written before the protocol column existed
-        f.write("epochs,paths,feat_size,final_acc,best_acc_on_eval,best_epoch,seconds\n1;2,a;b,128,50,60,1,3.0\n")
-    assert cat(fresh, capsys, "--concat", "1,2", epochs="1")[0] == 0
-    assert cat(fresh, capsys, "--concat", "1,2", "--mode", "finetune", epochs="1")[0] == 0
-    rows = read_rows(concat_csv)
-    assert [r["protocol"] for r in rows] == ["linear", "linear", "finetune"]
-    assert rows[0]["final_acc"] == "50"
-
-
 def test_mismatched_members_are_refused(fresh, capsys, tmp_path):
     code, _, err = cat(fresh, capsys, "--concat", "1", "--concat_paths", os.path.join(fresh, "ckpt_epoch_1.pth"))
     assert code == 2 and "twice" in err
@@ -123,11 +116,11 @@ def test_mismatched_members_are_refused(fresh, capsys, tmp_path):
     other = str(tmp_path / "resnet14.pth")                            # another architecture: taken as recorded
     ckpt = load_checkpoint(os.path.join(fresh, "ckpt_epoch_1.pth"))
     save_atomic({**ckpt, "arch": "resnet14", "model": create_model("resnet14", 5).state_dict()}, other)
-    assert cat(fresh, capsys, "--concat", "1", "--concat_paths", other, epochs="1")[0] == 0
+    assert cat(fresh, capsys, "--concat", "1", "--concat_paths", other)[0] == 0
     assert read_rows(os.path.join(fresh, "transfer_digits_b_concat.csv"))[0]["feat_size"] == "128"
     bad = str(tmp_path / "mislabelled.pth")                           # records resnet14, holds resnet8 weights
     save_atomic({**ckpt, "arch": "resnet14"}, bad)
-    code, _, err = cat(fresh, capsys, "--concat", "1", "--concat_paths", bad, epochs="1")
+    code, _, err = cat(fresh, capsys, "--concat", "1", "--concat_paths", bad)
     assert code == 2 and "mislabelled.pth" in err and "Traceback" not in err
 
 
