@@ -48,24 +48,10 @@ class ConcatNet(ImageClassifier):
         return [torch.cat([member.penultimate(x) for member in self.members], dim=1)]
 
 
-def check_inputs(models, labels, dataset):
-    """Refuse a member that cannot take the target's images (another input size or channel count)."""
-    images = torch.stack([dataset[i][0] for i in range(min(2, len(dataset)))])
-    for model, label in zip(models, labels):
-        device = next(model.parameters()).device
-        try:
-            with torch.no_grad():
-                model.eval().penultimate(images.to(device))
-        except RuntimeError as err:
-            raise UserError(f"concatenation member {label} cannot take {dataset.info.name}'s images of shape "
-                            f"{tuple(images.shape[1:])} ({str(err).splitlines()[0]}); every member must accept "
-                            "the target's input size.") from None
-
-
 def load_members(members, target, args, device):
     """The members' models (eval mode, on `device`), checked against the target's input."""
     models = [T.load_member(label, path, args, device)[0] for label, path in members]
-    check_inputs(models, [label for label, _ in members], target["train"])
+    T.check_inputs(models, [label for label, _ in members], target["train"])
     return models
 
 
@@ -110,7 +96,7 @@ def finetuned_member(label, path, target, args, device):
             raise UserError(f"{out} (member {label} fine-tuned on {args.target_dataset}) was made otherwise: "
                             f"{differences}. Pass the same flags to reuse it, or --force to fine-tune it again.")
     model, ckpt = T.load_member(label, path, args, device)
-    check_inputs([model], [label], target["train"])
+    T.check_inputs([model], [label], target["train"])
     row = T.probe_result(T.finetune(model, target, args, device))
     saved = model_checkpoint(model, ckpt.get("epoch") or 0, row["final_acc"], ckpt.get("arch") or args.model,
                              args.target_dataset, args)

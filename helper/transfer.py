@@ -325,11 +325,26 @@ def load_member(label, path, args, device):
     return model.eval(), ckpt
 
 
+def check_inputs(models, labels, dataset):
+    """Refuse a member that cannot take the target's images (another input size or channel count)."""
+    images = torch.stack([dataset[i][0] for i in range(min(2, len(dataset)))])
+    for model, label in zip(models, labels):
+        device = next(model.parameters()).device
+        try:
+            with torch.no_grad():
+                model.eval().penultimate(images.to(device))
+        except RuntimeError as err:
+            raise UserError(f"concatenation member {label} cannot take {dataset.info.name}'s images of shape "
+                            f"{tuple(images.shape[1:])} ({str(err).splitlines()[0]}); every member must accept "
+                            "the target's input size.") from None
+
+
 def concat_probe(members, target, args, device):
     """Linear probe on the concatenated frozen features of several checkpoints (CAT)."""
     train_parts, eval_parts = [], []
     for label, path in members:
         model, _ = load_member(label, path, args, device)
+        check_inputs([model], [label], target["train"])
         train_feats, train_labels = split_features(model, target["train"], path, args, device, "train")
         eval_feats, eval_labels = split_features(model, target["eval"], path, args, device, args.eval_split)
         train_parts.append(train_feats)

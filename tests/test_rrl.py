@@ -10,6 +10,7 @@ import transfer
 from helper import rrl
 from helper import transfer as T
 from helper.checkpoint import load_checkpoint, load_model, save_atomic
+from helper.errors import UserError
 from models import create_model
 from tests.helpers import cli, copy_run, read_rows
 
@@ -134,8 +135,8 @@ def test_members_that_cannot_take_the_target_images_are_refused(monkeypatch):
 
     class Named(list):
         info = type("Info", (), {"name": "digits_b"})
-    with pytest.raises(rrl.UserError, match="member b cannot take digits_b's images"):
-        rrl.check_inputs(members, ["a", "b"], Named(dataset))
+    with pytest.raises(UserError, match="member b cannot take digits_b's images"):
+        T.check_inputs(members, ["a", "b"], Named(dataset))
 
 
 def distill(tmp_path, capsys, teachers, *extra):
