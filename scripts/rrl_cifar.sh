@@ -10,13 +10,13 @@
 # Every step resumes or skips what is done, so the script is safe to re-run. Results:
 # transfer_cifar10_{linear,finetune}.csv in each run folder and transfer_cifar10_concat.csv (column
 # `protocol`) in the seed-0 run folder; docs/rrl.md says how to read them.
-# Environment: MODEL (resnet56) EPOCHS (200) SEEDS (4) DATA_FOLDER (./data) GPU (0)
-# PROBE_EPOCHS (30) EXTRA_TRAIN_ARGS EXTRA_SWEEP_ARGS.
+# Environment: MODEL (resnet56) EPOCHS (200) SEEDS (4) DATA_FOLDER (./data) GPU (0) PROBE_EPOCHS (30)
+# SOURCE (cifar100) TARGET (cifar10) EXTRA_TRAIN_ARGS EXTRA_SWEEP_ARGS.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 MODEL="${MODEL:-resnet56}"
-SOURCE=cifar100
-TARGET=cifar10
+SOURCE="${SOURCE:-cifar100}"
+TARGET="${TARGET:-cifar10}"
 # shellcheck source=pipeline_common.sh
 source "$REPO_ROOT/scripts/pipeline_common.sh"
 SEEDS="${SEEDS:-4}"
