@@ -11,7 +11,12 @@ are extracted once per checkpoint (eval mode, no augmentation) and a new linear 
 trained on them for --epoch epochs (SGD, momentum 0.9, cosine schedule); top-1 accuracy on
 the target's evaluation split is reported. Finetune mode trains every weight and also reports
 the parameter-distance transferability of "Rethinking Two Consensuses of Transferability of
-Pre-trained DNNs". --concat probes the concatenated features of several checkpoints (CAT).
+Pre-trained DNNs". --concat / --concat_paths transfer the concatenation of several checkpoints
+(CATn of "Learning useful representations for shifting tasks and distributions") instead of
+sweeping: --mode linear probes the concatenated frozen features, finetune trains the members side
+by side under one head ([init]cat), two_stage fine-tunes each member alone (saved beside it as
+finetuned_<target>/, reused by later runs) and then probes the concatenation ([2ft]cat); see
+docs/rrl.md.
 
 Results: <run folder>/transfer_<target>_<mode>[_bntrain][_<eval split>].csv (the suffixes only
 for --bn_mode train and a non-default --eval_split), one row per checkpoint, appended as it
@@ -24,6 +29,7 @@ the target's train + eval images, in transfer_<target>_linear[_<eval split>]_cv<
 over folds, with final_acc_std, final_acc_sem and folds.
 """
 import argparse
+import csv
 import os
 import sys
 import time
@@ -31,6 +37,7 @@ import time
 from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
+from helper import rrl
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
 from helper.errors import UserError, run_cli
@@ -40,8 +47,9 @@ from helper.train_setup import int_list
 
 FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"]
 CV_FIELDS = FIELDS + ["final_acc_std", "final_acc_sem", "folds"]
-CONCAT_FIELDS = ["epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"]
-DEFAULT_LR = {"linear": 0.4, "finetune": 0.01}
+CONCAT_FIELDS = ["protocol", "epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch",
+                 "members_acc", "seconds"]
+DEFAULT_LR = {"linear": 0.4, "finetune": 0.01, "two_stage": 0.01}
 
 
 def get_args_parser():
@@ -55,11 +63,13 @@ def get_args_parser():
     g.add_argument("--eval_split", default=None,
                    help="target split to report accuracy on (default: the data set's evaluation split, "
                         "'valid' for cinic10 as in the paper, 'test' for the others)")
-    g.add_argument("--mode", default="linear", choices=["linear", "finetune"],
-                   help="linear: frozen backbone, new linear head (paper); finetune: train every weight")
+    g.add_argument("--mode", default="linear", choices=["linear", "finetune", "two_stage"],
+                   help="linear: frozen backbone, new linear head (paper); finetune: train every weight; "
+                        "two_stage (with --concat/--concat_paths only): fine-tune each member, then probe")
     g.add_argument("--epoch", type=int, default=30, help="epochs of probe / fine-tuning training (paper: 30)")
     g.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
-                   help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune)")
+                   help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune "
+                        "and two_stage)")
     g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--batch", type=int, default=512, help="training batch size (paper: 512)")
     g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
@@ -75,10 +85,13 @@ def get_args_parser():
     g.add_argument("--save_finetuned", action="store_true",
                    help="finetune mode: write the fine-tuned weights to <run folder>/finetuned_<target>/ckpt_epoch_<E>.pth")
     g.add_argument("--concat", type=int_list, default=None, metavar="E1,E2,...",
-                   help="instead of a sweep, linear-probe the concatenated frozen features of these checkpoint "
-                        "epochs of the run (CAT, Zhang & Bottou 2023); one row in transfer_<target>_concat.csv")
+                   help="instead of a sweep, transfer the concatenation of these checkpoint epochs of the run "
+                        "(CAT, Zhang & Bottou 2023) with --mode; one row in transfer_<target>_concat.csv")
     g.add_argument("--concat_paths", default=None, metavar="P1,P2,...",
-                   help="checkpoint files (e.g. of other runs of --model) to add to the concatenation")
+                   help="checkpoint files (other runs, any architecture of the zoo) to add to the concatenation")
+    g.add_argument("--probe_lr", type=float, default=0.4,
+                   help="--mode two_stage: learning rate of the final linear probe on the fine-tuned members "
+                        "(default 0.4, the linear probe's)")
     return parser
 
 
@@ -91,8 +104,9 @@ def check_args(args):
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}.")
-    if (args.concat or args.concat_paths) and args.mode != "linear":
-        raise UserError("--concat and --concat_paths probe frozen features: use them with --mode linear.")
+    if args.mode == "two_stage" and not (args.concat or args.concat_paths):
+        raise UserError("--mode two_stage fine-tunes the members of a concatenation: pass --concat E1,E2 "
+                        "and/or --concat_paths p1,p2 (a single checkpoint is --mode finetune).")
     if args.bn_mode == "train" and (args.concat or args.concat_paths):
         raise UserError("--concat needs cached features, so it only works with --bn_mode eval.")
     if args.cv is not None and (args.cv < 2 or args.mode != "linear" or args.bn_mode != "eval"
@@ -107,7 +121,7 @@ def load_target(args):
     info = DATASETS[args.target_dataset]
     target = {"info": info, "train": T.load_split(args.target_dataset, info.train_split, args),
               "eval": T.load_split(args.target_dataset, args.eval_split, args)}
-    if args.mode == "finetune":
+    if args.mode in ("finetune", "two_stage"):
         target["train_aug"] = T.load_split(args.target_dataset, info.train_split, args, augment="standard")
     return target
 
@@ -133,22 +147,41 @@ def report(head, row):
 
 
 def run_concat(args, run_dir, target, device):
-    """One CAT evaluation: one row appended to <run folder>/transfer_<target>_concat.csv."""
+    """One CAT evaluation with --mode's protocol: one row appended to <run folder>/transfer_<target>_concat.csv."""
     members = T.concat_members(run_dir, args)
     results = ResultsCSV(os.path.join(run_dir, f"transfer_{args.target_dataset}_concat.csv"), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
+        upgrade_concat_csv(results.path)
         results.repair()
-        if not args.force and any(row["paths"] == paths for row in results.all_rows()):
-            print(f"concat: these checkpoints are already in {results.path} (--force recomputes)")
+        if not args.force and any(row["paths"] == paths and row["protocol"] == args.mode
+                                  for row in results.all_rows()):
+            print(f"concat: these checkpoints are already in {results.path} with --mode {args.mode} "
+                  "(--force recomputes)")
             return 0
         start = time.time()
-        row = T.concat_probe(members, target, args, device)
-        row.update(epochs=";".join(label for label, _ in members), paths=paths, seconds=time.time() - start)
+        row = rrl.PROTOCOLS[args.mode](members, target, args, device)
+        row.update(protocol=args.mode, epochs=";".join(label for label, _ in members), paths=paths,
+                   seconds=time.time() - start)
         results.append(row)
-    report(f"Concat {row['epochs']} (feature size {row['feat_size']})", row)
+    report(f"Concat {row['epochs']} ({args.mode}, feature size {row['feat_size']})", row)
     print(f"concat: results in {results.path}")
     return 0
+
+
+def upgrade_concat_csv(path):
+    """Give a concat file written before the protocol column its column (its rows are linear probes)."""
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    if reader.fieldnames and "protocol" not in reader.fieldnames:
+        with open(path + ".tmp", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CONCAT_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows({**row, "protocol": "linear"} for row in rows)
+        os.replace(path + ".tmp", path)
 
 
 def main(args):
@@ -171,7 +204,7 @@ def main(args):
         start = time.time()
         model, ckpt = T.load_source(path, args, device)
         if args.mode == "finetune":
-            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json)
+            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json, source_path=path)
         else:
             row = T.linear_probe(model, path, target, args, device)
         row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)

@@ -5,6 +5,7 @@ Every function takes the parsed `args` of one of the two scripts; the flags it r
 the ones `add_feature_args` (and, for the probe, transfer.py) defines.
 """
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -276,9 +277,19 @@ def write_json_entry(path, key, value):
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json):
+def file_sha1(path):
+    """The SHA-1 of a file's bytes: names a source checkpoint wherever its run folder is moved."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json, source_path=None):
     """Fine-tune one checkpoint; add param_transferability (mean; None without `init_state`),
-    write the per-layer values to `layers_json` and, with --save_finetuned, the weights."""
+    write the per-layer values to `layers_json` and, with --save_finetuned, the weights (with the
+    SHA-1 of `source_path`, so transfer.py --mode two_stage can reuse them)."""
     source_state = {k: v.detach().clone() for k, v in model_state(model).items()}
     row = probe_result(finetune(model, target, args, device))
     if init_state is not None:
@@ -287,12 +298,16 @@ def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_j
         write_json_entry(layers_json, epoch, scores)
     if args.save_finetuned:
         out = os.path.join(os.path.dirname(layers_json), f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
-        save_atomic(model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args), out)
+        saved = model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args)
+        save_atomic({**saved, "finetuned_from": file_sha1(source_path)} if source_path else saved, out)
     return row
 
 
 def concat_members(run_dir, args):
-    """[(label, path)] of the CAT members: --concat epochs of this run, then --concat_paths files."""
+    """[(label, path)] of the CAT members: --concat epochs of this run, then --concat_paths files.
+
+    A run's snapshots are labelled by epoch, other files by their path; the same file twice is refused.
+    """
     available = list_checkpoints(run_dir)
     members = []
     for epoch in args.concat or []:
@@ -303,23 +318,61 @@ def concat_members(run_dir, args):
     if len(members) < 2:
         raise UserError("concatenation needs at least two checkpoints: pass --concat E1,E2 "
                         "and/or --concat_paths p1,p2.")
+    seen = {}
+    for label, path in members:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UserError(f"the concatenation names {path} twice ({seen[key]} and {label}): the same network "
+                            "twice adds no feature. Pass each checkpoint once.")
+        seen[key] = label
     return members
+
+
+def load_member(label, path, args, device):
+    """(frozen model, checkpoint) of one CAT member.
+
+    Snapshots of the run (labelled by epoch) must be --model; other files (labelled by path) may be
+    any architecture: the one they record, else --model.
+    """
+    arch = args.model
+    if label == path:
+        ckpt = load_checkpoint(path)
+        arch = (ckpt.get("arch") if isinstance(ckpt, dict) else None) or args.model
+    try:
+        model, ckpt = load_model(path, arch=arch, device=device)
+    except CheckpointError as err:
+        raise UserError(f"concatenation member {label}: {err}") from None
+    if getattr(args, "channels_last", False):
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval(), ckpt
+
+
+def check_inputs(models, labels, dataset):
+    """Refuse a member that cannot take the target's images (another input size or channel count)."""
+    images = torch.stack([dataset[i][0] for i in range(min(2, len(dataset)))])
+    for model, label in zip(models, labels):
+        device = next(model.parameters()).device
+        try:
+            with torch.no_grad():
+                model.eval().penultimate(images.to(device))
+        except RuntimeError as err:
+            raise UserError(f"concatenation member {label} cannot take {dataset.info.name}'s images of shape "
+                            f"{tuple(images.shape[1:])} ({str(err).splitlines()[0]}); every member must accept "
+                            "the target's input size.") from None
 
 
 def concat_probe(members, target, args, device):
     """Linear probe on the concatenated frozen features of several checkpoints (CAT)."""
-    train_parts, eval_parts, accs = [], [], []
-    for _, path in members:
-        model, ckpt = load_source(path, args, device)
+    train_parts, eval_parts = [], []
+    for label, path in members:
+        model, _ = load_member(label, path, args, device)
+        check_inputs([model], [label], target["train"])
         train_feats, train_labels = split_features(model, target["train"], path, args, device, "train")
         eval_feats, eval_labels = split_features(model, target["eval"], path, args, device, args.eval_split)
         train_parts.append(train_feats)
         eval_parts.append(eval_feats)
-        accs.append(source_acc(ckpt))
         del model
     train_feats, eval_feats = torch.cat(train_parts, dim=1), torch.cat(eval_parts, dim=1)
     result = probe_cached(train_feats, train_labels, eval_feats, eval_labels,
                           **probe_kwargs(args, target["info"].num_classes, device))
     return {**probe_result(result), "feat_size": train_feats.shape[1]}
-
-
