@@ -230,7 +230,8 @@ def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_e
         set_lr(optimizer, lr)
         try:
             train = train_one_epoch(run.model, loader_for(epoch), optimizer, compute_loss, device, epoch,
-                                    progress=progress and run.main, amp=bool(getattr(args, "amp", False)))
+                                    progress=progress and run.main, amp=bool(getattr(args, "amp", False)),
+                                    print_freq=getattr(args, "print_freq", 0) if run.main else 0)
         except NonFiniteLossError as err:
             raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
                             f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "
