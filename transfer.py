@@ -31,6 +31,7 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
+from helper.cli import HelpFormatter, NoEffectFlag
 from helper.errors import UserError, run_cli
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 from helper.train_setup import int_list
@@ -41,7 +42,7 @@ DEFAULT_LR = {"linear": 0.4, "finetune": 0.01}
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_sweep_args(parser, start_epoch=2, skip=2)
     T.add_feature_args(parser, model_default="resnext32_16x4d")
     g = parser.add_argument_group("transfer")
@@ -53,11 +54,13 @@ def get_args_parser():
                         "'valid' for cinic10 as in the paper, 'test' for the others)")
     g.add_argument("--mode", default="linear", choices=["linear", "finetune"],
                    help="linear: frozen backbone, new linear head (paper); finetune: train every weight")
-    g.add_argument("--epoch", type=int, default=30, help="epochs of probe / fine-tuning training (paper: 30)")
+    g.add_argument("--epoch", "--epochs", type=int, default=30,
+                   help="epochs of probe / fine-tuning training (paper: 30; seed 002's fine-tuning: 100)")
     g.add_argument("--lr", type=float, default=None,
                    help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune)")
-    g.add_argument("--wd", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4)")
-    g.add_argument("--batch", type=int, default=512, help="training batch size (paper: 512)")
+    g.add_argument("--wd", type=float, default=5e-4, help="SGD weight decay (paper: 5e-4; seed 002's fine-tuning: 1e-4)")
+    g.add_argument("--batch", "--batch_size", type=int, default=512,
+                   help="training batch size (paper: 512; seed 002's fine-tuning: 18)")
     g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
                    help="linear mode only. eval (default): BatchNorm frozen, features extracted once per "
                         "checkpoint and cached. train: reproduces the original code, which ran the backbone "
@@ -70,6 +73,9 @@ def get_args_parser():
                         "epochs of the run (CAT, Zhang & Bottou 2023); one row in transfer_<target>_concat.csv")
     g.add_argument("--concat_paths", default=None, metavar="P1,P2,...",
                    help="checkpoint files (e.g. of other runs of --model) to add to the concatenation")
+    g.add_argument("--name", action=NoEffectFlag,
+                   reason="results are named after the target and protocol (transfer_<target>_<mode>...csv)",
+                   help="the original's experiment name; accepted and ignored")
     return parser
 
 
