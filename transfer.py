@@ -19,7 +19,9 @@ finishes; a rerun skips the checkpoints already there (--force recomputes). Colu
 final_acc (after the last probe epoch: the honest number), best_acc_on_eval (best over the
 probe epochs, chosen on the evaluation split itself, which is what the original printed: an
 optimistic number), best_epoch (1-based), source_acc (source test accuracy the checkpoint
-records), param_transferability (finetune only), seconds.
+records), param_transferability (finetune only: the mean over residual blocks of the
+parameter-distance transferability, docs/param_transferability.md), seconds,
+param_transferability_blocks (finetune only: JSON {block: value}).
 """
 import argparse
 import os
@@ -36,7 +38,8 @@ from helper.errors import UserError, run_cli
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 from helper.train_setup import int_list
 
-FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"]
+FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
+          "param_transferability_blocks"]   # last, so rows still line up under an older file's header
 CONCAT_FIELDS = ["epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"]
 DEFAULT_LR = {"linear": 0.4, "finetune": 0.01}
 
@@ -152,14 +155,13 @@ def main(args):
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         T.warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     results = ResultsCSV(os.path.join(run_dir, results_name(args)), FIELDS, parse_shard(args.shard))
-    layers_json = os.path.splitext(results.write_path)[0] + ".layers.json"
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):
         start = time.time()
         model, ckpt = T.load_source(path, args, device)
         if args.mode == "finetune":
-            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json)
+            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, run_dir)
         else:
             row = T.linear_probe(model, path, target, args, device)
         row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)

@@ -236,35 +236,23 @@ def load_init_state(run_dir):
 
 
 def param_transferability(init_state, source_state, model):
-    """Per-layer T of "Rethinking Two Consensuses of Transferability" between init, source and fine-tuned."""
+    """Per-block T of "Rethinking Two Consensuses of Transferability" between init, source and fine-tuned."""
     return parameter_distance_transferability(init_state, source_state, model_state(model),
                                               exclude=(model.head_attr + ".",))
 
 
-def write_json_entry(path, key, value):
-    """Set `key` in the JSON object stored at `path` (created when absent), atomically."""
-    data = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            data = json.load(f)
-    data[str(key)] = value
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json):
-    """Fine-tune one checkpoint; add param_transferability (mean; None without `init_state`),
-    write the per-layer values to `layers_json` and, with --save_finetuned, the weights."""
+def finetune_checkpoint(model, epoch, init_state, target, args, device, run_dir):
+    """Fine-tune one checkpoint; add param_transferability (the mean over blocks) and
+    param_transferability_blocks (JSON {block: T}), both None without `init_state`, and
+    with --save_finetuned write the fine-tuned weights."""
     source_state = {k: v.detach().clone() for k, v in model_state(model).items()}
     row = probe_result(finetune(model, target, args, device))
     if init_state is not None:
         scores = param_transferability(init_state, source_state, model)
         row["param_transferability"] = scores["mean"]
-        write_json_entry(layers_json, epoch, scores)
+        row["param_transferability_blocks"] = json.dumps(scores["blocks"])
     if args.save_finetuned:
-        out = os.path.join(os.path.dirname(layers_json), f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
+        out = os.path.join(run_dir, f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
         save_atomic(model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args), out)
     return row
 
