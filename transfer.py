@@ -11,7 +11,8 @@ are extracted once per checkpoint (eval mode, no augmentation) and a new linear 
 trained on them for --epoch epochs (SGD, momentum 0.9, cosine schedule); top-1 accuracy on
 the target's evaluation split is reported. Finetune mode trains every weight and also reports
 the parameter-distance transferability of "Rethinking Two Consensuses of Transferability of
-Pre-trained DNNs". --concat probes the concatenated features of several checkpoints (CAT).
+Pre-trained DNNs" (docs/param_transferability.md; that paper's fine-tuning: --mode finetune --epochs 100
+--batch_size 18 --lr 0.01 --wd 1e-4). --concat probes the concatenated features of several checkpoints (CAT).
 
 Results: <run folder>/transfer_<target>_<mode>[_bntrain][_<eval split>].csv (the suffixes only
 for --bn_mode train and a non-default --eval_split), one row per checkpoint, appended as it

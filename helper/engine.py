@@ -37,13 +37,17 @@ RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_w
                     "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn"}
 
 
+# Flags added after runs were already written, with the value those runs had.
+LEGACY_ARGS = {"warmup_epochs": 0}
+
+
 def changed_args(saved, current):
     """{flag: (saved, current)} for the flags whose change would alter a resumed run's trajectory.
 
     --epochs may grow under step decay (--lr_decay_epochs), whose learning rates do not
     depend on the run length; under cosine annealing it reshapes the whole schedule.
     """
-    return changed_flags(saved, current, RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set()))
+    return changed_flags({**LEGACY_ARGS, **saved}, current, RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set()))
 
 
 class TrainingRun:

@@ -13,7 +13,7 @@ import train_vanilla
 from dataset import DeviceLoader, get_dataset
 from dataset.variants import ArrayDataset
 from helper.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
-from helper.engine import TrainingRun
+from helper.engine import TrainingRun, changed_args
 from helper.schedule import make_lr_schedule, resolve_warmup
 from helper.train_setup import val_loader, validation
 from models import create_model
@@ -240,6 +240,14 @@ def test_resume_with_changed_flags_is_refused_unless_allowed(in_tmp, monkeypatch
     done = run(["--epochs", "2", "--resume", "--allow_arg_changes", "--num_workers", "0"])
     log = [json.loads(line) for line in open(os.path.join(done.run_dir, "log.txt"))]
     assert log[1]["changed_args"] == {"epochs": [3, 2]} and [r.get("epoch") for r in log] == [1, None, 2]
+
+
+def test_runs_from_before_warmup_existed_resume_with_zero_warmup():
+    """An args.json without warmup_epochs had none: only an explicit 0 continues it unchanged."""
+    saved = {"epochs": 200, "min_lr_scale": 0.0}
+    assert changed_args(saved, {"epochs": 200, "min_lr_scale": 0.0, "warmup_epochs": 0}) == {}
+    assert changed_args(saved, {"epochs": 200, "min_lr_scale": 0.1, "warmup_epochs": 5}) == {
+        "min_lr_scale": (0.0, 0.1), "warmup_epochs": (0, 5)}
 
 
 def test_overwrite_removes_the_previous_run(in_tmp):
