@@ -1,5 +1,5 @@
 """Command-line conventions shared by the scripts: `--help` that shows every default, and the
-original code's flags, accepted with their original meaning (docs/original_flags.md)."""
+original code's flags, accepted with their original meaning (docs/original_command_lines.md)."""
 import argparse
 import sys
 

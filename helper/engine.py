@@ -34,7 +34,8 @@ from helper.seed import rng_state, set_rng_state
 RESUME_FILE = "resume.pth"
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
-                    "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn"}
+                    "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn",
+                    "print_freq"}
 
 
 # Flags added after runs were already written, with the value those runs had.
