@@ -48,7 +48,8 @@ def changed_args(saved, current):
     --epochs may grow under step decay (--lr_decay_epochs), whose learning rates do not
     depend on the run length; under cosine annealing it reshapes the whole schedule.
     """
-    return changed_flags({**LEGACY_ARGS, **saved}, current, RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set()))
+    free = RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set())
+    return changed_flags({**LEGACY_ARGS, **saved}, current, free)
 
 
 class TrainingRun:

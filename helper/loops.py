@@ -78,8 +78,9 @@ def train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progr
         meter.update(loss, logits, targets, terms)
         recent.append(loss.detach())
         if print_freq and step % print_freq == 0:
-            tqdm.write(f"Epoch: [{epoch}][{step}/{len(loader)}]\tLoss {loss.item():.4f} "
-                       f"({meter.loss.item() / meter.count:.4f})\tAcc@1 {100.0 * meter.correct.item() / meter.count:.3f}")
+            mean_loss, mean_acc = meter.loss.item() / meter.count, 100.0 * meter.correct.item() / meter.count
+            tqdm.write(f"Epoch: [{epoch}][{step}/{len(loader)}]\tLoss {loss.item():.4f} ({mean_loss:.4f})"
+                       f"\tAcc@1 {mean_acc:.3f}")
         if step % sync_every == 0 or step == len(loader):
             _check_finite(recent, epoch, step)
             recent = []
