@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from dataset import DATASETS, build_transform, get_loader
 from dataset.device_loader import DeviceLoader
 from dataset.variants import ArrayDataset
+from helper.cli import HelpFormatter
 from helper.device import get_device
 from helper.errors import UserError, run_cli
 from helper.speed import (add_speed_args, autocast, describe, device_name, prepare_model, resolve_speed_args,
@@ -278,7 +279,7 @@ def default_json_path(record):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (resnet8 for ctc/probe, 3 training steps, small MINE): minutes on a CPU")
     parser.add_argument("--only", nargs="+", default=list(BENCHES), metavar="NAME",

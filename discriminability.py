@@ -19,6 +19,7 @@ import time
 from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
+from helper.cli import HelpFormatter
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
 from helper.errors import UserError, run_cli
@@ -29,7 +30,7 @@ FIELDS = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds"]
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_sweep_args(parser, start_epoch=2, skip=2)
     T.add_feature_args(parser, model_default=None)
     g = parser.add_argument_group("discriminability")

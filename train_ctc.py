@@ -26,6 +26,7 @@ embeddings of the whole global batch, identical on every rank.
 """
 import argparse
 
+from helper.cli import HelpFormatter
 from helper.ctc import CTCData, CTCObjective, check_ctc_args, load_teacher
 from helper.engine import TrainingRun, fit
 from helper.errors import run_cli
@@ -35,8 +36,8 @@ from helper.train_setup import (add_training_args, build_model, format_float, lo
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_training_args(parser, epochs=300)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_training_args(parser, epochs=300)   # no warm-up, floor 0: the original train_ctc.py
 
     g = parser.add_argument_group("CTC stages")
     g.add_argument("-a", "--alpha", type=float, default=0.1,

@@ -13,6 +13,7 @@ import argparse
 
 import torch.nn.functional as F
 
+from helper.cli import HelpFormatter
 from helper.engine import TrainingRun, fit
 from helper.errors import run_cli
 from helper.schedule import make_lr_schedule
@@ -20,9 +21,13 @@ from helper.train_setup import (add_training_args, build_model, build_sgd, forma
                                 start_training, train_loader_for, validation)
 
 
+# The original train_vanilla.py's cosine: 5 warm-up epochs, annealed to 0.1 x learning_rate.
+WARMUP_EPOCHS, MIN_LR_SCALE = 5, 0.1
+
+
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_training_args(parser, epochs=200)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    return add_training_args(parser, epochs=200, warmup_epochs=WARMUP_EPOCHS, min_lr_scale=MIN_LR_SCALE)
 
 
 def run_name(args):
@@ -31,7 +36,7 @@ def run_name(args):
 
 
 def main(args):
-    with start_training(args) as env:
+    with start_training(args, cosine_warmup=WARMUP_EPOCHS) as env:
         device = env.device
         train_set, val_set = load_source_data(args, device)
         model = build_model(args, train_set.num_classes, device)

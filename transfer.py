@@ -16,7 +16,8 @@ Pre-trained DNNs". --concat / --concat_paths transfer the concatenation of sever
 sweeping: --mode linear probes the concatenated frozen features, finetune trains the members side
 by side under one head ([init]cat), two_stage fine-tunes each member alone (saved beside it as
 finetuned_<target>/, reused by later runs) and then probes the concatenation ([2ft]cat); see
-docs/rrl.md.
+docs/rrl.md. Seed 002's fine-tuning protocol (docs/param_transferability.md):
+--mode finetune --epochs 100 --batch_size 18 --lr 0.01 --wd 1e-4.
 
 Results: <run folder>/transfer_<target>_<mode>[_bntrain][_<eval split>].csv (the suffixes only
 for --bn_mode train and a non-default --eval_split), one row per checkpoint, appended as it
@@ -24,7 +25,9 @@ finishes; a rerun skips the checkpoints already there (--force recomputes). Colu
 final_acc (after the last probe epoch: the honest number), best_acc_on_eval (best over the
 probe epochs, chosen on the evaluation split itself, which is what the original printed: an
 optimistic number), best_epoch (1-based), source_acc (source test accuracy the checkpoint
-records), param_transferability (finetune only), seconds. --cv K (small targets): a K-fold probe over
+records), param_transferability (finetune only: the mean over residual blocks of the
+parameter-distance transferability, docs/param_transferability.md), seconds,
+param_transferability_blocks (finetune only: JSON {block: value}). --cv K (small targets): a K-fold probe over
 the target's train + eval images, in transfer_<target>_linear[_<eval split>]_cv<K>.csv, final_acc the mean
 over folds, with final_acc_std, final_acc_sem and folds.
 """
@@ -40,12 +43,14 @@ from dataset import DATASETS, dataset_names
 from helper import rrl
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
+from helper.cli import HelpFormatter, NoEffectFlag
 from helper.errors import UserError, run_cli
 from helper.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 from helper.train_setup import int_list
 
-FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"]
+FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
+          "param_transferability_blocks"]   # last, so rows still line up under an older file's header
 CV_FIELDS = FIELDS + ["final_acc_std", "final_acc_sem", "folds"]
 CONCAT_FIELDS = ["protocol", "epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch",
                  "members_acc", "seconds"]
@@ -53,7 +58,7 @@ DEFAULT_LR = {"linear": 0.4, "finetune": 0.01, "two_stage": 0.01}
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_sweep_args(parser, start_epoch=2, skip=2)
     T.add_feature_args(parser, model_default="resnext32_16x4d")
     g = parser.add_argument_group("transfer")
@@ -66,12 +71,15 @@ def get_args_parser():
     g.add_argument("--mode", default="linear", choices=["linear", "finetune", "two_stage"],
                    help="linear: frozen backbone, new linear head (paper); finetune: train every weight; "
                         "two_stage (with --concat/--concat_paths only): fine-tune each member, then probe")
-    g.add_argument("--epoch", type=int, default=30, help="epochs of probe / fine-tuning training (paper: 30)")
+    g.add_argument("--epoch", "--epochs", type=int, default=30,
+                   help="epochs of probe / fine-tuning training (paper: 30; seed 002's fine-tuning: 100)")
     g.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
                    help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune "
                         "and two_stage)")
-    g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
-    g.add_argument("--batch", type=int, default=512, help="training batch size (paper: 512)")
+    g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=5e-4,
+                   help="SGD weight decay (paper: 5e-4; seed 002's fine-tuning: 1e-4)")
+    g.add_argument("--batch", "--batch_size", type=int, default=512,
+                   help="training batch size (paper: 512; seed 002's fine-tuning: 18)")
     g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
                    help="linear mode only. eval (default): BatchNorm frozen, features extracted once per "
                         "checkpoint and cached. train: reproduces the original code, which ran the backbone "
@@ -92,6 +100,9 @@ def get_args_parser():
     g.add_argument("--probe_lr", type=float, default=0.4,
                    help="--mode two_stage: learning rate of the final linear probe on the fine-tuned members "
                         "(default 0.4, the linear probe's)")
+    g.add_argument("--name", action=NoEffectFlag,
+                   reason="results are named after the target and protocol (transfer_<target>_<mode>...csv)",
+                   help="the original's experiment name; accepted and ignored")
     return parser
 
 
@@ -197,14 +208,13 @@ def main(args):
         T.warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     results = ResultsCSV(os.path.join(run_dir, results_name(args)), CV_FIELDS if args.cv else FIELDS,
                          parse_shard(args.shard))
-    layers_json = os.path.splitext(results.write_path)[0] + ".layers.json"
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):
         start = time.time()
         model, ckpt = T.load_source(path, args, device)
         if args.mode == "finetune":
-            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json, source_path=path)
+            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, run_dir, source_path=path)
         else:
             row = T.linear_probe(model, path, target, args, device)
         row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)

@@ -44,7 +44,11 @@ from helper.seed import rng_state, set_rng_state
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
                     "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn",
-                    "run_dir"}
+                    "run_dir", "print_freq"}
+
+
+# Flags added after runs were already written, with the value those runs had.
+LEGACY_ARGS = {"warmup_epochs": 0}
 
 
 def changed_args(saved, current):
@@ -53,7 +57,8 @@ def changed_args(saved, current):
     --epochs may grow under step decay (--lr_decay_epochs), whose learning rates do not
     depend on the run length; under cosine annealing it reshapes the whole schedule.
     """
-    return changed_flags(saved, current, RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set()))
+    free = RESUME_FREE_ARGS | ({"epochs"} if current.get("lr_decay_epochs") else set())
+    return changed_flags({**LEGACY_ARGS, **saved}, current, free)
 
 
 class TrainingRun:
@@ -347,7 +352,8 @@ def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_e
         set_lr(optimizer, lr)
         try:
             train = train_one_epoch(run.model, loader_for(epoch), optimizer, compute_loss, device, epoch,
-                                    progress=progress and run.main, amp=bool(getattr(args, "amp", False)))
+                                    progress=progress and run.main, amp=bool(getattr(args, "amp", False)),
+                                    print_freq=getattr(args, "print_freq", 0) if run.main else 0)
         except NonFiniteLossError as err:
             raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
                             f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "

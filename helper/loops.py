@@ -54,14 +54,15 @@ class EpochMeter:
 
 
 def train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progress=True, sync_every=50,
-                    amp=False):
+                    amp=False, print_freq=0):
     """One pass over `loader`; `compute_loss(batch) -> (loss, logits, targets, terms)`.
 
     `batch` is the loader's tuple moved to `device`; `terms` is a dict of extra
     scalar losses to report (e.g. the contrastive term). Raises
     `NonFiniteLossError` naming the first bad step; the caller keeps the last
     good checkpoint. `amp`: forward and loss under bf16 autocast (CUDA), which
-    needs no gradient scaling.
+    needs no gradient scaling. `print_freq` > 0: one line every that many steps, as the
+    original printed (each costs a host synchronisation).
     """
     model.train()
     meter = EpochMeter(device)
@@ -76,6 +77,10 @@ def train_one_epoch(model, loader, optimizer, compute_loss, device, epoch, progr
         optimizer.step()
         meter.update(loss, logits, targets, terms)
         recent.append(loss.detach())
+        if print_freq and step % print_freq == 0:
+            mean_loss, mean_acc = meter.loss.item() / meter.count, 100.0 * meter.correct.item() / meter.count
+            tqdm.write(f"Epoch: [{epoch}][{step}/{len(loader)}]\tLoss {loss.item():.4f} ({mean_loss:.4f})"
+                       f"\tAcc@1 {mean_acc:.3f}")
         if step % sync_every == 0 or step == len(loader):
             _check_finite(recent, epoch, step)
             recent = []

@@ -5,9 +5,9 @@
 - `recall_at_1`: leave-one-out nearest-neighbour retrieval (cosine), in percent, on the features' device;
 - `nmi_kmeans`: k-means clustering quality against the labels (NMI in [0, 1]), by the torch
   k-means of `helper.kmeans` on the features' device or by scikit-learn's KMeans (the reference);
-- `parameter_distance_transferability`: per-layer ratio of distances between the
+- `parameter_distance_transferability`: per-block ratio of distances between the
   random init, the source-trained and the fine-tuned weights, from "Rethinking Two
-  Consensuses of Transferability of Pre-trained DNNs".
+  Consensuses of Transferability of Pre-trained DNNs" (docs/param_transferability.md).
 """
 import math
 
@@ -114,37 +114,56 @@ def nmi_kmeans(features, labels, num_classes=None, n_init=10, seed=0, backend="t
     return float(normalized_mutual_info_score(labels_np, clusters))
 
 
-def _weight_keys(state, exclude):
-    """Keys of conv/linear weights (ending in '.weight', ndim >= 2) not under an excluded prefix."""
-    return [key for key, value in state.items()
-            if key.endswith(".weight") and value.ndim >= 2 and not key.startswith(tuple(exclude))]
+def conv_blocks(state, exclude=()):
+    """{block: [conv weight keys]} in state-dict order, the units of `parameter_distance_transferability`.
+
+    Convolutions are the 4-D '.weight' entries. Each is grouped under the module that
+    holds it: a residual block ('layer1.0.conv2.weight' -> 'layer1.0'), or, for a
+    convolution directly on the model such as the stem ('conv1.weight'), its own
+    entry. Shortcut convolutions (a path component 'downsample' or containing
+    'shortcut') and keys under an `exclude` prefix (the classifier) are left out.
+    """
+    blocks = {}
+    for key, value in state.items():
+        if not key.endswith(".weight") or value.ndim != 4 or key.startswith(tuple(exclude)):
+            continue
+        path = key.split(".")[:-1]
+        if any(part == "downsample" or "shortcut" in part.lower() for part in path):
+            continue
+        blocks.setdefault(".".join(path[:-1]) or path[0], []).append(key)
+    return blocks
 
 
 def parameter_distance_transferability(init_state, source_state, finetuned_state, exclude=()):
-    """Per-layer T = ||theta_r - theta_FB|| / ||theta_A - theta_FB|| and its mean over layers.
+    """Per-block T = D(theta_r, theta_FB) / D(theta_A, theta_FB) and its mean over blocks.
 
-    theta_r: random init, theta_A: source-trained, theta_FB: fine-tuned on the target;
-    norms are Euclidean on the flattened difference, computed in float64. A larger T
-    means fine-tuning stayed closer to the source weights than to the random init,
-    i.e. the layer transferred better. Layers are state-dict keys ending in '.weight'
-    with ndim >= 2 (conv and linear weights), minus keys starting with a prefix in
-    `exclude` (e.g. the new head 'fc.'). A zero denominator (fine-tuning did not move
-    the layer away from the source) gives T = inf for that layer, and the mean is then
-    inf as well. Returns {'layers': {key: T}, 'mean': float}.
+    The definition of "Rethinking Two Consensuses of Transferability of Pre-trained
+    DNNs" (its cal_transferability.py): theta_r is the random init, theta_A the
+    source-trained and theta_FB the fine-tuned weights; D of one convolution is the
+    mean absolute element difference, D of a block the mean of its convolutions' D
+    (numerator and denominator averaged separately, then divided). Blocks are those of
+    `conv_blocks` (shortcut convolutions and the classifier left out; the stem counts
+    as one entry, as in the reference's mean). A larger T means fine-tuning stayed
+    closer to the source weights than to the random init: the block transferred
+    better. A zero denominator gives T = inf for that block (and the mean). Computed
+    in float64. Returns {'blocks': {block: T}, 'mean': float}.
     """
     exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-    keys = _weight_keys(finetuned_state, exclude)
-    if not keys:
-        raise UserError("No conv or linear weights left to compare: the fine-tuned state dict has no "
-                        "'.weight' entries with 2 or more dimensions outside the excluded prefixes.")
-    layers = {}
-    for key in keys:
-        tensors = [state.get(key) for state in (init_state, source_state, finetuned_state)]
-        if any(t is None or t.shape != tensors[2].shape for t in tensors):
-            raise UserError(f"Layer '{key}' is missing or has a different shape in one of the three state "
-                            f"dicts (init, source, fine-tuned); pass its prefix in `exclude` (e.g. the head).")
-        theta_r, theta_a, theta_fb = (t.detach().double().cpu().flatten() for t in tensors)
-        numerator = torch.linalg.vector_norm(theta_r - theta_fb).item()
-        denominator = torch.linalg.vector_norm(theta_a - theta_fb).item()
-        layers[key] = numerator / denominator if denominator > 0 else math.inf
-    return {"layers": layers, "mean": float(np.mean(list(layers.values())))}
+    blocks = conv_blocks(finetuned_state, exclude)
+    if not blocks:
+        raise UserError("No convolutions left to compare: the fine-tuned state dict has no 4-D '.weight' "
+                        "entries outside the shortcuts and the excluded prefixes.")
+    scores = {}
+    for block, keys in blocks.items():
+        to_init, to_source = [], []
+        for key in keys:
+            tensors = [state.get(key) for state in (init_state, source_state, finetuned_state)]
+            if any(t is None or t.shape != tensors[2].shape for t in tensors):
+                raise UserError(f"Convolution '{key}' is missing or has a different shape in one of the three "
+                                "state dicts (init, source, fine-tuned): they must be the same architecture.")
+            theta_r, theta_a, theta_fb = (t.detach().double().cpu() for t in tensors)
+            to_init.append((theta_r - theta_fb).abs().mean().item())
+            to_source.append((theta_a - theta_fb).abs().mean().item())
+        numerator, denominator = float(np.mean(to_init)), float(np.mean(to_source))
+        scores[block] = numerator / denominator if denominator > 0 else math.inf
+    return {"blocks": scores, "mean": float(np.mean(list(scores.values())))}

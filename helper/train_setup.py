@@ -7,10 +7,12 @@ import torch
 from tqdm import tqdm
 
 from dataset import dataset_names, device_loader_for, eval_loader, get_dataset, get_loader
+from helper.cli import add_original_training_flags
 from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, main_process_first,
                                 process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
 from helper.flags import FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, number_in
 from helper.loops import evaluate
+from helper.schedule import resolve_warmup
 from helper.seed import set_seed
 from helper.speed import add_speed_args, gpu_loader_works, prepare_model, resolve_speed_args
 from models import available_models, create_model
@@ -28,8 +30,13 @@ def default_workers():
     return min(8, os.cpu_count() or 1)
 
 
-def add_training_args(parser, epochs=200):
-    """The flags every training script shares; defaults are the paper's."""
+def add_training_args(parser, epochs=200, warmup_epochs=0, min_lr_scale=0.0):
+    """The flags every training script shares; defaults are the paper's.
+
+    `warmup_epochs`, `min_lr_scale`: the script's cosine schedule as in its original
+    (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `start_training` must get the
+    same `warmup_epochs` to resolve an absent --warmup_epochs.
+    """
     g = parser.add_argument_group("data and model")
     g.add_argument("--dataset", default="cifar100", choices=dataset_names(), help="source data set")
     g.add_argument("--model", default="resnext32_16x4d", choices=available_models(), metavar="MODEL",
@@ -49,16 +56,20 @@ def add_training_args(parser, epochs=200):
                         "empty = cosine annealing (paper). In train_ctc.py it replaces both cosine phases, "
                         "including stage 2's restart")
     g.add_argument("--lr_decay_rate", type=number_in(float, 0, 1, low_open=True), default=0.1, help="step-decay factor")
-    g.add_argument("--min_lr_scale", type=FRACTION, default=0.0,
-                   help="cosine schedule floor, as a fraction of each cosine phase's initial learning rate")
+    g.add_argument("--min_lr_scale", type=FRACTION, default=min_lr_scale,
+                   help="cosine schedule floor, as a fraction of each cosine phase's initial learning rate "
+                        f"(original: {min_lr_scale})")
+    g.add_argument("--warmup_epochs", type=NON_NEGATIVE_INT, default=None,
+                   help="linear warm-up lr x epoch / W over the first W epochs (default: "
+                        f"{warmup_epochs} with the cosine schedule, as the original; 0 with --lr_decay_epochs)")
     g.add_argument("--weight_decay", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum, in [0, 1) (paper: 0.9)")
     g.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
 
     g = parser.add_argument_group("run folder and logging")
     g.add_argument("--save_freq", type=int, default=2, help="write ckpt_epoch_<E>.pth every this many epochs")
-    g.add_argument("--note", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
-    g.add_argument("--trial", default="0", help="trial id, part of the run folder name")
+    g.add_argument("--note", "--notes", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
+    g.add_argument("-t", "--trial", default="0", help="trial id, part of the run folder name")
     g.add_argument("--model_path", default="./save/model", help="where run folders are created")
     g.add_argument("--run_dir", default=None,
                    help="the run folder itself, instead of <model_path>/<name from the flags>; e.g. to continue a "
@@ -75,6 +86,10 @@ def add_training_args(parser, epochs=200):
     g.add_argument("--sync_bn", action="store_true",
                    help="under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
+    g.add_argument("--print_freq", type=int, default=0,
+                   help="also print one line (loss, running loss and accuracy) every this many training steps, "
+                        "as the original (which used 100); 0 = off, the progress bar shows them")
+    add_original_training_flags(parser.add_argument_group("original flags, accepted for the original command lines"))
     return add_speed_args(parser)
 
 
@@ -88,13 +103,17 @@ def check_training_args(args):
 
 
 @contextlib.contextmanager
-def start_training(args):
+def start_training(args, cosine_warmup=0):
     """Check the flags, join torchrun's process group if launched by it, seed; yields the DistEnv.
+
+    `cosine_warmup`: the script's --warmup_epochs default under cosine annealing (resolved
+    here, before args.json records it).
 
     Every rank seeds with --seed, so models, heads and memory banks start identical;
     TrainingRun gives ranks > 0 their own stream once everything is built.
     """
     check_training_args(args)
+    resolve_warmup(args, cosine_warmup)
     with process_group(args.device) as env:
         set_seed(args.seed)
         if env.world_size > 1 and is_main_process():

@@ -257,24 +257,9 @@ def load_init_state(run_dir):
 
 
 def param_transferability(init_state, source_state, model):
-    """Per-layer T of "Rethinking Two Consensuses of Transferability" between init, source and fine-tuned."""
+    """Per-block T of "Rethinking Two Consensuses of Transferability" between init, source and fine-tuned."""
     return parameter_distance_transferability(init_state, source_state, model_state(model),
                                               exclude=(model.head_attr + ".",))
-
-
-def write_json_entry(path, key, value):
-    """Set `key` in the JSON object stored at `path` (created when absent), atomically."""
-    data = {}
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise UserError(f"{path} is damaged ({err}); delete it (it only holds per-layer values of the "
-                            "fine-tuning sweep, which the CSV beside it summarises) and run again.") from None
-    data[str(key)] = value
-    text = json.dumps(data, indent=1, sort_keys=True)
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def file_sha1(path):
@@ -286,18 +271,19 @@ def file_sha1(path):
     return digest.hexdigest()
 
 
-def finetune_checkpoint(model, epoch, init_state, target, args, device, layers_json, source_path=None):
-    """Fine-tune one checkpoint; add param_transferability (mean; None without `init_state`),
-    write the per-layer values to `layers_json` and, with --save_finetuned, the weights (with the
-    SHA-1 of `source_path`, so transfer.py --mode two_stage can reuse them)."""
+def finetune_checkpoint(model, epoch, init_state, target, args, device, run_dir, source_path=None):
+    """Fine-tune one checkpoint; add param_transferability (the mean over blocks) and
+    param_transferability_blocks (JSON {block: T}), both None without `init_state`, and
+    with --save_finetuned write the fine-tuned weights (with the SHA-1 of `source_path`, so
+    transfer.py --mode two_stage can reuse them)."""
     source_state = {k: v.detach().clone() for k, v in model_state(model).items()}
     row = probe_result(finetune(model, target, args, device))
     if init_state is not None:
         scores = param_transferability(init_state, source_state, model)
         row["param_transferability"] = scores["mean"]
-        write_json_entry(layers_json, epoch, scores)
+        row["param_transferability_blocks"] = json.dumps(scores["blocks"])
     if args.save_finetuned:
-        out = os.path.join(os.path.dirname(layers_json), f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
+        out = os.path.join(run_dir, f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
         saved = model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args)
         save_atomic({**saved, "finetuned_from": file_sha1(source_path)} if source_path else saved, out)
     return row

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import train_ctc  # noqa: E402
+from helper.cli import HelpFormatter  # noqa: E402
 from helper.ctc import CTCObjective  # noqa: E402
 from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
@@ -31,7 +32,7 @@ from models import available_models, create_model  # noqa: E402
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="resnext32_16x4d", choices=available_models(), metavar="MODEL",
                         help="architecture (paper: resnext32_16x4d)")
     parser.add_argument("--batch_size", type=int, default=64, help="batch size (paper: 64)")

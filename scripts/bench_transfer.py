@@ -22,6 +22,7 @@ if REPO_ROOT not in sys.path:
 import torch  # noqa: E402
 
 from dataset import DATASETS, dataset_names, get_dataset, get_loader  # noqa: E402
+from helper.cli import HelpFormatter  # noqa: E402
 from helper.checkpoint import load_model  # noqa: E402
 from helper.device import get_device  # noqa: E402
 from helper.errors import run_cli  # noqa: E402
@@ -32,7 +33,7 @@ from helper.speed import write_bench_json  # noqa: E402
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="resnext32_16x4d", choices=available_models(), metavar="MODEL",
                         help="architecture (default resnext32_16x4d, the paper's)")
     parser.add_argument("--ckpt", default=None, help="checkpoint to probe (default: a freshly initialised --model)")

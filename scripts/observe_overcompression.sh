@@ -18,9 +18,11 @@ RUN="${MODEL}_${SOURCE}_lr_0.05_trial_0_vanilla"
 
 step "vanilla training: $MODEL on $SOURCE, $EPOCHS epochs"
 # shellcheck disable=SC2086  # EXTRA_TRAIN_ARGS is a list of flags
+# The seed README's command, plus the original's schedule spelled out (train_vanilla.py's defaults):
+# 5 warm-up epochs, then cosine over EPOCHS + 1 down to 0.1 x the learning rate.
 python train_vanilla.py --epochs "$EPOCHS" --dataset "$SOURCE" --model "$MODEL" --weight_decay 0.0005 \
     --momentum 0.9 --learning_rate 0.05 --batch_size 64 --save_freq 2 --note vanilla \
-    --data_folder "$DATA_FOLDER" --resume $EXTRA_TRAIN_ARGS
+    --warmup_epochs 5 --min_lr_scale 0.1 --data_folder "$DATA_FOLDER" --resume $EXTRA_TRAIN_ARGS
 
 sweeps "$RUN"
 figures "$RUN"

@@ -9,8 +9,9 @@ from sklearn.metrics import normalized_mutual_info_score
 from torch import nn
 
 from helper.errors import UserError
-from helper.metrics import (AverageMeter, accuracy, nmi_kmeans, parameter_distance_transferability, recall_at_1,
-                            topk_correct)
+from helper.metrics import (AverageMeter, accuracy, conv_blocks, nmi_kmeans, parameter_distance_transferability,
+                            recall_at_1, topk_correct)
+from models import create_model
 
 
 def brute_force_recall_at_1(features, labels):
@@ -58,37 +59,71 @@ def test_nmi_kmeans_is_one_on_perfect_clusters():
     assert isinstance(value, float) and value == pytest.approx(1.0)
 
 
-def two_layer_state(seed):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).state_dict()
+class Block(nn.Module):
+    """A residual block with two convolutions and, optionally, a shortcut convolution."""
+
+    def __init__(self, shortcut=False):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(2, 2, 3, bias=False), nn.Conv2d(2, 2, 1, bias=False)
+        self.downsample = nn.Sequential(nn.Conv2d(2, 2, 1, bias=False), nn.BatchNorm2d(2)) if shortcut else None
+
+
+class TwoBlockNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 3, bias=False)
+        self.layer1 = nn.Sequential(Block(), Block(shortcut=True))
+        self.fc = nn.Linear(2, 3)
+
+
+def filled(values, default):
+    """A TwoBlockNet state dict in float64 (exact decimals): every tensor `default`, except the keys in `values`."""
+    state = {k: torch.full_like(v, default, dtype=torch.float64) for k, v in TwoBlockNet().state_dict().items()}
+    for key, value in values.items():
+        state[key] = value if torch.is_tensor(value) else torch.full_like(state[key], value)
+    return state
+
+
+def hand_built_triple():
+    """init all 0, source all 1, fine-tuned: the constants below (one conv of mixed sign)."""
+    signs = torch.ones(2, 2, 1, 1, dtype=torch.float64)
+    signs[0] = -1
+    finetuned = filled({"conv1.weight": 0.5, "layer1.0.conv1.weight": 0.9, "layer1.0.conv2.weight": 0.7,
+                        "layer1.1.conv1.weight": 0.6, "layer1.1.conv2.weight": 0.2 * signs,
+                        "layer1.1.downsample.0.weight": 100.0, "fc.weight": 50.0}, 0.3)
+    return filled({}, 0.0), filled({}, 1.0), finetuned
 
 
 def test_parameter_distance_transferability_by_hand():
-    init, source, finetuned = two_layer_state(0), two_layer_state(1), two_layer_state(2)
-    result = parameter_distance_transferability(init, source, finetuned)
-    expected = {}
-    for key in ("0.weight", "2.weight"):
-        numerator = math.sqrt(((init[key] - finetuned[key]) ** 2).sum().item())
-        denominator = math.sqrt(((source[key] - finetuned[key]) ** 2).sum().item())
-        expected[key] = numerator / denominator
-    assert set(result["layers"]) == {"0.weight", "2.weight"}, "biases are not layers"
-    for key, value in expected.items():
-        assert result["layers"][key] == pytest.approx(value, rel=1e-6)
-    assert result["mean"] == pytest.approx(np.mean(list(expected.values())), rel=1e-6)
-
-    without_head = parameter_distance_transferability(init, source, finetuned, exclude=("2.",))
-    assert list(without_head["layers"]) == ["0.weight"]
-    assert without_head["mean"] == pytest.approx(expected["0.weight"], rel=1e-6)
+    """Per conv the mean |difference|; per block mean(D(r, B)) / mean(D(A, B)); shortcut and head out."""
+    init, source, finetuned = hand_built_triple()
+    result = parameter_distance_transferability(init, source, finetuned, exclude=("fc.",))
+    # stem: 0.5 / 0.5; block 0: mean(0.9, 0.7) / mean(0.1, 0.3) = 0.8 / 0.2;
+    # block 1: mean(0.6, |+-0.2| = 0.2) / mean(0.4, mean(0.8, 1.2) = 1.0) = 0.4 / 0.7
+    expected = {"conv1": 1.0, "layer1.0": 4.0, "layer1.1": 4.0 / 7.0}
+    assert list(result["blocks"]) == list(expected)
+    for block, value in expected.items():
+        assert result["blocks"][block] == pytest.approx(value, rel=1e-12), block
+    assert result["mean"] == pytest.approx(13.0 / 7.0, rel=1e-12)
 
 
 def test_parameter_distance_transferability_edge_cases():
-    init, source = two_layer_state(0), two_layer_state(1)
-    assert parameter_distance_transferability(init, source, source)["layers"]["0.weight"] == math.inf
-    other_head = {**source, "2.weight": torch.zeros(5, 4)}
-    with pytest.raises(UserError):
-        parameter_distance_transferability(init, source, other_head)
-    assert "2.weight" not in parameter_distance_transferability(
-        init, source, other_head, exclude=["2."])["layers"]
+    init, source, finetuned = hand_built_triple()
+    assert parameter_distance_transferability(init, source, source)["blocks"]["layer1.0"] == math.inf
+    other = {**finetuned, "layer1.0.conv1.weight": torch.zeros(5, 2, 3, 3)}
+    with pytest.raises(UserError, match="layer1.0.conv1.weight"):
+        parameter_distance_transferability(init, source, other)
+    without_stem = parameter_distance_transferability(init, source, finetuned, exclude=("conv1.",))
+    assert list(without_stem["blocks"]) == ["layer1.0", "layer1.1"]
+
+
+@pytest.mark.parametrize("arch, blocks", [
+    ("resnet8", {"conv1": 1, "layer1.0": 2, "layer2.0": 2, "layer3.0": 2}),                   # downsample.0 out
+    ("wrn_16_2", {"conv1": 1, **{f"block{b}.layer.{i}": 2 for b in (1, 2, 3) for i in (0, 1)}}),  # convShortcut out
+])
+def test_conv_blocks_of_registered_models(arch, blocks):
+    state = create_model(arch, num_classes=10).state_dict()
+    assert {block: len(keys) for block, keys in conv_blocks(state).items()} == blocks
 
 
 def test_accuracy_top1_top5_by_hand():

@@ -1,5 +1,6 @@
 """train_vanilla.py end to end on the embedded digits data: files, loss, exact resume, bad input."""
 import json
+import math
 import os
 
 import numpy as np
@@ -7,11 +8,13 @@ import pytest
 import torch
 
 import helper.distributed as D
+import train_ctc
 import train_vanilla
 from dataset import DeviceLoader, get_dataset
 from dataset.variants import ArrayDataset
 from helper.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
-from helper.engine import TrainingRun
+from helper.engine import TrainingRun, changed_args
+from helper.schedule import make_lr_schedule, resolve_warmup
 from helper.train_setup import val_loader, validation
 from models import create_model
 from tests.helpers import needs_compiler, stop_after
@@ -94,19 +97,60 @@ def test_validation_on_the_device_loader_equals_the_dataloader_and_shards_stay_a
         np.testing.assert_array_equal(shard.targets, val.targets[rank::2])
 
 
-def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch):
-    straight = run(["--epochs", "2", "--model_path", "straight"])
-    original_end = stop_after(monkeypatch, 1)
+def original_vanilla_lr(epoch, epochs, lr0=0.05, warmup=5, floor=0.1):
+    """The original train_vanilla.py's adjust_learning_rate_cosine, written out."""
+    if epoch <= warmup:
+        return lr0 * epoch / warmup
+    return lr0 * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * epoch / (epochs + 1))))
+
+
+def test_default_schedule_is_the_original_warmup_and_floored_cosine():
+    args = train_vanilla.get_args_parser().parse_args(["--epochs", "200"])
+    lr_at = make_lr_schedule(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS))
+    assert (args.warmup_epochs, args.min_lr_scale) == (5, 0.1)
+    for epoch in (1, 5, 6, 100, 180, 200):
+        assert abs(lr_at(epoch) - original_vanilla_lr(epoch, 200)) < 1e-12, epoch
+    assert lr_at(1) == pytest.approx(0.01) and lr_at(5) == pytest.approx(0.05)
+    assert lr_at(180) == pytest.approx(0.00620, abs=1e-5) and lr_at(200) == pytest.approx(0.00500, abs=1e-5)
+
+
+@pytest.mark.parametrize("flags, first_lrs", [
+    ([], [0.05, 0.05, 0.05]),                                  # CRD / ITRD step decay: no warm-up unless asked
+    (["--warmup_epochs", "2"], [0.025, 0.05, 0.05]),
+])
+def test_step_decay_warms_up_only_when_asked(flags, first_lrs):
+    args = train_vanilla.get_args_parser().parse_args(["--lr_decay_epochs", "150,180,210", "--epochs", "240"] + flags)
+    lr_at = make_lr_schedule(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS))
+    assert [lr_at(e) for e in (1, 2, 3)] == pytest.approx(first_lrs)
+    assert lr_at(151) == pytest.approx(0.005) and lr_at(240) == pytest.approx(0.05 * 0.1 ** 3)
+
+
+def test_ctc_schedule_keeps_the_original_ctc_defaults():
+    args = train_ctc.get_args_parser().parse_args([])
+    start_args = resolve_warmup(args, 0)
+    assert (start_args.warmup_epochs, start_args.min_lr_scale) == (0, 0.0)
+
+
+@pytest.mark.parametrize("flags, stop", [
+    (["--epochs", "2"], 1),                            # inside the default 5-epoch warm-up
+    (["--epochs", "2", "--warmup_epochs", "1"], 1),    # stopped at the warm-up's end, resumed into the cosine
+])
+def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch, flags, stop):
+    straight = run(flags + ["--model_path", "straight"])
+    original_end = stop_after(monkeypatch, stop)
     with pytest.raises(KeyboardInterrupt):
-        run(["--epochs", "2", "--model_path", "resumed"])
+        run(flags + ["--model_path", "resumed"])
     monkeypatch.setattr(TrainingRun, "end_epoch", original_end)
-    resumed = run(["--epochs", "2", "--model_path", "resumed", "--resume"])
+    resumed = run(flags + ["--model_path", "resumed", "--resume"])
     a, b = final_weights(straight.run_dir), final_weights(resumed.run_dir)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    log = [json.loads(line)["epoch"] for line in open(os.path.join(resumed.run_dir, "log.txt"))]
-    assert log == [1, 2]
+    log = [json.loads(line) for line in open(os.path.join(resumed.run_dir, "log.txt"))]
+    epochs, warmup = straight.args.epochs, straight.args.warmup_epochs
+    assert [r["epoch"] for r in log] == list(range(1, epochs + 1))
+    assert [r["lr"] for r in log] == pytest.approx([original_vanilla_lr(e, epochs, warmup=warmup)
+                                                    for e in range(1, epochs + 1)], abs=1e-12)
 
 
 def test_existing_run_folder_needs_resume_or_overwrite(in_tmp, capsys):
@@ -196,6 +240,15 @@ def test_resume_with_changed_flags_is_refused_unless_allowed(in_tmp, monkeypatch
     done = run(["--epochs", "2", "--resume", "--allow_arg_changes", "--num_workers", "0"])
     log = [json.loads(line) for line in open(os.path.join(done.run_dir, "log.txt"))]
     assert log[1]["changed_args"] == {"epochs": [3, 2]} and [r.get("epoch") for r in log] == [1, None, 2]
+
+
+def test_runs_from_before_warmup_existed_resume_with_zero_warmup():
+    """An args.json without warmup_epochs had none: only an explicit 0 continues it unchanged
+    (--print_freq, which only prints, may change freely)."""
+    saved = {"epochs": 200, "min_lr_scale": 0.0}
+    assert changed_args(saved, {"epochs": 200, "min_lr_scale": 0.0, "warmup_epochs": 0, "print_freq": 100}) == {}
+    assert changed_args(saved, {"epochs": 200, "min_lr_scale": 0.1, "warmup_epochs": 5}) == {
+        "min_lr_scale": (0.0, 0.1), "warmup_epochs": (0, 5)}
 
 
 def test_overwrite_removes_the_previous_run(in_tmp):

@@ -152,10 +152,9 @@ def test_finetune_writes_param_transferability_and_weights(fresh, capsys):
     (row,) = read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))
     assert row["epoch"] == "3" and 0 <= float(row["final_acc"]) <= 100
     assert float(row["param_transferability"]) > 0
-    with open(os.path.join(fresh, "transfer_digits_b_finetune.layers.json")) as f:
-        layers = json.load(f)["3"]["layers"]
-    assert "conv1.weight" in layers and not any(k.startswith("fc.") for k in layers)
-    assert float(row["param_transferability"]) == pytest.approx(sum(layers.values()) / len(layers), rel=1e-5)
+    blocks = json.loads(row["param_transferability_blocks"])
+    assert list(blocks) == ["conv1", "layer1.0", "layer2.0", "layer3.0"]     # resnet8: stem + 3 residual blocks
+    assert float(row["param_transferability"]) == pytest.approx(sum(blocks.values()) / len(blocks), rel=1e-5)
     model, ckpt = load_model(os.path.join(fresh, "finetuned_digits_b", "ckpt_epoch_3.pth"))
     assert model.num_classes == 5 and ckpt["dataset"] == "digits_b" and ckpt["epoch"] == 3
 
@@ -163,7 +162,8 @@ def test_finetune_writes_param_transferability_and_weights(fresh, capsys):
         f.write(b"not a checkpoint" * 64)
     code, _, err = sweep(fresh, capsys, "--mode", "finetune", "--start_epoch", "3", "--force", probe_epochs="1")
     assert code == 0 and "ckpt_epoch_0.pth" in err and "unreadable checkpoints" not in err
-    assert read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))[-1]["param_transferability"] == ""
+    last = read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))[-1]
+    assert last["param_transferability"] == "" and last["param_transferability_blocks"] == ""
 
     os.remove(os.path.join(fresh, "ckpt_epoch_0.pth"))
     code, _, err = sweep(fresh, capsys, "--mode", "finetune", "--start_epoch", "3", "--force", probe_epochs="1")
