@@ -27,7 +27,10 @@ from helper.errors import UserError
 from helper.stats import mean_std, t_interval, welch_interval
 from helper.sweep import ResultsCSV
 
-MI_COLUMNS = (("xt", "target"), ("ty", "target"), ("xt", "source"), ("ty", "source"))
+# (mode, data set side, results-file suffix): the held-out estimates (mine.py --holdout) on the target show how
+# much of its curves is the critic memorising its rows
+MI_COLUMNS = (("xt", "target", ""), ("ty", "target", ""), ("xt", "source", ""), ("ty", "source", ""),
+              ("xt", "target", "_holdout"), ("ty", "target", "_holdout"))
 MI_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
 SATURATION_MARGIN = 1.0     # points: source accuracy within this of its maximum counts as saturated
 
@@ -88,11 +91,11 @@ def summarise_method(name, runs, spec):
     sems = [v for run in runs for v in read_curve(run, spec.transfer, "final_acc_sem").values()]
     summary["probe_se"] = mean_std(sems)[0] if sems else None
     summary["mi"] = {}
-    for mode, side in MI_COLUMNS:
-        stem = f"mi_{mode}_{getattr(spec, side)}"
+    for mode, side, suffix in MI_COLUMNS:
+        stem = f"mi_{mode}_{getattr(spec, side)}{suffix}"
         curves = [smooth(read_curve(run, stem, "mi"), spec.window) for run in runs]
-        summary["mi"][mode, side] = (t_interval([nearest(c, end) - nearest(c, peak) for c in curves], spec.level)
-                                     if all(curves) else None)
+        summary["mi"][mode, side, suffix] = (
+            t_interval([nearest(c, end) - nearest(c, peak) for c in curves], spec.level) if all(curves) else None)
     return summary
 
 
@@ -159,7 +162,8 @@ def to_markdown(summaries, spec):
                      f"{s['peak_epoch']} | {fmt_mean_std(s['peak'])} | {fmt_mean_std(s['end'])} | "
                      f"{fmt_interval(s['drop'])} | {s['late_drop']} | {se} |")
     lines += ["", f"MI change from the peak-transfer epoch to the end (nats) [{pct}]:", "",
-              "| method | " + " | ".join(f"{MI_NAMES[m]} on {getattr(spec, side)}" for m, side in MI_COLUMNS) + " |",
+              "| method | " + " | ".join(f"{MI_NAMES[m]} on {getattr(spec, side)}{', held-out' if suffix else ''}"
+                                for m, side, suffix in MI_COLUMNS) + " |",
               "|---|" + "---|" * len(MI_COLUMNS)]
     for s in measured:
         lines.append(f"| {s['name']} | " + " | ".join(fmt_interval(s["mi"][key], 3) for key in MI_COLUMNS) + " |")

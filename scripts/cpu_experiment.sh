@@ -24,6 +24,9 @@
 # - CTC lifts the final transfer: Welch's 95 % interval of CTC's transfer(E) minus vanilla's lies entirely
 #   above 0 (Welch, not paired by seed: the two methods' runs share no randomness after the start).
 # - MI trends: MI(E) - MI(P) per seed with its 95 % interval; the paper expects both to fall on the target.
+# - Memorisation: the two target fits also run with --holdout 0.5 (HOLDOUT; empty: off): the critic trains on
+#   half of the rows and is scored on rows it never saw (mine.py's early-stopped held-out bound); the gap
+#   between the training-row bound and the held-out bound is what the critic memorised.
 # - Every configuration tried is reported, not only one that shows the effect.
 # Estimated wall time on 2 idle CPU cores (JOBS=2): about 30 minutes, from CPU times of short runs (per
 # epoch 1.7 s vanilla, 2.2 s CTC; per checkpoint 1.3 s CV probe, 0.3 s discriminability, 9.4 s for the
@@ -32,7 +35,7 @@
 # Environment: SCALE=cpu|gpu (gpu: resnext32_16x4d, cifar100 -> cinic10, 300 epochs with stage two at 200,
 # a checkpoint every 2, nce_k 16384, the paper's MINE sizes, JOBS=1), SEEDS MODEL SOURCE TARGET EPOCHS
 # STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS MINE_TY_ITERS MINE_XT_LR
-# MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS (runs at once) THREADS (per
+# MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW HOLDOUT DATA_FOLDER NUM_WORKERS JOBS (runs at once) THREADS (per
 # run; default: the cores / JOBS) PLOT (0: no figures) OUT (default figures/cpu_experiment) WORKDIR.
 # Idempotent: a rerun finds every run finished and every row written, and only redraws figures and table.
 set -euo pipefail
@@ -46,10 +49,10 @@ SCALE="${SCALE:-cpu}"
 case "$SCALE" in
   cpu) : "${MODEL:=resnet8}" "${SOURCE:=digits_a}" "${TARGET:=digits_b}" "${EPOCHS:=90}" "${SAVE_FREQ:=3}" \
          "${NCE_K:=256}" "${MINE_XT_ITERS:=300}" "${MINE_TY_ITERS:=300}" "${MINE_XT_LR:=1e-4}" "${MINE_TY_LR:=1e-4}" \
-         "${MINE_BATCH:=256}" "${MINE_HIDDEN:=128}" "${MINE_WINDOW:=50}" "${NUM_WORKERS:=0}" "${JOBS:=2}" ;;
+         "${MINE_BATCH:=256}" "${MINE_HIDDEN:=128}" "${MINE_WINDOW:=50}" "${NUM_WORKERS:=0}" "${JOBS:=2}" "${HOLDOUT=0.5}" ;;
   gpu) : "${MODEL:=resnext32_16x4d}" "${SOURCE:=cifar100}" "${TARGET:=cinic10}" "${EPOCHS:=300}" "${SAVE_FREQ:=2}" \
          "${NCE_K:=16384}" "${MINE_XT_ITERS:=1e+4}" "${MINE_TY_ITERS:=2e+4}" "${MINE_XT_LR:=8e-5}" "${MINE_TY_LR:=1e-5}" \
-         "${MINE_BATCH:=5000}" "${MINE_HIDDEN:=1024}" "${MINE_WINDOW:=500}" "${NUM_WORKERS:=8}" "${JOBS:=1}" ;;
+         "${MINE_BATCH:=5000}" "${MINE_HIDDEN:=1024}" "${MINE_WINDOW:=500}" "${NUM_WORKERS:=8}" "${JOBS:=1}" "${HOLDOUT=}" ;;
   *) echo "error: SCALE must be cpu or gpu, got '$SCALE'." >&2; exit 2 ;;
 esac
 SEEDS="${SEEDS:-3}"
@@ -102,6 +105,14 @@ one_run() {
               "${sweep[@]}")
     done
   done
+  if [ -n "$HOLDOUT" ]; then   # the same two fits on the target, scored on rows the critic never trained on
+    for mode in xt ty; do
+      local iters="MINE_${mode^^}_ITERS" lr="MINE_${mode^^}_LR"
+      steps+=(:: mine.py --mode "$mode" --dataset "$TARGET" --source_dataset "$SOURCE" --lr "${!lr}"
+              --iter_num "${!iters}" --batch_size "$MINE_BATCH" --hidden_size "$MINE_HIDDEN" --window "$MINE_WINDOW"
+              --holdout "$HOLDOUT" "${sweep[@]}")
+    done
+  fi
   OMP_NUM_THREADS="$THREADS" python "$REPO/scripts/run_steps.py" "${steps[@]}"
 }
 
@@ -132,7 +143,8 @@ if (( JOBS == 1 )); then
   done
 else
   export NO_SETUP=1 SCALE SEEDS MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV PROBE_EPOCHS MINE_XT_ITERS \
-         MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS THREADS
+         MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS THREADS \
+         HOLDOUT
   printf '%s\n' "${tasks[@]}" | xargs -n 2 -P "$JOBS" bash "$SELF" --one \
     || { echo "error: at least one run failed (see above); rerun this script to resume." >&2; exit 1; }
 fi

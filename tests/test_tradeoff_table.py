@@ -79,10 +79,10 @@ def test_method_summary_by_hand(runs):
     assert s["source_end"] == (100.0, 0.0) and s["source_saturated_at"] == 6    # 99.0 is within 1 point of 100
     assert s["probe_se"] == pytest.approx(1.5)
     # I(T;Y) on the target, end - peak per seed: 0.9 - 1.2, 0.8 - 1.2, 0.7 - 1.2
-    mi = s["mi"][("ty", "target")]
+    mi = s["mi"][("ty", "target", "")]
     half = T_975_DF2 * 0.1 / math.sqrt(3)
     assert mi == (pytest.approx(-0.4), pytest.approx(-0.4 - half), pytest.approx(-0.4 + half))
-    assert s["mi"][("xt", "target")] is None                                     # not swept: not measured
+    assert s["mi"][("xt", "target", "")] is None                                     # not swept: not measured
 
 
 def test_smoothing_window_moves_the_peak(runs):
