@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from dataset import DATASETS, same_classes
 from helper.checkpoint import CheckpointError, load_model, unwrap
+from helper.cli import HelpFormatter
 from helper.ctc import freeze
 from helper.distributed import average_gradients
 from helper.engine import TrainingRun, fit
@@ -37,7 +38,7 @@ from helper.train_setup import (add_training_args, build_model, build_sgd, forma
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_training_args(parser, epochs=200)
     g = parser.add_argument_group("distillation of a concatenation (DISTILLn)")
     g.add_argument("--teachers", required=True, metavar="P1,P2,...",

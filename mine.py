@@ -33,6 +33,7 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names, get_loader
 from helper import transfer as T
 from helper.checkpoint import resolve_run_dir
+from helper.cli import HelpFormatter
 from helper.errors import UserError, run_cli
 from helper.features import cached_features, extract_features, file_fingerprint
 from helper.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
@@ -57,7 +58,7 @@ def whole_number(text):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_sweep_args(parser, start_epoch=2, skip=2)
     T.add_feature_args(parser, model_default=None)
     parser.set_defaults(extract_batch=512)

@@ -24,13 +24,14 @@ import argparse
 import os
 import sys
 
+from helper.cli import HelpFormatter
 from helper.errors import UserError, run_cli
 from helper.figures import FIGURES, load_series, save
 from helper.seed_groups import group_runs
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders (paths, or names under --model_path)")
     parser.add_argument("--model_path", default="./save/model", help="where run folders live (default ./save/model)")
     parser.add_argument("--labels", default=None,

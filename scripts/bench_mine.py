@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from helper.cli import HelpFormatter  # noqa: E402
 from helper.device import get_device  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
 from helper.mi import StatisticsNetwork, estimate_mi, one_hot  # noqa: E402
@@ -191,7 +192,7 @@ def check_record(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--dim_a", type=int, default=3072, help="X width (CIFAR image 3x32x32)")
     parser.add_argument("--dim_b", type=int, default=512, help="T width (feature)")

@@ -17,12 +17,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from helper.cli import HelpFormatter  # noqa: E402
 from helper.distill_results import METRICS, build_table, collect_runs, to_csv, to_markdown  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model_path", default="./save/model", help="where the run folders are (./save/model)")
     parser.add_argument("--dataset", default="cifar100", help="only runs on this data set count (cifar100)")
     parser.add_argument("--epochs", type=int, default=240,

@@ -17,12 +17,13 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from helper.checkpoint import CheckpointError, resolve_run_dir  # noqa: E402
+from helper.cli import HelpFormatter  # noqa: E402
 from helper.errors import UserError, run_cli  # noqa: E402
 from helper.tradeoff_table import TableSpec, summarise_method, to_markdown  # noqa: E402
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
                         help="a method's name, then its run folders (one per seed); the first group is the baseline")
     parser.add_argument("--transfer", default="transfer_digits_b_linear_cv5",
