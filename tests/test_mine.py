@@ -112,10 +112,12 @@ def test_float_iter_num_and_seed(fresh, capsys):
     code, _, err = mi(fresh, capsys, "ty", "--iter_num", "1.5")
     assert code == 2 and "whole number" in err
 
-    for seed in ("0", "0", "1"):
+    fits = []
+    for seed in ("0", "0", "1"):   # --force with another --seed starts the file anew (the old one kept as .bak)
         code, _, _ = mi(fresh, capsys, "ty", "--iter_num", "2e+1", "--start_epoch", "2", "--force", "--seed", seed)
         assert code == 0
-    one, same, other = rows(os.path.join(fresh, "mi_ty_digits_a.csv"))
+        fits.append(rows(os.path.join(fresh, "mi_ty_digits_a.csv"))[-1])
+    one, same, other = fits
     assert one["iters"] == "20"
     assert (one["mi"], one["std"]) == (same["mi"], same["std"]) and other["mi"] != one["mi"]
 
