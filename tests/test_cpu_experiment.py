@@ -15,20 +15,14 @@ import run_steps  # noqa: E402
 RUNS = ["resnet8_digits_a_lr_0.05_trial_0_vanilla", "resnet8_digits_a_lr_0.05_trial_1_vanilla",
         "resnet8_digits_a_a0.5_b1.0_ctc_s0", "resnet8_digits_a_a0.5_b1.0_ctc_s1"]
 RESULTS = ["transfer_digits_b_linear_cv3", "discriminability_digits_a", "mi_xt_digits_a", "mi_ty_digits_a",
-           "mi_xt_digits_b", "mi_ty_digits_b"]
-
-
-def plot_groups_seeds():
-    with open(os.path.join(REPO_ROOT, "plot.py")) as f:
-        return "--group_seeds" in f.read()
+           "mi_xt_digits_b", "mi_ty_digits_b", "mi_xt_digits_b_holdout", "mi_ty_digits_b_holdout"]
 
 
 def test_cpu_experiment_end_to_end_then_a_rerun_recomputes_nothing(tmp_path):
-    plot = plot_groups_seeds()
     env = dict(os.environ, NO_SETUP="1", WORKDIR=str(tmp_path), PATH=f"{os.path.dirname(sys.executable)}:"
                f"{os.environ['PATH']}", SEEDS="2", EPOCHS="2", SAVE_FREQ="1", STAGE_TWO="1", NCE_K="32", CV="3",
                PROBE_EPOCHS="3", MINE_XT_ITERS="10", MINE_TY_ITERS="10", MINE_BATCH="64", MINE_HIDDEN="16",
-               MINE_WINDOW="5", JOBS="2", PLOT="1" if plot else "0")
+               MINE_WINDOW="5", JOBS="2")
     script = os.path.join(REPO_ROOT, "scripts", "cpu_experiment.sh")
     first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -37,12 +31,13 @@ def test_cpu_experiment_end_to_end_then_a_rerun_recomputes_nothing(tmp_path):
             rows = read_rows(tmp_path / "save/model" / run / f"{name}.csv")
             assert [r["epoch"] for r in rows] == ["0", "1", "2"], (run, name)
         assert all(r["folds"] == "3" for r in read_rows(tmp_path / "save/model" / run / f"{RESULTS[0]}.csv"))
+        held_out = read_rows(tmp_path / "save/model" / run / "mi_xt_digits_b_holdout.csv")
+        assert all(r["mi_train"] and r["best_step"] for r in held_out)   # both bounds, side by side
     out = tmp_path / "figures/cpu_experiment"
     table = (out / "results_table.md").read_text()
     assert "| vanilla | 2 |" in table and "| ctc | 2 |" in table and "| ctc | " in table.split("minus vanilla")[1]
     assert "not measured" not in table                 # every quantity came from the runs
-    if plot:
-        assert len(glob.glob(str(out / "*.png"))) >= 3
+    assert len(glob.glob(str(out / "*.png"))) >= 3
     files = sorted(glob.glob(str(tmp_path / "save/model/*/*.csv")) + glob.glob(str(tmp_path / "save/model/*/*.pth")))
     stamps = {path: os.stat(path).st_mtime_ns for path in files}
 
