@@ -43,7 +43,7 @@ from crd import CRDLoss, InstanceDiscrimination, ITRDLoss, kd_loss
 from dataset import DATASETS, build_transform, get_loader, same_classes
 from dataset.variants import wrap_arrays
 from helper.checkpoint import CheckpointError, load_model, unwrap
-from helper.distributed import all_gather_cat, all_reduce_mean, average_gradients, shard_sampler
+from helper.distributed import all_gather_cat, all_reduce_mean, average_gradients, is_main_process, shard_sampler
 from helper.errors import UserError
 from helper.train_setup import build_sgd, train_loader_for
 
@@ -233,6 +233,17 @@ class CTCObjective:
         if self.stage == 2 and not self.switch.done:
             self.start_stage_two(optimizer, data.fill_loader())
             self.switch.done = True
+            if is_main_process() and self.args.stage_two_epoch > 0:
+                self.explain_switch(epoch)
+
+    def explain_switch(self, epoch):
+        """Stage two changes the objective and the learning rate at once: say so where the loss curve jumps."""
+        a = self.args
+        against = "a frozen copy of the network as it is now" if self.temporal else "the --teacher network"
+        print(f"stage two from epoch {epoch}: the loss is now cross-entropy + {format(a.beta, 'g')} x the "
+              f"{a.stage_two_loss.upper()} loss against {against} (instance discrimination is dropped), and the "
+              f"learning rate restarts at {format(a.stage_two_decay_rate, 'g')} x --learning_rate: the training "
+              "loss jumps here by design.", file=sys.stderr, flush=True)
 
     def start_stage_two(self, optimizer, fill_loader):
         if self.temporal:

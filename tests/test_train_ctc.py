@@ -82,7 +82,7 @@ def test_two_stages_switch_and_write_vanilla_checkpoints(straight):
     assert memory["memory.z_v1"] > 0 and memory["memory.memory_v1"].shape == (721, 128)
 
 
-def test_stops_in_stage_1_and_in_stage_2_resume_to_the_straight_run(straight, in_tmp, monkeypatch):
+def test_stops_in_stage_1_and_in_stage_2_resume_to_the_straight_run(straight, in_tmp, monkeypatch, capsys):
     """Stop after epoch 1 (the switch then happens on resume), resume, stop after epoch 2 (the info
     bank, heads and memories must come from resume.pth), resume again: bitwise the straight run."""
     run_dir = os.path.join("save", "model", os.path.basename(straight))
@@ -94,7 +94,10 @@ def test_stops_in_stage_1_and_in_stage_2_resume_to_the_straight_run(straight, in
         state = load(run_dir, "resume.pth")
         assert state["epoch"] == last_epoch
         assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == pytest.approx([wd])
+        switch_notes = capsys.readouterr().err.count("stage two from epoch 2: the loss is now cross-entropy + 1 x")
+        assert switch_notes == (1 if last_epoch == 2 else 0)   # said where the loss jumps, once
     resumed = run(TWO_STAGE + ["--resume"]).run_dir
+    assert "stage two from" not in capsys.readouterr().err
     for name in ["resnet8_last.pth", "resume.pth"]:
         a, b = load(straight, name)["model"], load(resumed, name)["model"]
         assert a.keys() == b.keys()
