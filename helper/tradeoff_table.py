@@ -96,7 +96,23 @@ def summarise_method(name, runs, spec):
         curves = [smooth(read_curve(run, stem, "mi"), spec.window) for run in runs]
         summary["mi"][mode, side, suffix] = (
             t_interval([nearest(c, end) - nearest(c, peak) for c in curves], spec.level) if all(curves) else None)
+    summary["memorisation"] = {mode: memorisation(runs, spec, mode, end) for mode in MI_NAMES}
     return summary
+
+
+def memorisation(runs, spec, mode, epoch):
+    """At the checkpoint nearest `epoch`, on the target (mean, std over seeds, unsmoothed): the bound fitted
+    on every row, and the held-out fit's bound on its training rows and on rows it never saw; None without
+    a held-out file. The gap between the last two is what the critic memorised."""
+    full = [read_curve(run, f"mi_{mode}_{spec.target}", "mi") for run in runs]
+    held_stem = f"mi_{mode}_{spec.target}_holdout"
+    training = [read_curve(run, held_stem, "mi_train") for run in runs]
+    held_out = [read_curve(run, held_stem, "mi") for run in runs]
+    if not (all(training) and all(held_out)):
+        return None
+    at_epoch = lambda curves: mean_std([nearest(c, epoch) for c in curves])  # noqa: E731
+    return {"all_rows": at_epoch(full) if all(full) else None, "training_rows": at_epoch(training),
+            "held_out": at_epoch(held_out)}
 
 
 def source_summary(runs, spec):
@@ -143,7 +159,8 @@ def fmt_interval(triple, digits=1):
 
 
 def to_markdown(summaries, spec):
-    """Three Markdown tables: transfer per method, MI trends per method, each method against the first."""
+    """Markdown tables: transfer per method, MI trends per method, memorisation (with held-out fits), and each
+    method against the first."""
     pct = f"{spec.level:.0%}"
     lines = [f"Transfer = `final_acc` of `{spec.transfer}.csv` (%), smoothed over {spec.window} checkpoints; "
              f"mean ± std over seeds; intervals are {pct} Student-t intervals over seeds.", "",
@@ -167,6 +184,18 @@ def to_markdown(summaries, spec):
               "|---|" + "---|" * len(MI_COLUMNS)]
     for s in measured:
         lines.append(f"| {s['name']} | " + " | ".join(fmt_interval(s["mi"][key], 3) for key in MI_COLUMNS) + " |")
+    if any(s["memorisation"][mode] for s in measured for mode in MI_NAMES):
+        lines += ["", f"Memorisation on {spec.target} at the end (nats, mean ± std over seeds): the bound of a critic "
+                  "fitted on every row, and of a critic fitted on part of the rows (`--holdout`) on those rows and "
+                  "on rows it never saw:", "",
+                  "| method | quantity | fitted on every row | held-out fit, its training rows | held-out fit, "
+                  "unseen rows |", "|---|---|---|---|---|"]
+        for s in measured:
+            for mode, name in MI_NAMES.items():
+                m = s["memorisation"][mode]
+                if m:
+                    lines.append(f"| {s['name']} | {name} | {fmt_mean_std(m['all_rows'], 3)} | "
+                                 f"{fmt_mean_std(m['training_rows'], 3)} | {fmt_mean_std(m['held_out'], 3)} |")
     if len(measured) > 1:
         base = measured[0]
         lines += ["", f"Transfer at the end against {base['name']} (points; Welch's {pct} interval):", "",

@@ -113,3 +113,20 @@ def test_script_writes_the_table_and_refuses_bad_input(runs, tmp_path, capsys):
     assert code == 2 and "nowhere" in err
     code, _, err = cli(results_table.main, results_table.get_args_parser(), argv[:-2] + ["--window", "2"], capsys)
     assert code == 2 and "odd" in err
+
+
+def test_memorisation_table_from_held_out_fits(runs):
+    vanilla, ctc = runs
+    for i, run in enumerate(vanilla):   # a held-out fit per seed: 0.5 + 0.1 i on its training rows, 0.1 i unseen
+        write_csv(os.path.join(run, "mi_ty_digits_b_holdout.csv"), ["epoch", "mi", "std", "mi_train", "best_step"],
+                  [{"epoch": e, "mi": 0.1 * i, "std": 0.01, "mi_train": 0.5 + 0.1 * i, "best_step": 250}
+                   for e in EPOCHS])
+    s = summarise_method("vanilla", vanilla, SPEC)
+    m = s["memorisation"]["ty"]
+    assert m["all_rows"] == (pytest.approx(0.8), pytest.approx(0.1))          # 0.9, 0.8, 0.7 at the end
+    assert m["training_rows"] == (pytest.approx(0.6), pytest.approx(0.1))
+    assert m["held_out"] == (pytest.approx(0.1), pytest.approx(0.1))
+    assert s["memorisation"]["xt"] is None                                     # no held-out I(X;T) fit
+    text = to_markdown([s, summarise_method("ctc", ctc, SPEC)], SPEC)
+    assert "| vanilla | I(T;Y) | 0.800 ± 0.100 | 0.600 ± 0.100 | 0.100 ± 0.100 |" in text
+    assert "| ctc | I(T;Y) |" not in text
