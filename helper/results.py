@@ -58,7 +58,10 @@ def _transfer_facts(args):
         protocol += ", BatchNorm in train mode (the original's)"
     settings = {"epochs": args.get("epoch", args.get("epochs")), "lr": args.get("lr")}   # --epoch, or its alias
     detail = ", ".join(f"{name} {value}" for name, value in settings.items() if value is not None)
-    return {"dataset": target, "split": args.get("eval_split") or _eval_split(target), "mode": mode,
+    split = args.get("eval_split") or _eval_split(target)
+    if args.get("cv"):   # transfer.py --cv K scores K folds over the train and evaluation images together
+        protocol, split = f"{args['cv']}-fold cross-validated linear probe", f"train + {split}"
+    return {"dataset": target, "split": split, "mode": mode,
             "protocol": protocol, "source": args.get("source_dataset"),
             "detail": f"{protocol}{f' ({detail})' if detail else ''}"}
 

@@ -329,3 +329,11 @@ def test_no_results_is_an_error_and_missing_results_are_noted(runs, tmp_path, ca
 def test_unknown_run_folder_is_a_clear_error(tmp_path, capsys):
     code, _, err = run_plot([str(tmp_path / "nope"), "--out", str(tmp_path)], capsys)
     assert code == 2 and "not found" in err
+
+
+def test_a_cross_validated_probe_is_titled_by_its_folds_and_pooled_split():
+    from helper.results import FACTS
+    facts = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
+    assert facts["split"] == "train + test" and facts["detail"].startswith("5-fold cross-validated linear probe")
+    plain = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": None})
+    assert plain["split"] == "test" and plain["detail"].startswith("linear probe")
