@@ -12,6 +12,8 @@ import json
 import os
 import statistics
 
+from helper.run_folder import read_log
+
 # The rows of each table, and the method names the distillation script writes (notes "<method>_trial_<seed>").
 ROWS = ("teacher", "student", "kd", "crd", "itrd")
 ROW_LABELS = {"teacher": "Teacher", "student": "Student", "kd": "KD", "crd": "CRD", "itrd": "ITRD"}
@@ -41,17 +43,9 @@ METRICS = {"last": "val_acc1", "best": "best_acc"}
 MISSING = "—"
 
 
-def read_json_lines(path):
-    """The JSON objects of a log.txt, one per line; [] when the file is absent."""
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def finished_accuracy(run_dir, args, metric):
     """The run's final `metric` accuracy if it trained all its epochs and wrote its final checkpoint, else None."""
-    epochs = [record for record in read_json_lines(os.path.join(run_dir, "log.txt")) if "epoch" in record]
+    epochs = [record for record in read_log(run_dir) if "epoch" in record]
     if not epochs or epochs[-1]["epoch"] != args.get("epochs"):
         return None
     if not os.path.isfile(os.path.join(run_dir, f"{args['model']}_last.pth")):
