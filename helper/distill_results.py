@@ -8,11 +8,11 @@ rows are CRD's; KD, CRD and ITRD are the rows this repository runs.
 """
 import csv
 import io
-import json
 import os
 import statistics
 
 from helper.run_folder import read_log
+from helper.seed_groups import run_args
 
 # The rows of each table, and the method names the distillation script writes (notes "<method>_trial_<seed>").
 ROWS = ("teacher", "student", "kd", "crd", "itrd")
@@ -77,11 +77,9 @@ def collect_runs(model_path, dataset="cifar100", epochs=240, metric="last"):
     names = sorted(os.listdir(model_path)) if os.path.isdir(model_path) else []
     for name in names:
         run_dir = os.path.join(model_path, name)
-        args_path = os.path.join(run_dir, "args.json")
-        if not os.path.isfile(args_path):
+        args = run_args(run_dir)
+        if args is None:
             continue
-        with open(args_path) as f:
-            args = json.load(f)
         key = run_key(args)
         if key is None or args.get("dataset") != dataset or args.get("epochs") != epochs:
             continue
