@@ -33,6 +33,7 @@ over folds, with final_acc_std, final_acc_sem and folds.
 """
 import argparse
 import csv
+import io
 import os
 import sys
 import time
@@ -42,7 +43,7 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names
 from helper import rrl
 from helper import transfer as T
-from helper.checkpoint import resolve_run_dir
+from helper.checkpoint import atomic_write, resolve_run_dir
 from helper.cli import HelpFormatter, NoEffectFlag
 from helper.errors import UserError, run_cli
 from helper.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
@@ -188,11 +189,11 @@ def upgrade_concat_csv(path):
         reader = csv.DictReader(f)
         rows = list(reader)
     if reader.fieldnames and "protocol" not in reader.fieldnames:
-        with open(path + ".tmp", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CONCAT_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows({**row, "protocol": "linear"} for row in rows)
-        os.replace(path + ".tmp", path)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=CONCAT_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**row, "protocol": "linear"} for row in rows)
+        atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def main(args):
