@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helper import transfer as T
-from helper.checkpoint import load_checkpoint, model_checkpoint, save_atomic
+from helper.checkpoint import load_checkpoint
 from helper.errors import UserError
 from models.base import ImageClassifier
 
@@ -98,9 +98,8 @@ def finetuned_member(label, path, target, args, device):
     model, ckpt = T.load_member(label, path, args, device)
     T.check_inputs([model], [label], target["train"])
     row = T.probe_result(T.finetune(model, target, args, device))
-    saved = model_checkpoint(model, ckpt.get("epoch") or 0, row["final_acc"], ckpt.get("arch") or args.model,
-                             args.target_dataset, args)
-    save_atomic({**saved, "finetuned_from": source_sha1}, out)
+    T.save_finetuned(model, ckpt.get("epoch") or 0, row["final_acc"], ckpt.get("arch") or args.model, args, out,
+                     source_sha1)
     return out, row["final_acc"], True
 
 

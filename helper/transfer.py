@@ -271,6 +271,13 @@ def file_sha1(path):
     return digest.hexdigest()
 
 
+def save_finetuned(model, epoch, accuracy, arch, args, out, source_sha1=None):
+    """Write a fine-tuned model to `out` as a checkpoint of `args.target_dataset`; with the SHA-1 of the
+    checkpoint it was fine-tuned from, transfer.py --mode two_stage can tell when to reuse it."""
+    saved = model_checkpoint(model, epoch, accuracy, arch, args.target_dataset, args)
+    save_atomic({**saved, "finetuned_from": source_sha1} if source_sha1 else saved, out)
+
+
 def finetune_checkpoint(model, epoch, init_state, target, args, device, run_dir, source_path=None):
     """Fine-tune one checkpoint; add param_transferability (the mean over blocks) and
     param_transferability_blocks (JSON {block: T}), both None without `init_state`, and
@@ -284,8 +291,8 @@ def finetune_checkpoint(model, epoch, init_state, target, args, device, run_dir,
         row["param_transferability_blocks"] = json.dumps(scores["blocks"])
     if args.save_finetuned:
         out = os.path.join(run_dir, f"finetuned_{args.target_dataset}", f"ckpt_epoch_{epoch}.pth")
-        saved = model_checkpoint(model, epoch, row["final_acc"], args.model, args.target_dataset, args)
-        save_atomic({**saved, "finetuned_from": file_sha1(source_path)} if source_path else saved, out)
+        save_finetuned(model, epoch, row["final_acc"], args.model, args, out,
+                       file_sha1(source_path) if source_path else None)
     return row
 
 
