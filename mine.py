@@ -22,7 +22,6 @@ those differ from the paper's setting), one row per checkpoint, resumable (--for
 the per-iteration bounds go to <same stem>_history/epoch_<E>.npy.
 """
 import argparse
-import math
 import os
 import sys
 
@@ -36,6 +35,7 @@ from helper.checkpoint import resolve_run_dir
 from helper.cli import HelpFormatter
 from helper.errors import UserError, run_cli
 from helper.features import cached_features, extract_features, file_fingerprint
+from helper.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
 from helper.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
 from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 
@@ -84,17 +84,19 @@ def get_args_parser():
                    help="bound to train and report (paper: mine, the Donsker-Varadhan bound); infonce scores "
                         "all R x R pairs of a sub-batch of R = min(batch, 512, sqrt(2^27 / hidden)) rows "
                         "(362 at hidden 1024), so its bound is capped at log R; the CSV's batch_size says R")
-    g.add_argument("--lr", type=float, default=1e-4,
+    g.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4,
                    help="Adam learning rate of the statistics network (paper: 8e-5 for xt, 1e-5 for ty)")
     g.add_argument("--iter_num", type=whole_number, default=10000,
                    help="training iterations; 1e+4 is accepted (paper: 1e+4 for xt, 2e+4 for ty)")
-    g.add_argument("--batch_size", type=int, default=5000, help="pairs per iteration (paper: 5000)")
-    g.add_argument("--hidden_size", type=int, default=1024, help="width of the statistics network (paper: 1024)")
-    g.add_argument("--window", type=int, default=500,
+    g.add_argument("--batch_size", type=POSITIVE_INT, default=5000, help="pairs per iteration (paper: 5000)")
+    g.add_argument("--hidden_size", type=POSITIVE_INT, default=1024, help="width of the statistics network (paper: 1024)")
+    g.add_argument("--window", type=POSITIVE_INT, default=500,
                    help="iterations averaged for the reported value (paper: moving average over 500)")
-    g.add_argument("--ma_rate", type=float, default=0.01,
-                   help="rate of MINE's moving average of E[exp T] in the bias-corrected gradient (paper: 0.01)")
-    g.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+    g.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=0.01,
+                   help="weight of each new batch in MINE's moving average of E[exp T] (the bias-corrected "
+                        "gradient), in (0, 1] (paper: 0.01)")
+    g.add_argument("--holdout", type=number_in(float, 0, 1, low_open=True, high_open=True), default=None,
+                   metavar="FRACTION",
                    help="fit on the other rows; half of this held-out fraction (e.g. 0.5) picks the critic's best "
                         f"checkpoint (evaluated every {EVAL_EVERY} steps), the other half gives its bound (mi, std, "
                         "best_step); the training-rows value goes to mi_train (default: off, as the paper)")
@@ -105,16 +107,8 @@ def get_args_parser():
 
 
 def check_args(args):
-    for name in ("batch_size", "hidden_size", "window", "extract_batch"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if not math.isfinite(args.lr) or args.lr <= 0:
-        raise UserError(f"--lr must be a positive finite number, got {args.lr}.")
-    if not math.isfinite(args.ma_rate) or not 0 < args.ma_rate <= 1:
-        raise UserError(f"--ma_rate is the weight of each new batch in MINE's moving average and must lie "
-                        f"in (0, 1], got {args.ma_rate} (paper: 0.01).")
-    if args.holdout is not None and not (math.isfinite(args.holdout) and 0 < args.holdout < 1):
-        raise UserError(f"--holdout is a fraction of the rows and must lie in (0, 1), got {args.holdout}.")
+    if args.extract_batch < 1:
+        raise UserError(f"--extract_batch must be at least 1, got {args.extract_batch}.")
     if args.window > args.iter_num:
         raise UserError(f"--window {args.window} is longer than the fit (--iter_num {args.iter_num}): the "
                         "reported value would average every iteration, the untrained first ones included. "

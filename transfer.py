@@ -98,7 +98,7 @@ def get_args_parser():
                         "(CAT, Zhang & Bottou 2023) with --mode; one row in transfer_<target>_concat.csv")
     g.add_argument("--concat_paths", default=None, metavar="P1,P2,...",
                    help="checkpoint files (other runs, any architecture of the zoo) to add to the concatenation")
-    g.add_argument("--probe_lr", type=float, default=0.4,
+    g.add_argument("--probe_lr", type=POSITIVE_FLOAT, default=0.4,
                    help="--mode two_stage: learning rate of the final linear probe on the fine-tuned members "
                         "(default 0.4, the linear probe's)")
     g.add_argument("--name", action=NoEffectFlag,
@@ -114,8 +114,6 @@ def check_args(args):
     for name in ("epoch", "batch", "extract_batch"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}.")
     if args.mode == "two_stage" and not (args.concat or args.concat_paths):
         raise UserError("--mode two_stage fine-tunes the members of a concatenation: pass --concat E1,E2 "
                         "and/or --concat_paths p1,p2 (a single checkpoint is --mode finetune).")

@@ -36,6 +36,7 @@ def number_in(kind, low=None, high=None, low_open=False, high_open=False):
 
 
 NON_NEGATIVE_INT = number_in(int, 0)
+POSITIVE_INT = number_in(int, 1)
 POSITIVE_FLOAT = number_in(float, 0, low_open=True)
 NON_NEGATIVE_FLOAT = number_in(float, 0)
 MOMENTUM = number_in(float, 0, 1, high_open=True)
