@@ -3,7 +3,7 @@
 
   train   images/s of resnext32_16x4d at batch 64 on synthetic CIFAR-shaped uint8 data:
           DataLoader + PIL crop/flip + fp32 + per-step .item() (original) vs DeviceLoader
-          (+ bf16 autocast and channels_last on CUDA, see helper/speed.py);
+          (+ bf16 autocast and channels_last on CUDA, see helper/core/speed.py);
   ctc     seconds per CTC stage-2 step vs a plain cross-entropy step (scripts/bench_ctc.py);
   probe   one checkpoint's 30-epoch linear probe, uncached vs cached features
           (scripts/bench_transfer.py);
@@ -15,7 +15,7 @@
           k-means on the device, both at --kmeans_n_init restarts;
   flags   training images/s on the device loader with each speed flag alone (--amp,
           --channels_last, --compile; --ablate picks) against all three off: the measurement
-          that decides their CUDA defaults in helper/speed.py (amp does nothing on CPU).
+          that decides their CUDA defaults in helper/core/speed.py (amp does nothing on CPU).
 
 ratio = our speed / reference speed (above 1: faster; for ctc, below 1 is the overhead).
 The JSON (save/bench/ unless --json says where) keeps the device, torch version, date and
@@ -43,11 +43,11 @@ from dataset import DATASETS, build_transform, get_loader
 from dataset.device_loader import DeviceLoader
 from dataset.variants import ArrayDataset
 from helper.cli import HelpFormatter
-from helper.device import get_device
-from helper.errors import UserError, run_cli
-from helper.speed import (add_speed_args, autocast, describe, device_name, prepare_model, resolve_speed_args,
-                          speed_argv, write_bench_json)
-from helper.train_setup import default_workers
+from helper.core.device import get_device
+from helper.core.errors import UserError, run_cli
+from helper.core.speed import autocast, device_name, prepare_model, write_bench_json
+from helper.cli.speed import add_speed_args, describe, resolve_speed_args, speed_argv
+from helper.train.setup import default_workers
 from models import create_model
 
 BENCHES = ("train", "ctc", "probe", "mine", "discriminability", "flags")
@@ -174,7 +174,7 @@ def clustered_features(rows, dim, classes, seed=0):
 
 
 def bench_discriminability(args, device):
-    from helper.metrics import nmi_kmeans, recall_at_1
+    from helper.sweep.metrics import nmi_kmeans, recall_at_1
     rows, dim, classes = (1000, 64, 10) if args.quick else (args.disc_rows, args.disc_dim, args.disc_classes)
     features, labels = clustered_features(rows, dim, classes)
 

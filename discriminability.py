@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter
-from helper import transfer as T
-from helper.checkpoint import resolve_run_dir
-from helper.errors import UserError, run_cli
-from helper.metrics import KMEANS_BACKENDS, nmi_kmeans, recall_at_1
-from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+from helper.sweep import transfer as T
+from helper.core.checkpoint import resolve_run_dir
+from helper.core.errors import UserError, run_cli
+from helper.sweep.metrics import KMEANS_BACKENDS, nmi_kmeans, recall_at_1
+from helper.sweep.runner import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 
 FIELDS = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds"]
 

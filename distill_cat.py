@@ -25,15 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from dataset import DATASETS, same_classes
-from helper.checkpoint import CheckpointError, load_model, unwrap
+from helper.core.checkpoint import CheckpointError, unwrap
+from models import load_model
 from helper.cli import HelpFormatter
-from helper.ctc import freeze
-from helper.distributed import average_gradients
-from helper.engine import TrainingRun, fit
-from helper.errors import UserError, run_cli
-from helper.rrl import CatRegression
-from helper.schedule import make_lr_schedule
-from helper.train_setup import (add_training_args, build_model, build_sgd, format_float, load_source_data,
+from helper.train.ctc import freeze
+from helper.core.distributed import average_gradients
+from helper.train.engine import TrainingRun, fit
+from helper.core.errors import UserError, run_cli
+from helper.sweep.rrl import CatRegression
+from helper.train.schedule import make_lr_schedule
+from helper.train.setup import (add_training_args, build_model, build_sgd, format_float, load_source_data,
                                 start_training, train_loader_for, validation)
 
 

@@ -30,14 +30,14 @@ import torch
 from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names, get_loader
-from helper import transfer as T
-from helper.checkpoint import resolve_run_dir
+from helper.sweep import transfer as T
+from helper.core.checkpoint import resolve_run_dir
 from helper.cli import HelpFormatter
-from helper.errors import UserError, run_cli
-from helper.features import cached_features, extract_features, file_fingerprint
-from helper.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
-from helper.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
-from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+from helper.core.errors import UserError, run_cli
+from helper.sweep.features import cached_features, extract_features, file_fingerprint
+from helper.cli.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
+from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
+from helper.sweep.runner import ResultsCSV, add_sweep_args, parse_shard, run_sweep
 
 # best_step last, so files written before it existed keep their columns in place.
 FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer",

@@ -25,9 +25,9 @@ import os
 import sys
 
 from helper.cli import HelpFormatter
-from helper.errors import UserError, run_cli
-from helper.figures import FIGURES, load_series, save
-from helper.seed_groups import group_runs
+from helper.core.errors import UserError, run_cli
+from helper.report.figures import FIGURES, load_series, save
+from helper.report.seed_groups import group_runs
 
 
 def get_args_parser():

@@ -20,18 +20,18 @@ the end of stage 1. With --teacher PATH the frozen network is that checkpoint in
 
 Writes ./save/model/<model>_<dataset>_a<alpha>_b<beta>_<note>/ (teacher runs:
 <model>_<dataset>_T<teacher>_<loss>_b<beta>[_kd<w>]_<note>) with the same checkpoint files
-as train_vanilla.py (see helper/engine.py); the stage logic is in helper/ctc.py. The same
+as train_vanilla.py (see helper/train/engine.py); the stage logic is in helper/train/ctc.py. The same
 command runs on several GPUs under `torchrun --nproc_per_node=N`; the memory banks then hold the
 embeddings of the whole global batch, identical on every rank.
 """
 import argparse
 
 from helper.cli import HelpFormatter
-from helper.ctc import CTCData, CTCObjective, check_ctc_args, load_teacher
-from helper.engine import TrainingRun, fit
-from helper.errors import run_cli
-from helper.schedule import make_lr_schedule
-from helper.train_setup import (add_training_args, build_model, format_float, load_source_data, start_training,
+from helper.train.ctc import CTCData, CTCObjective, check_ctc_args, load_teacher
+from helper.train.engine import TrainingRun, fit
+from helper.core.errors import run_cli
+from helper.train.schedule import make_lr_schedule
+from helper.train.setup import (add_training_args, build_model, format_float, load_source_data, start_training,
                                 validation)
 
 

@@ -6,7 +6,7 @@ The paper's run (ResNeXt-32 16x4d on CIFAR-100, 100 checkpoints):
     python train_vanilla.py --epochs 200 --dataset cifar100 --model resnext32_16x4d \\
         --weight_decay 0.0005 --momentum 0.9 --learning_rate 0.05 --batch_size 64 --save_freq 2 --note vanilla
 
-Writes ./save/model/<model>_<dataset>_lr_<lr>_trial_<trial>_<note>/ (see helper/engine.py).
+Writes ./save/model/<model>_<dataset>_lr_<lr>_trial_<trial>_<note>/ (see helper/train/engine.py).
 The same command runs on several GPUs under `torchrun --nproc_per_node=N` (global batch N x --batch_size).
 """
 import argparse
@@ -14,10 +14,10 @@ import argparse
 import torch.nn.functional as F
 
 from helper.cli import HelpFormatter
-from helper.engine import TrainingRun, fit
-from helper.errors import run_cli
-from helper.schedule import make_lr_schedule
-from helper.train_setup import (add_training_args, build_model, build_sgd, format_float, load_source_data,
+from helper.train.engine import TrainingRun, fit
+from helper.core.errors import run_cli
+from helper.train.schedule import make_lr_schedule
+from helper.train.setup import (add_training_args, build_model, build_sgd, format_float, load_source_data,
                                 start_training, train_loader_for, validation)
 
 

@@ -41,14 +41,14 @@ import time
 from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
-from helper import rrl
-from helper import transfer as T
-from helper.checkpoint import atomic_write, resolve_run_dir
+from helper.sweep import rrl
+from helper.sweep import transfer as T
+from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.cli import HelpFormatter, NoEffectFlag
-from helper.errors import UserError, run_cli
-from helper.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
-from helper.sweep import ResultsCSV, add_sweep_args, parse_shard, run_sweep
-from helper.train_setup import int_list
+from helper.core.errors import UserError, run_cli
+from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
+from helper.sweep.runner import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+from helper.train.setup import int_list
 
 FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
           "param_transferability_blocks"]   # last, so rows still line up under an older file's header

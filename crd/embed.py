@@ -2,7 +2,7 @@
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 
 def l2_normalize(x, dim=1, eps=1e-12):

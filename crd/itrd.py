@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from crd.embed import check_positive, l2_normalize
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 STD_EPS = 1e-6
 

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from dataset.registry import DataNotFoundError
-from helper.checkpoint import atomic_write
+from helper.core.checkpoint import atomic_write
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")

@@ -13,7 +13,7 @@ from torchvision import transforms as T
 from dataset.loader import epoch_generator, get_loader
 from dataset.transforms import IMAGE_SIZE
 from dataset.variants import ArrayDataset, ContrastDataset, InstanceDataset
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 PADDING = 4
 
@@ -176,3 +176,15 @@ def device_loader_for(args, dataset, device, rank=0, world_size=1):
         loader.set_epoch(epoch)
         return loader
     return for_epoch
+
+
+def gpu_loader_works(dataset, device):
+    """Whether DeviceLoader can serve `dataset` on `device` (array-backed, fits, augment not auto)."""
+    if not isinstance(dataset, ArrayDataset) or np.asarray(dataset.data[:1]).shape[1:] != (32, 32, 3):
+        return False
+    try:
+        if augment_of(dataset) == "auto":
+            return False
+    except UserError:
+        return False
+    return fits_on_device(dataset, device)

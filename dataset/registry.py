@@ -1,7 +1,7 @@
 """What the project knows about each data set: classes, normalisation, splits."""
 from dataclasses import dataclass
 
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 
 class DataNotFoundError(UserError):

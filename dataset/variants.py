@@ -2,10 +2,11 @@
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from dataset.registry import check_choice
-from helper.errors import UserError
+from helper.core.distributed import get_rank, get_world_size, is_distributed
+from helper.core.errors import UserError
 
 VARIANTS = ("plain", "instance", "contrast")
 MODES = ("exact", "relax")
@@ -134,3 +135,17 @@ def wrap_arrays(data, targets, info, transform, variant, k, mode):
     if variant == "contrast":
         return ContrastDataset(data, targets, info, transform, k=k, mode=mode)
     raise AssertionError(variant)  # get_dataset checked it
+
+
+def eval_shard(dataset):
+    """Every world_size-th sample from this rank's: no padding, so summed metrics count each sample once.
+
+    A plain array data set stays one (a copy of its rows), so the GPU loader can still serve it.
+    """
+    if not is_distributed():
+        return dataset
+    rows = range(get_rank(), len(dataset), get_world_size())
+    if type(dataset) is ArrayDataset:
+        rows = np.asarray(rows)
+        return ArrayDataset(dataset.data[rows], dataset.targets[rows], dataset.info, dataset.transform)
+    return Subset(dataset, rows)

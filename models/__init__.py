@@ -6,8 +6,9 @@
 """
 from .base import ImageClassifier
 from .registry import model_dict, register_model, create_model, available_models
+from .loading import load_model, guess_arch
 
 # Importing the architecture modules fills the registry.
 from . import resnet, resnet_imagenet, wrn, mobilenetv2, shufflenetv1, shufflenetv2, resnext, vgg  # noqa: E402,F401
 
-__all__ = ["ImageClassifier", "model_dict", "register_model", "create_model", "available_models"]
+__all__ = ["ImageClassifier", "model_dict", "register_model", "create_model", "available_models", "load_model", "guess_arch"]

@@ -1,5 +1,5 @@
 """The single model registry: argparse `choices`, tests and checkpoint loading read it."""
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 model_dict = {}
 

@@ -5,7 +5,7 @@ channels_last on CUDA); synthetic images, labels, indices and CRD negatives alre
 the device, so only the step is timed. Stage 2 = forward
 and backward of the model + frozen-network forward + CRD (embeds, 2 x (B, K+1)
 memory reads, NCE, memory update); the time is split into the frozen forward
-and the contrastive part. Uses `helper.ctc.CTCObjective`, the code train_ctc.py runs.
+and the contrastive part. Uses `helper.train.ctc.CTCObjective`, the code train_ctc.py runs.
 
     python scripts/bench_ctc.py --model resnext32_16x4d --batch_size 64 --nce_k 16384 --n_data 50000
     python scripts/bench_ctc.py --model resnet8 --steps 5 --device cpu
@@ -22,12 +22,12 @@ import torch.nn.functional as F  # noqa: E402
 
 import train_ctc  # noqa: E402
 from helper.cli import HelpFormatter  # noqa: E402
-from helper.ctc import CTCObjective  # noqa: E402
-from helper.device import get_device  # noqa: E402
-from helper.errors import UserError, run_cli  # noqa: E402
-from helper.speed import (add_speed_args, autocast, describe, device_name, prepare_model,  # noqa: E402
-                          resolve_speed_args, write_bench_json)
-from helper.train_setup import build_sgd  # noqa: E402
+from helper.train.ctc import CTCObjective  # noqa: E402
+from helper.core.device import get_device  # noqa: E402
+from helper.core.errors import UserError, run_cli  # noqa: E402
+from helper.core.speed import autocast, device_name, prepare_model, write_bench_json  # noqa: E402
+from helper.cli.speed import add_speed_args, describe, resolve_speed_args  # noqa: E402
+from helper.train.setup import build_sgd  # noqa: E402
 from models import available_models, create_model  # noqa: E402
 
 

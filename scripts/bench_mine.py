@@ -8,7 +8,7 @@ with `.item()`. Both use the same statistics network, Adam and MINE loss.
 
     python scripts/bench_mine.py --rows 2000 --dim_a 256 --dim_b 64 --iters 30
 
---check fits the cases of helper/mi_cases.py (I(X;T)-like: latent Gaussians mapped into
+--check fits the cases of helper/sweep/mi_cases.py (I(X;T)-like: latent Gaussians mapped into
 --dim_a and --dim_b dimensions; I(T;Y)-like: 100 Gaussian classes in --dim_b dimensions) in
 fp32, bf16 autocast and, on CUDA, TF32, and prints each estimate against the truth and fp32:
 
@@ -25,11 +25,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from helper.cli import HelpFormatter  # noqa: E402
-from helper.device import get_device  # noqa: E402
-from helper.errors import UserError, run_cli  # noqa: E402
-from helper.mi import StatisticsNetwork, estimate_mi, one_hot  # noqa: E402
-from helper.mi_cases import gaussian_classes, latent_gaussian  # noqa: E402
-from helper.speed import device_name, write_bench_json  # noqa: E402
+from helper.core.device import get_device  # noqa: E402
+from helper.core.errors import UserError, run_cli  # noqa: E402
+from helper.sweep.mi import StatisticsNetwork, estimate_mi, one_hot  # noqa: E402
+from helper.sweep.mi_cases import gaussian_classes, latent_gaussian  # noqa: E402
+from helper.core.speed import device_name, write_bench_json  # noqa: E402
 
 
 def original_batch(data, dim_a, batch_size, marginal):

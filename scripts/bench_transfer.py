@@ -2,9 +2,9 @@
 """Benchmark: one checkpoint's linear probe with cached features against the uncached loop.
 
 cached:   extract the penultimate features of the train and eval split once (eval mode),
-          then train the head on them (helper.probe.probe_cached), as transfer.py does;
+          then train the head on them (helper.sweep.probe.probe_cached), as transfer.py does;
 uncached: run the frozen backbone on the images of every batch of every epoch
-          (helper.probe.probe_backbone with bn_mode eval), as the original code did.
+          (helper.sweep.probe.probe_backbone with bn_mode eval), as the original code did.
 Both see the same data, model and seed, so their accuracies should agree. Target: the
 cached probe at least 10x faster at 30 epochs on a GPU.
 
@@ -23,13 +23,13 @@ import torch  # noqa: E402
 
 from dataset import DATASETS, dataset_names, get_dataset, get_loader  # noqa: E402
 from helper.cli import HelpFormatter  # noqa: E402
-from helper.checkpoint import load_model  # noqa: E402
-from helper.device import get_device  # noqa: E402
-from helper.errors import run_cli  # noqa: E402
-from helper.features import extract_features  # noqa: E402
-from helper.probe import probe_backbone, probe_cached  # noqa: E402
+from models import load_model  # noqa: E402
+from helper.core.device import get_device  # noqa: E402
+from helper.core.errors import run_cli  # noqa: E402
+from helper.sweep.features import extract_features  # noqa: E402
+from helper.sweep.probe import probe_backbone, probe_cached  # noqa: E402
 from models import available_models, create_model  # noqa: E402
-from helper.speed import write_bench_json  # noqa: E402
+from helper.core.speed import write_bench_json  # noqa: E402
 
 
 def get_args_parser():

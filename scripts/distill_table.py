@@ -18,8 +18,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from helper.cli import HelpFormatter  # noqa: E402
-from helper.distill_results import METRICS, build_table, collect_runs, to_csv, to_markdown  # noqa: E402
-from helper.errors import UserError, run_cli  # noqa: E402
+from helper.report.distill_results import METRICS, build_table, collect_runs, to_csv, to_markdown  # noqa: E402
+from helper.core.errors import UserError, run_cli  # noqa: E402
 
 
 def get_args_parser():

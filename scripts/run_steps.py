@@ -16,7 +16,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from helper.errors import run_cli  # noqa: E402
+from helper.core.errors import run_cli  # noqa: E402
 
 SCRIPTS = ("train_vanilla.py", "train_ctc.py", "transfer.py", "discriminability.py", "mine.py")
 SEPARATOR = "::"

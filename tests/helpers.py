@@ -6,8 +6,8 @@ import sysconfig
 
 import pytest
 
-from helper.engine import TrainingRun
-from helper.errors import run_cli
+from helper.train.engine import TrainingRun
+from helper.core.errors import run_cli
 
 # torch.compile's CPU backend (inductor) builds C++ against Python's headers: without both, nothing to test.
 needs_compiler = pytest.mark.skipif(

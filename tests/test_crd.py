@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from crd import (ContrastMemory, CRDLoss, Embed, InstanceDiscrimination, ITRDLoss, itrd_correlation_loss,
                  itrd_mutual_loss, kd_loss, nce_loss)
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 DIM, N_DATA, NCE_K, BATCH = 8, 20, 5, 4
 

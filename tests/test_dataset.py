@@ -9,7 +9,7 @@ import dataset
 from dataset import DATASETS, DataNotFoundError, dataset_names, get_dataset, get_loader
 from dataset.cifar import read_pickle
 from dataset.small import digits_split_indices
-from helper.errors import UserError
+from helper.core.errors import UserError
 from tests.fakedata import trust_fake_cifar, write_fake_cifar, write_fake_cinic
 
 SIZES = {"cifar100": (200, 100), "cifar10": (100, 50), "cinic10": (30, 30),

@@ -6,7 +6,7 @@ import torch
 from dataset import build_transform, get_dataset, get_loader
 from dataset.device_loader import DeviceLoader, crop_and_flip, device_loader_for, fits_on_device
 from dataset.variants import ArrayDataset, NegativeSampler
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import dataset
 import train_ctc
 import train_vanilla
-from helper.distill_results import CROSS_FAMILY, SAME_FAMILY
+from helper.report.distill_results import CROSS_FAMILY, SAME_FAMILY
 from tests.conftest import REPO_ROOT
 
 LIGHT = {"MobileNetV2", "ShuffleV1", "ShuffleV2"}   # CRD trains these at lr 0.01, everything else at 0.05

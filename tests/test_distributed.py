@@ -19,13 +19,14 @@ import train_ctc
 import train_vanilla
 import transfer
 from dataset import get_loader
-from helper.checkpoint import load_checkpoint, load_model, model_state
-from helper.ctc import CTCObjective
-from helper.device import get_device
-from helper.distributed import (all_gather_cat, all_reduce_mean, cleanup, init_distributed, is_distributed,
+from helper.core.checkpoint import load_checkpoint, model_state
+from models import load_model
+from helper.train.ctc import CTCObjective
+from helper.core.device import get_device
+from helper.core.distributed import (all_gather_cat, all_reduce_mean, cleanup, init_distributed, is_distributed,
                                 shard_sampler, wrap_model)
-from helper.errors import UserError
-from helper.loops import NonFiniteLossError, train_one_epoch
+from helper.core.errors import UserError
+from helper.train.loops import NonFiniteLossError, train_one_epoch
 from models import create_model
 from tests.conftest import REPO_ROOT
 from tests.helpers import cli, read_rows
@@ -305,7 +306,7 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_user_error(monkeypatch):
 
 def test_rng_state_of_more_gpus_than_visible_restores_the_ones_present(monkeypatch):
     """A resume.pth written under torchrun on 4 GPUs resumes in one process on one GPU."""
-    from helper.seed import rng_state, set_rng_state
+    from helper.core.seed import rng_state, set_rng_state
     state = rng_state()
     state["cuda"] = [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]
     restored = []

@@ -1,4 +1,4 @@
-"""The torch k-means (helper/kmeans.py) against scikit-learn's, and Recall@1 on larger random features."""
+"""The torch k-means (helper/sweep/kmeans.py) against scikit-learn's, and Recall@1 on larger random features."""
 import os
 
 import numpy as np
@@ -9,10 +9,10 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import normalized_mutual_info_score
 
 from dataset import get_dataset, get_loader
-from helper.checkpoint import load_model
-from helper.features import extract_features
-from helper.kmeans import kmeans, kmeans_restarts
-from helper.metrics import nmi_kmeans, recall_at_1
+from models import load_model
+from helper.sweep.features import extract_features
+from helper.sweep.kmeans import kmeans, kmeans_restarts
+from helper.sweep.metrics import nmi_kmeans, recall_at_1
 from tests.test_metrics import brute_force_recall_at_1
 
 
@@ -86,7 +86,7 @@ def test_nmi_on_digits_checkpoint_features_within_0_01_of_sklearn(digits_run):
 
 
 def test_unknown_backend_is_a_user_error():
-    from helper.errors import UserError
+    from helper.core.errors import UserError
     with pytest.raises(UserError, match="sklearn"):
         nmi_kmeans(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]), backend="faiss")
 

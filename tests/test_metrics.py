@@ -8,8 +8,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 from torch import nn
 
-from helper.errors import UserError
-from helper.metrics import (AverageMeter, accuracy, conv_blocks, nmi_kmeans, parameter_distance_transferability,
+from helper.core.errors import UserError
+from helper.sweep.metrics import (AverageMeter, accuracy, conv_blocks, nmi_kmeans, parameter_distance_transferability,
                             recall_at_1, topk_correct)
 from models import create_model
 

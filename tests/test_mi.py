@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from helper.errors import UserError
-from helper.mi_cases import class_means, gaussian_classes, latent_gaussian
-from helper.mi import (ESTIMATORS, PROGRESS_EVERY, StatisticsNetwork, critic_memory_bytes, estimate_mi, one_hot,
+from helper.core.errors import UserError
+from helper.sweep.mi_cases import class_means, gaussian_classes, latent_gaussian
+from helper.sweep.mi import (ESTIMATORS, PROGRESS_EVERY, StatisticsNetwork, critic_memory_bytes, estimate_mi, one_hot,
                        sample_batches)
 from tests.helpers import needs_compiler
 
@@ -164,7 +164,7 @@ def test_memory_estimate_refuses_a_critic_that_cannot_fit(monkeypatch):
     assert 0.5e9 < need < 2e9                                   # the paper's I(X;T) fit: ~1 GB in fp32
     assert critic_memory_bytes(10000, 3584, 5000, 1024, "mine", 362, holdout=True) > need
     with pytest.raises(UserError, match=r"needs about \d+\.\d GiB .* only 0\.0 GiB are free"):
-        monkeypatch.setattr("helper.mi.free_memory_bytes", lambda device: 2 ** 20)
+        monkeypatch.setattr("helper.sweep.mi.free_memory_bytes", lambda device: 2 ** 20)
         estimate_mi(torch.zeros(100, 2), torch.zeros(100, 2), iters=1, hidden_size=4096, device=CPU)
 
 

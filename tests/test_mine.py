@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mine
-from helper.checkpoint import ckpt_name, model_checkpoint, save_atomic
+from helper.core.checkpoint import ckpt_name, model_checkpoint, save_atomic
 from models import create_model
 from tests.helpers import cli, copy_run, needs_compiler, read_rows as rows
 

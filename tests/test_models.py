@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from helper.checkpoint import load_model, save_atomic
-from helper.errors import UserError
+from helper.core.checkpoint import save_atomic
+
+from models import load_model
+from helper.core.errors import UserError
 from models import available_models, create_model
 
 REFERENCE_DIR = Path(__file__).parent / "data" / "state_dicts"

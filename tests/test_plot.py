@@ -16,12 +16,12 @@ import plot
 import train_ctc
 import train_vanilla
 import transfer
-from helper import figures
-from helper.checkpoint import plain
-from helper.results import KINDS, find_results
-from helper.seed_groups import group_label, group_runs, seed_band
-from helper.stats import t_interval, welch_interval
-from helper.sweep import ResultsCSV, write_args_json
+from helper.report import figures
+from helper.core.checkpoint import plain
+from helper.report.results import KINDS, find_results
+from helper.report.seed_groups import group_label, group_runs, seed_band
+from helper.core.stats import t_interval, welch_interval
+from helper.sweep.runner import ResultsCSV, write_args_json
 from tests.helpers import cli
 
 EPOCHS = [2, 4, 6, 8, 10]
@@ -332,7 +332,7 @@ def test_unknown_run_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_a_cross_validated_probe_is_titled_by_its_folds_and_pooled_split():
-    from helper.results import FACTS
+    from helper.report.results import FACTS
     facts = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
     assert facts["split"] == "train + test" and facts["detail"].startswith("5-fold cross-validated linear probe")
     plain = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": None})

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from helper.errors import UserError
-from helper.features import cached_features, extract_features
-from helper.probe import cross_validated_probe, fold_summary, probe_backbone, probe_cached, stratified_folds
+from helper.core.errors import UserError
+from helper.sweep.features import cached_features, extract_features
+from helper.sweep.probe import cross_validated_probe, fold_summary, probe_backbone, probe_cached, stratified_folds
 
 try:
     from models.base import ImageClassifier

@@ -16,12 +16,12 @@ import torch
 import train_ctc
 import train_vanilla
 import transfer
-import helper.engine as engine
-from helper.checkpoint import load_checkpoint
-from helper.errors import UserError
-from helper.features import cache_path, cached_features
-from helper.loops import NonFiniteLossError
-from helper.sweep import DamagedResultsError, ResultsCSV, add_sweep_args, run_sweep, select_epochs
+import helper.train.engine as engine
+from helper.core.checkpoint import load_checkpoint
+from helper.core.errors import UserError
+from helper.sweep.features import cache_path, cached_features
+from helper.train.loops import NonFiniteLossError
+from helper.sweep.runner import DamagedResultsError, ResultsCSV, add_sweep_args, run_sweep, select_epochs
 from tests.helpers import cli, read_rows
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "128", "--num_workers", "0",
@@ -138,13 +138,13 @@ def test_a_kill_while_appending_leaves_no_partial_row(run_dir, monkeypatch):
 
 
 def test_a_kill_while_creating_the_file_leaves_no_headerless_file(tmp_path, monkeypatch):
-    import helper.checkpoint as C
+    import helper.core.checkpoint as C
 
     def killed(f):
         f.write(b"epoch,ac")
         raise KeyboardInterrupt
     real = C.atomic_write
-    monkeypatch.setattr("helper.sweep.atomic_write", lambda path, write: real(path, killed))
+    monkeypatch.setattr("helper.sweep.runner.atomic_write", lambda path, write: real(path, killed))
     with pytest.raises(KeyboardInterrupt):
         ResultsCSV(str(tmp_path / "res.csv"), FIELDS).append({"epoch": 1, "acc": 1.0})
     assert os.listdir(tmp_path) == []
@@ -280,7 +280,7 @@ def test_a_kill_during_a_save_leaves_no_temp_file_and_no_repeated_epoch(in_tmp, 
 def test_read_only_run_folder_stops_before_any_epoch(in_tmp, capsys, monkeypatch):
     trained = []
     monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **kw: trained.append(1))
-    monkeypatch.setattr("helper.checkpoint.tempfile.mkstemp",
+    monkeypatch.setattr("helper.core.checkpoint.tempfile.mkstemp",
                         lambda *a, **kw: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system")))
     code, _, err = train(["--epochs", "2"], capsys)
     text = one_paragraph(err)

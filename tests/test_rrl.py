@@ -7,10 +7,11 @@ import torch
 
 import distill_cat
 import transfer
-from helper import rrl
-from helper import transfer as T
-from helper.checkpoint import load_checkpoint, load_model, save_atomic
-from helper.errors import UserError
+from helper.sweep import rrl
+from helper.sweep import transfer as T
+from helper.core.checkpoint import load_checkpoint, save_atomic
+from models import load_model
+from helper.core.errors import UserError
 from models import create_model
 from tests.helpers import cli, copy_run, read_rows
 

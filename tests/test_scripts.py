@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 import train_vanilla
-from helper.schedule import make_lr_schedule, resolve_warmup
+from helper.train.schedule import make_lr_schedule, resolve_warmup
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = sorted(glob.glob(os.path.join(REPO_ROOT, "scripts", "*.sh"))) + [os.path.join(REPO_ROOT, ".ci", "run")]

@@ -1,4 +1,4 @@
-"""helper/speed.py: flags, defaults per device, autocast, model preparation, and the sweeps' speed flags."""
+"""helper/core/speed.py: flags, defaults per device, autocast, model preparation, and the sweeps' speed flags."""
 import argparse
 import os
 
@@ -9,11 +9,12 @@ import mine
 import transfer
 from dataset import get_dataset
 from dataset.device_loader import DeviceLoader
-from helper import transfer as T
-from helper.checkpoint import model_state
-from helper.errors import UserError
-from helper.features import extract_features
-from helper.speed import add_speed_args, autocast, describe, prepare_model, resolve_speed_args, speed_argv
+from helper.sweep import transfer as T
+from helper.core.checkpoint import model_state
+from helper.core.errors import UserError
+from helper.sweep.features import extract_features
+from helper.core.speed import autocast, prepare_model
+from helper.cli.speed import add_speed_args, describe, resolve_speed_args, speed_argv
 from models import create_model
 from tests.helpers import cli, needs_compiler
 

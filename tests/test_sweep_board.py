@@ -1,11 +1,11 @@
-"""Sweep rows as TensorBoard scalars (helper/sweep_board.py), read back with TensorBoard's own reader."""
+"""Sweep rows as TensorBoard scalars (helper/sweep/board.py), read back with TensorBoard's own reader."""
 import os
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import discriminability
-from helper.sweep_board import SweepBoard, sweep_log_dir, tag_prefix
+from helper.sweep.board import SweepBoard, sweep_log_dir, tag_prefix
 from tests.helpers import cli, copy_run, read_rows
 
 

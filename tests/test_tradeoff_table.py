@@ -1,4 +1,4 @@
-"""The seeded results table (helper/tradeoff_table.py, scripts/results_table.py) against hand-computed values
+"""The seeded results table (helper/report/tradeoff_table.py, scripts/results_table.py) against hand-computed values
 on synthetic result files."""
 import csv
 import math
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from helper.stats import mean_std, t_interval, welch_interval
-from helper.tradeoff_table import TableSpec, smooth, summarise_method, to_markdown
+from helper.core.stats import mean_std, t_interval, welch_interval
+from helper.report.tradeoff_table import TableSpec, smooth, summarise_method, to_markdown
 from tests.conftest import REPO_ROOT
 from tests.helpers import cli
 

@@ -10,9 +10,9 @@ import torch
 import train_ctc
 import train_vanilla
 from crd import CRDLoss, l2_normalize
-from helper.checkpoint import load_checkpoint, model_checkpoint, save_atomic
-from helper.ctc import CTCObjective
-from helper.engine import TrainingRun
+from helper.core.checkpoint import load_checkpoint, model_checkpoint, save_atomic
+from helper.train.ctc import CTCObjective
+from helper.train.engine import TrainingRun
 from models import create_model
 from tests.helpers import stop_after
 
@@ -222,7 +222,7 @@ def test_stage_one_device_copy_is_released_at_the_switch():
     import weakref
 
     from dataset import get_dataset
-    from helper.ctc import CTCData
+    from helper.train.ctc import CTCData
     args = parse(TWO_STAGE + ["--loader", "gpu"])
     data = CTCData(args, get_dataset("digits_a", "train", variant="instance", augment="standard"), torch.device("cpu"))
     stage_one = weakref.ref(data.loader_for(1))
@@ -233,7 +233,7 @@ def test_stage_one_device_copy_is_released_at_the_switch():
 
 
 def test_switch_state_of_older_resume_files_is_inferred_from_the_epoch():
-    from helper.ctc import SwitchState
+    from helper.train.ctc import SwitchState
     switch = SwitchState(stage_two_epoch=2)
     switch.infer_state(2)          # saved after the last stage-1 epoch: the switch is still to come
     assert not switch.done

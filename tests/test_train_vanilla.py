@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-import helper.distributed as D
+import helper.core.distributed as D
 import train_ctc
 import train_vanilla
 from dataset import DeviceLoader, get_dataset
+from dataset.variants import eval_shard
 from dataset.variants import ArrayDataset
-from helper.checkpoint import CheckpointError, load_checkpoint, load_model, save_atomic
-from helper.engine import TrainingRun, changed_args
-from helper.schedule import make_lr_schedule, resolve_warmup
-from helper.train_setup import val_loader, validation
+from helper.core.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from models import load_model
+from helper.train.engine import TrainingRun, changed_args
+from helper.train.schedule import make_lr_schedule, resolve_warmup
+from helper.train.setup import val_loader, validation
 from models import create_model
 from tests.helpers import needs_compiler, stop_after
 
@@ -91,7 +93,7 @@ def test_validation_on_the_device_loader_equals_the_dataloader_and_shards_stay_a
     monkeypatch.setattr(D, "get_world_size", lambda: 2)
     for rank in (0, 1):
         monkeypatch.setattr(D, "get_rank", lambda rank=rank: rank)
-        shard = D.eval_shard(val)
+        shard = eval_shard(val)
         assert type(shard) is ArrayDataset and isinstance(val_loader(args, val, cpu), DeviceLoader)
         np.testing.assert_array_equal(shard.data, val.data[rank::2])
         np.testing.assert_array_equal(shard.targets, val.targets[rank::2])

@@ -6,8 +6,8 @@ import os
 import pytest
 
 import transfer
-from helper import transfer as T
-from helper.checkpoint import load_model
+from helper.sweep import transfer as T
+from models import load_model
 from tests.conftest import DIGITS_RUN_EPOCHS as RUN_EPOCHS
 from tests.helpers import cli, copy_run, read_rows
 

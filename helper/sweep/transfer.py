@@ -14,19 +14,21 @@ import torch
 import torch.nn.functional as F
 
 from dataset import DATASETS, eval_loader, get_dataset, get_info, get_loader
-from helper.checkpoint import (CheckpointError, atomic_write, list_checkpoints, load_checkpoint, load_model,
-                               model_weights, model_checkpoint, model_state, save_atomic)
-from helper.device import get_device
-from helper.errors import UserError
-from helper.features import cached_features, extract_features, file_fingerprint
-from helper.flags import NON_NEGATIVE_INT
-from helper.loops import evaluate, train_one_epoch
-from helper.metrics import parameter_distance_transferability
-from helper.probe import cross_validated_probe, probe_backbone, probe_cached
-from helper.schedule import cosine_lr, set_lr
-from helper.seed import set_seed
-from helper.speed import LOADERS, add_layout_args, gpu_loader_works, resolve_speed_args
-from helper.sweep import select_epochs
+from helper.core.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, model_checkpoint, model_state,
+                                    model_weights, save_atomic)
+from models import load_model
+from helper.core.device import get_device
+from helper.core.errors import UserError
+from helper.sweep.features import cached_features, extract_features, file_fingerprint
+from helper.cli.flags import NON_NEGATIVE_INT
+from helper.train.loops import evaluate, train_one_epoch
+from helper.sweep.metrics import parameter_distance_transferability
+from helper.sweep.probe import cross_validated_probe, probe_backbone, probe_cached
+from helper.train.schedule import cosine_lr, set_lr
+from helper.core.seed import set_seed
+from helper.cli.speed import LOADERS, add_layout_args, resolve_speed_args
+from dataset.device_loader import gpu_loader_works
+from helper.sweep.runner import select_epochs
 
 
 def add_feature_args(parser, model_default=None):

@@ -31,15 +31,15 @@ import time
 import torch
 from tqdm import tqdm
 
-from helper.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, describe_changes, list_checkpoints,
+from helper.core.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, describe_changes, list_checkpoints,
                                load_checkpoint, model_checkpoint, model_state, plain, unwrap)
-from helper.distributed import all_gather_objects, barrier, get_rank, get_world_size, is_main_process, seed_this_rank
-from helper.errors import UserError
-from helper.loops import NonFiniteLossError, train_one_epoch
-from helper.run_folder import (LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line, check_writable, continue_command,
+from helper.core.distributed import all_gather_objects, barrier, get_rank, get_world_size, is_main_process, seed_this_rank
+from helper.core.errors import UserError
+from helper.train.loops import NonFiniteLossError, train_one_epoch
+from helper.train.run_folder import (LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line, check_writable, continue_command,
                                log_lines_through, read_log, remove_stale_temporaries, similar_runs)
-from helper.schedule import set_lr
-from helper.seed import rng_state, set_rng_state
+from helper.train.schedule import set_lr
+from helper.core.seed import rng_state, set_rng_state
 
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",

@@ -1,7 +1,7 @@
 """Learning-rate schedules, evaluated once per epoch (epochs count from 1)."""
 import math
 
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 
 def cosine_lr(base_lr, epoch, first_epoch, num_epochs, min_lr_scale=0.0):

@@ -7,8 +7,8 @@ import sys
 
 import torch
 
-from helper.checkpoint import atomic_write
-from helper.errors import UserError
+from helper.core.checkpoint import atomic_write
+from helper.core.errors import UserError
 
 LOG_FILE = "log.txt"
 RESUME_FILE = "resume.pth"

@@ -8,13 +8,15 @@ from tqdm import tqdm
 
 from dataset import dataset_names, device_loader_for, eval_loader, get_dataset, get_loader
 from helper.cli import add_original_training_flags
-from helper.distributed import (describe, eval_shard, get_rank, get_world_size, is_main_process, main_process_first,
-                                process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
-from helper.flags import FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, number_in
-from helper.loops import evaluate
-from helper.schedule import resolve_warmup
-from helper.seed import set_seed
-from helper.speed import add_speed_args, gpu_loader_works, prepare_model, resolve_speed_args
+from helper.core.distributed import (describe, get_rank, get_world_size, is_main_process, main_process_first, process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
+from dataset.variants import eval_shard
+from helper.cli.flags import FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, number_in
+from helper.train.loops import evaluate
+from helper.train.schedule import resolve_warmup
+from helper.core.seed import set_seed
+from helper.core.speed import prepare_model
+from helper.cli.speed import add_speed_args, resolve_speed_args, speed_config
+from dataset.device_loader import gpu_loader_works
 from models import available_models, create_model
 
 
@@ -94,7 +96,7 @@ def add_training_args(parser, epochs=200, warmup_epochs=0, min_lr_scale=0.0):
 
 
 def check_training_args(args):
-    from helper.errors import UserError
+    from helper.core.errors import UserError
     for name in ("epochs", "batch_size", "save_freq"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
@@ -137,7 +139,7 @@ def load_source_data(args, device, variant="plain", **variant_kw):
 
 def build_model(args, num_classes, device):
     """The registered model on `device`, in channels_last / compiled as asked, DDP-wrapped under torchrun."""
-    model = prepare_model(create_model(args.model, num_classes=num_classes).to(device), args)
+    model = prepare_model(create_model(args.model, num_classes=num_classes).to(device), speed_config(args))
     return wrap_model(model, device, args.sync_bn)
 
 

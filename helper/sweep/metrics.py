@@ -1,10 +1,8 @@
 """Classification and discriminability metrics, and a parameter-distance transferability score.
 
-- `topk_correct` / `accuracy`: top-k hits (counts on the device / percentages);
-- `AverageMeter`: a running, sample-weighted mean of host-side scalars;
 - `recall_at_1`: leave-one-out nearest-neighbour retrieval (cosine), in percent, on the features' device;
 - `nmi_kmeans`: k-means clustering quality against the labels (NMI in [0, 1]), by the torch
-  k-means of `helper.kmeans` on the features' device or by scikit-learn's KMeans (the reference);
+  k-means of `helper.sweep.kmeans` on the features' device or by scikit-learn's KMeans (the reference);
 - `parameter_distance_transferability`: per-block ratio of distances between the
   random init, the source-trained and the fine-tuned weights, from "Rethinking Two
   Consensuses of Transferability of Pre-trained DNNs" (docs/param_transferability.md).
@@ -17,48 +15,11 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from helper.errors import UserError
-from helper.kmeans import kmeans
+from helper.core.errors import UserError
+from helper.sweep.kmeans import kmeans
+from helper.core.meters import AverageMeter, accuracy, topk_correct  # noqa: F401  (re-exported)
 
 KMEANS_BACKENDS = ("torch", "sklearn")
-
-
-def topk_correct(logits, targets, topk=(1,)):
-    """Hits per k as a float64 tensor (len(topk),) on the logits' device: no host sync.
-
-    logits (B, C), targets (B,). k larger than C counts every sample, as a full ranking would.
-    """
-    max_k = min(max(topk), logits.shape[1])
-    hits = logits.topk(max_k, dim=1).indices.eq(targets.reshape(-1, 1))      # (B, max_k)
-    return torch.stack([hits[:, :min(k, max_k)].any(dim=1).sum() for k in topk]).double()
-
-
-def accuracy(logits, targets, topk=(1,)):
-    """Top-k accuracies in percent, logits (B, C), targets (B,) -> [float per k]."""
-    return (topk_correct(logits, targets, topk) * (100.0 / max(targets.numel(), 1))).tolist()
-
-
-class AverageMeter:
-    """Running mean of a scalar over samples: `update(value, n)` weighs a batch mean by its size.
-
-    For host-side numbers (per-batch accuracies, timings); the training loop keeps its
-    sums on the device instead (`helper.loops.EpochMeter`) to avoid a sync per step.
-    """
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.val, self.sum, self.count = 0.0, 0.0, 0
-
-    def update(self, value, n=1):
-        self.val = float(value)
-        self.sum += self.val * n
-        self.count += n
-
-    @property
-    def avg(self):
-        return self.sum / self.count if self.count else 0.0
 
 
 def _features_and_labels(features, labels, min_samples):
@@ -96,7 +57,7 @@ def nmi_kmeans(features, labels, num_classes=None, n_init=10, seed=0, backend="t
     """NMI in [0, 1] between k-means clusters of the L2-normalised features and the labels.
 
     features (N, D), labels (N,); k = num_classes, or the number of distinct labels.
-    backend 'torch': `helper.kmeans.kmeans` on the features' device; 'sklearn': scikit-learn's
+    backend 'torch': `helper.sweep.kmeans.kmeans` on the features' device; 'sklearn': scikit-learn's
     KMeans on the CPU (the reference; the same algorithm, NMI within 0.01 of each other).
     """
     if backend not in KMEANS_BACKENDS:

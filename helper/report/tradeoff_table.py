@@ -23,9 +23,9 @@ import math
 import os
 from dataclasses import dataclass
 
-from helper.errors import UserError
-from helper.stats import mean_std, t_interval, welch_interval
-from helper.sweep import ResultsCSV
+from helper.core.errors import UserError
+from helper.core.stats import mean_std, t_interval, welch_interval
+from helper.sweep.runner import ResultsCSV
 
 # (mode, data set side, results-file suffix): the held-out estimates (mine.py --holdout) on the target show how
 # much of its curves is the critic memorising its rows

@@ -1,23 +1,12 @@
-"""Speed flags shared by the training scripts and the sweeps: bf16 autocast, channels_last,
-torch.compile, GPU loader.
+"""The command-line layer's shared option groups, and the settings they resolve to.
 
-Every flag defaults to None ("choose for me"); `resolve_speed_args` fills them from the
-device: all off on CPU (no gain there, and the CPU run is the reference), and on CUDA
-bf16 autocast + channels_last on (tensor cores; bf16 needs no loss scaling), the
-data set on the GPU when it fits, and torch.compile off (see `resolve_speed_args`).
-The sweeps (transfer.py, discriminability.py, mine.py) take channels_last and compile
-from here and have their own --amp, off by default (the paper's fp32 features; for
-mine.py's critic, docs/mine.md gives the measured bf16 - fp32 differences).
+Scripts add these groups to their parsers; everything below the scripts takes plain values.
 """
-import contextlib
-import functools
-import os
-import platform
-
-import numpy as np
 import torch
 
-from helper.errors import UserError
+from dataset.device_loader import gpu_loader_works
+from helper.core.errors import UserError
+from helper.core.speed import Speed
 
 LOADERS = ("auto", "gpu", "cpu")
 
@@ -84,56 +73,6 @@ def resolve_speed_args(args, device, dataset=None, pick_loader=True):
     return args
 
 
-def gpu_loader_works(dataset, device):
-    """Whether DeviceLoader can serve `dataset` on `device` (array-backed, fits, augment not auto)."""
-    from dataset.device_loader import augment_of, fits_on_device
-    from dataset.variants import ArrayDataset
-
-    if not isinstance(dataset, ArrayDataset) or np.asarray(dataset.data[:1]).shape[1:] != (32, 32, 3):
-        return False
-    try:
-        if augment_of(dataset) == "auto":
-            return False
-    except UserError:
-        return False
-    return fits_on_device(dataset, device)
-
-
-def autocast(device, enabled, allow_cpu=False):
-    """bf16 autocast on CUDA when `enabled`; a no-op context on CPU unless `allow_cpu` (tests)."""
-    device = torch.device(device)
-    if enabled and (device.type == "cuda" or allow_cpu):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def prepare_model(model, args):
-    """Apply args.channels_last (in place) and args.compile; returns the model to train.
-
-    A compiled model is an OptimizedModule whose state_dict keys start with
-    `_orig_mod.`; helper.checkpoint.unwrap / model_state / clean_state_dict strip it,
-    so checkpoints stay loadable by the uncompiled model.
-    """
-    if getattr(args, "channels_last", False):
-        model = model.to(memory_format=torch.channels_last)
-    if getattr(args, "compile", False):
-        model = torch.compile(model)
-    return model
-
-
-@functools.lru_cache(maxsize=None)
-def compiled(fn):
-    """`torch.compile(fn)`, built once per process and function.
-
-    `fn` takes the model as an argument (e.g. `model_features(model, images)`), so every
-    checkpoint of a sweep, a new instance of the same architecture, reuses the graphs
-    compiled for the first instead of compiling again (and silently falling back to
-    eager once dynamo's recompile limit is reached). Static shapes: the last, smaller
-    batch of a split costs one more graph, not a dynamic-shape graph for all batches.
-    """
-    return torch.compile(fn, dynamic=False)
-
-
 def speed_argv(args):
     """The command-line flags that reproduce args' (resolved) amp, channels_last and compile."""
     return [f"--{'' if getattr(args, name) else 'no_'}{name}" for name in ("amp", "channels_last", "compile")]
@@ -146,22 +85,6 @@ def describe(args):
     return " ".join(flags + ([f"loader={args.loader}"] if hasattr(args, "loader") else []))
 
 
-def device_name(device):
-    """'NVIDIA H100 80GB HBM3' or the CPU's name: benchmark records say where they were taken."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def write_bench_json(path, record):
-    """Write a benchmark's numbers to `path` (if given) with the torch version and date beside them,
-    so figures from different machines and versions are never mixed."""
-    if not path:
-        return
-    import datetime
-    import json
-    record = {"torch": torch.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds"), **record}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(record, handle, indent=1, default=str)
+def speed_config(args):
+    """The resolved speed flags of `args` (after `resolve_speed_args`) as a `Speed`."""
+    return Speed(amp=bool(args.amp), channels_last=bool(args.channels_last), compile=bool(args.compile))

@@ -5,7 +5,7 @@ CATn concatenates the penultimate features of n networks (runs with other seeds,
 other architectures). transfer.py transfers it with three protocols, one row each in
 `transfer_<target>_concat.csv` (column `protocol`):
 
-- linear    ("cat"):       a linear probe on the concatenated frozen features (`helper.transfer.concat_probe`);
+- linear    ("cat"):       a linear probe on the concatenated frozen features (`helper.sweep.transfer.concat_probe`);
 - finetune  ("[init]cat"): the members side by side under one linear head, every weight trained (`ConcatNet`);
 - two_stage ("[2ft]cat"):  each member fine-tuned on the target alone (saved, and reused by later
                            concatenations), then a linear probe on the fine-tuned members' features.
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helper import transfer as T
-from helper.checkpoint import load_checkpoint
-from helper.errors import UserError
+from helper.sweep import transfer as T
+from helper.core.checkpoint import load_checkpoint
+from helper.core.errors import UserError
 from models.base import ImageClassifier
 
 # The flags that decide what a fine-tuned member is; a saved one is reused only when they all agree.

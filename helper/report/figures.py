@@ -1,9 +1,9 @@
-"""The paper's figures from the result files of runs (see helper/results.py for what each file holds).
+"""The paper's figures from the result files of runs (see helper/report/results.py for what each file holds).
 
     series = load_series([[run_a], [ctc_seed0, ctc_seed1]], ["vanilla", "ctc"])
     fig = transfer_figure(series, "final_acc")     # None when no run has transfer results
 
-A series is one run, or runs that differ only in seed (helper/seed_groups.py): one colour in
+A series is one run, or runs that differ only in seed (helper/report/seed_groups.py): one colour in
 every figure; a seed group is drawn as the mean with a band of +- one standard deviation over
 seeds, a single run with MINE's own std as its band. CTC's stage switch is a dotted vertical
 line. A panel or curve that has no data is left out with a printed note, never a crash.
@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from helper.results import MI_QUANTITIES, find_results  # noqa: E402
-from helper.seed_groups import group_label, run_args, seed_band  # noqa: E402
+from helper.report.results import MI_QUANTITIES, find_results  # noqa: E402
+from helper.report.seed_groups import group_label, run_args, seed_band  # noqa: E402
 
 EPOCH_AXIS = "source training epoch"
 MODE_ORDER = {"linear": 0, "finetune": 1}

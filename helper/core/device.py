@@ -3,7 +3,7 @@ import os
 
 import torch
 
-from helper.errors import UserError
+from helper.core.errors import UserError
 
 
 def get_device(name=None):

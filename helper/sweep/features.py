@@ -14,9 +14,9 @@ import sys
 import torch
 from tqdm import tqdm
 
-from helper.checkpoint import save_atomic
-from helper.errors import UserError
-from helper.speed import autocast, compiled
+from helper.core.checkpoint import save_atomic
+from helper.core.errors import UserError
+from helper.core.speed import autocast, compiled
 
 
 @contextlib.contextmanager

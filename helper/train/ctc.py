@@ -42,10 +42,11 @@ import torch.nn.functional as F
 from crd import CRDLoss, InstanceDiscrimination, ITRDLoss, kd_loss
 from dataset import DATASETS, build_transform, get_loader, same_classes
 from dataset.variants import wrap_arrays
-from helper.checkpoint import CheckpointError, load_model, unwrap
-from helper.distributed import all_gather_cat, all_reduce_mean, average_gradients, is_main_process, shard_sampler
-from helper.errors import UserError
-from helper.train_setup import build_sgd, train_loader_for
+from helper.core.checkpoint import CheckpointError, unwrap
+from models import load_model
+from helper.core.distributed import all_gather_cat, all_reduce_mean, average_gradients, is_main_process, shard_sampler
+from helper.core.errors import UserError
+from helper.train.setup import build_sgd, train_loader_for
 
 
 def check_ctc_args(args):

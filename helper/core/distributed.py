@@ -23,12 +23,11 @@ from collections import namedtuple
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, Subset
+from torch.utils.data import DistributedSampler
 
-from dataset.variants import ArrayDataset
-from helper.device import get_device
-from helper.errors import UserError
-from helper.seed import set_seed
+from helper.core.device import get_device
+from helper.core.errors import UserError
+from helper.core.seed import set_seed
 
 DistEnv = namedtuple("DistEnv", "device rank world_size local_rank")
 
@@ -190,7 +189,7 @@ def wrap_model(model, device, sync_bn=False):
     """`model` in DistributedDataParallel under torchrun (optionally with SyncBatchNorm); unchanged otherwise.
 
     Parameter and buffer names stay those of `model` under `.module.`, which
-    helper.checkpoint strips, so checkpoints load in either setting.
+    helper.core.checkpoint strips, so checkpoints load in either setting.
     """
     if not is_distributed():
         return model  # one process: BatchNorm already sees the whole batch
@@ -210,20 +209,6 @@ def shard_sampler(dataset, shuffle, seed=0, epoch=0):
     sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
     sampler.set_epoch(epoch)
     return sampler
-
-
-def eval_shard(dataset):
-    """Every world_size-th sample from this rank's: no padding, so summed metrics count each sample once.
-
-    A plain array data set stays one (a copy of its rows), so the GPU loader can still serve it.
-    """
-    if not is_distributed():
-        return dataset
-    rows = range(get_rank(), len(dataset), get_world_size())
-    if type(dataset) is ArrayDataset:
-        rows = np.asarray(rows)
-        return ArrayDataset(dataset.data[rows], dataset.targets[rows], dataset.info, dataset.transform)
-    return Subset(dataset, rows)
 
 
 def rank_seed(seed, rank=None):

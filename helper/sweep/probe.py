@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from helper.device import get_device
-from helper.errors import UserError
-from helper.features import features_fn, iter_batch_features, model_mode
-from helper.metrics import AverageMeter, accuracy
-from helper.speed import autocast
-from helper.stats import mean_std
+from helper.core.device import get_device
+from helper.core.errors import UserError
+from helper.sweep.features import features_fn, iter_batch_features, model_mode
+from helper.core.meters import AverageMeter, accuracy
+from helper.core.speed import autocast
+from helper.core.stats import mean_std
 
 
 def seeded_linear(feat_dim, num_classes, seed):

@@ -1,4 +1,4 @@
-"""Runs that repeat one configuration with other seeds, and their mean +- std curves (intervals: helper.stats).
+"""Runs that repeat one configuration with other seeds, and their mean +- std curves (intervals: helper.core.stats).
 
     groups = group_runs(run_dirs)                    # [[run, run, run], [run, run], ...]
     epochs, mean, std = seed_band([curve, curve])    # curve: {epoch: value} of one run
@@ -12,9 +12,9 @@ its `_trial_<N>` part set aside.
 import os
 import re
 
-from helper.engine import RESUME_FREE_ARGS
-from helper.stats import mean_std
-from helper.results import read_args
+from helper.train.engine import RESUME_FREE_ARGS
+from helper.core.stats import mean_std
+from helper.report.results import read_args
 
 SEED_ARGS = {"seed", "trial", "note"}   # the note names a repetition as often as a method; the flags name methods
 TRIAL_IN_NAME = re.compile(r"_trial_[^_]+")

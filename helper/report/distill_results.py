@@ -11,8 +11,8 @@ import io
 import os
 import statistics
 
-from helper.run_folder import read_log
-from helper.seed_groups import run_args
+from helper.train.run_folder import read_log
+from helper.report.seed_groups import run_args
 
 # The rows of each table, and the method names the distillation script writes (notes "<method>_trial_<seed>").
 ROWS = ("teacher", "student", "kd", "crd", "itrd")

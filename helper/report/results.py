@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field
 
 from dataset.registry import DATASETS
-from helper.errors import UserError
-from helper.mi import ESTIMATORS
-from helper.sweep import ResultsCSV
+from helper.core.errors import UserError
+from helper.sweep.mi import ESTIMATORS
+from helper.sweep.runner import ResultsCSV
 
 MI_QUANTITIES = {"xt": "I(X;T)", "ty": "I(T;Y)", "xy": "I(X;Y)"}
 

@@ -33,9 +33,9 @@ import sys
 
 from tqdm import tqdm
 
-from helper.checkpoint import CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints, plain
-from helper.errors import UserError
-from helper.sweep_board import SweepBoard, add_board_args
+from helper.core.checkpoint import CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints, plain
+from helper.core.errors import UserError
+from helper.sweep.board import SweepBoard, add_board_args
 
 
 def add_sweep_args(parser, start_epoch=2, skip=2):

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from helper.device import get_device
-from helper.errors import UserError
-from helper.speed import compiled
+from helper.core.device import get_device
+from helper.core.errors import UserError
+from helper.core.speed import compiled
 
 ESTIMATORS = ("mine", "nwj", "infonce", "smile")
 INFONCE_MAX_ROWS = 512
