@@ -22,7 +22,6 @@ from helper.core.device import get_device
 from helper.core.errors import UserError
 from helper.core.speed import compiled
 
-ESTIMATORS = ("mine", "nwj", "infonce", "smile")
 INFONCE_MAX_ROWS = 512
 INFONCE_MAX_ELEMENTS = 2 ** 27   # R x R x hidden activations per layer
 HOLDOUT_EVAL_BATCHES = 10   # fresh batches per held-out evaluation
@@ -92,38 +91,60 @@ def _log_mean_exp(values):
     return values.logsumexp(0) - math.log(values.shape[0])
 
 
-def _bound(net, estimator, table, dim_a, idx, tau, infonce_rows):
-    """One draw of the bound from table = [a, b] (N, Da+Db) -> (bound, t_joint (B,), t_marg (B,)).
+class Estimator:
+    """One MI lower bound: the value it reads from the critic and the loss the critic is trained on.
 
-    For 'infonce' the critic matrix replaces t_joint/t_marg (returned as None).
-    Joint rows are one gather from the concatenated table; marginal rows join
-    the a-part of one draw to the b-part of another.
+    A subclass sets `name` and `value` (and `loss` when its critic is not trained on the
+    negative bound); `register_estimator` makes it a choice of `estimate_mi` and mine.py.
     """
-    joint, marg_a, marg_b = idx
-    a, b = table[:, :dim_a], table[:, dim_a:]
-    if estimator == "infonce":
-        rows = joint[:infonce_rows]
-        scores = net.pairwise(a[rows], b[rows]).float()             # (R, R)
-        bound = (scores.diag() - scores.logsumexp(1)).mean() + math.log(len(rows))
-        return bound, None, None
-    t_joint = net(table[joint]).float()
-    t_marg = net.score(a[marg_a], b[marg_b]).float()
-    if estimator == "mine":
-        bound = t_joint.mean() - _log_mean_exp(t_marg)
-    elif estimator == "nwj":
-        # NWJ: I >= E_P[T] - e^-1 E_Q[e^T], tight at T = 1 + log p/q. The critic's output f
-        # stands for T - 1, so e^f starts at the density ratio of independent variables (1),
-        # as MINE's does. With f = T an initial ~0 critic sits at e^(T-1) = 0.37, and on 5-d
-        # Gaussians (truth 0.72 nats) the bound reached 0.23 in the 600 steps MINE needs for 0.69.
-        bound = t_joint.mean() + 1 - t_marg.exp().mean()
-    else:  # smile: DV with exp(T_marg) clipped to [e^-tau, e^tau]
-        bound = t_joint.mean() - _log_mean_exp(t_marg.clamp(-tau, tau))
-    return bound, t_joint, t_marg
+
+    name = ""
+    pairwise = False     # scores all R x R pairs of one batch (InfoNCE) instead of a joint and a marginal batch
+
+    def bound(self, net, table, dim_a, idx, tau, pairwise_rows):
+        """One draw of the bound from table = [a, b] (N, Da+Db) -> (bound, t_joint (B,), t_marg (B,)).
+
+        idx (3, B): the joint rows and the a- and b-rows of the marginal batch (`sample_batches`);
+        tau: SMILE's clip; pairwise_rows: the R of a pairwise estimator. Joint rows are one gather
+        from the concatenated table; marginal rows join the a-part of one draw to the b-part of another.
+        """
+        joint, marg_a, marg_b = idx
+        a, b = table[:, :dim_a], table[:, dim_a:]
+        t_joint = net(table[joint]).float()
+        t_marg = net.score(a[marg_a], b[marg_b]).float()
+        return self.value(t_joint, t_marg, tau), t_joint, t_marg
+
+    def value(self, t_joint, t_marg, tau):
+        """The bound (0-d, nats) from the critic's joint scores t_joint (B,) and marginal scores t_marg (B,)."""
+        raise NotImplementedError
+
+    def loss(self, bound, t_joint, t_marg, ma, ma_rate, first_step):
+        """(loss to minimise, ma): by default the negative bound. `ma` is a moving average an
+        estimator may carry from step to step (MINE's of E_Q[e^T], a 0-d tensor; else None)."""
+        return -bound, ma
 
 
-def _surrogate_loss(estimator, bound, t_joint, t_marg, ma, ma_rate, first_step):
-    """Loss to minimise and the updated MINE moving average (a 0-d tensor or None)."""
-    if estimator == "mine":
+ESTIMATOR_REGISTRY = {}     # name -> Estimator instance, in registration order (mine.py's --estimator choices)
+
+
+def register_estimator(cls):
+    """Class decorator: one instance of the `Estimator` subclass `cls`, registered under `cls.name`."""
+    if not cls.name or cls.name in ESTIMATOR_REGISTRY:
+        raise ValueError(f"MI estimator name {cls.name!r} is empty or registered twice")
+    ESTIMATOR_REGISTRY[cls.name] = cls()
+    return cls
+
+
+@register_estimator
+class MINE(Estimator):
+    """Donsker-Varadhan bound, critic trained with MINE's bias-corrected gradient (Belghazi et al. 2018)."""
+
+    name = "mine"
+
+    def value(self, t_joint, t_marg, tau):
+        return t_joint.mean() - _log_mean_exp(t_marg)
+
+    def loss(self, bound, t_joint, t_marg, ma, ma_rate, first_step):
         exp_mean = t_marg.exp().mean()
         batch_ma = exp_mean.detach()
         ok = torch.isfinite(batch_ma)
@@ -133,17 +154,66 @@ def _surrogate_loss(estimator, bound, t_joint, t_marg, ma, ma_rate, first_step):
             ma = torch.where(ok, (1 - ma_rate) * ma + ma_rate * batch_ma, ma)
         # Bias-corrected gradient of the DV bound (MINE, Sec. 3.2).
         return -(t_joint.mean() - exp_mean / ma), ma
-    if estimator == "smile":
+
+
+@register_estimator
+class NWJ(Estimator):
+    """Nguyen-Wainwright-Jordan bound, critic trained on the bound itself."""
+
+    name = "nwj"
+
+    def value(self, t_joint, t_marg, tau):
+        # NWJ: I >= E_P[T] - e^-1 E_Q[e^T], tight at T = 1 + log p/q. The critic's output f
+        # stands for T - 1, so e^f starts at the density ratio of independent variables (1),
+        # as MINE's does. With f = T an initial ~0 critic sits at e^(T-1) = 0.37, and on 5-d
+        # Gaussians (truth 0.72 nats) the bound reached 0.23 in the 600 steps MINE needs for 0.69.
+        return t_joint.mean() + 1 - t_marg.exp().mean()
+
+
+@register_estimator
+class InfoNCE(Estimator):
+    """InfoNCE (van den Oord et al. 2018) over all pairs of R rows; at most log R nats."""
+
+    name = "infonce"
+    pairwise = True
+
+    def bound(self, net, table, dim_a, idx, tau, pairwise_rows):
+        """The critic matrix of the first `pairwise_rows` joint rows replaces t_joint/t_marg (returned as None)."""
+        joint = idx[0]
+        a, b = table[:, :dim_a], table[:, dim_a:]
+        rows = joint[:pairwise_rows]
+        scores = net.pairwise(a[rows], b[rows]).float()             # (R, R)
+        bound = (scores.diag() - scores.logsumexp(1)).mean() + math.log(len(rows))
+        return bound, None, None
+
+
+@register_estimator
+class SMILE(Estimator):
+    """DV with exp(T_marg) clipped to [e^-tau, e^tau] (Song & Ermon 2020)."""
+
+    name = "smile"
+
+    def value(self, t_joint, t_marg, tau):
+        return t_joint.mean() - _log_mean_exp(t_marg.clamp(-tau, tau))
+
+    def loss(self, bound, t_joint, t_marg, ma, ma_rate, first_step):
         # SMILE trains the critic with the Jensen-Shannon (f-GAN) bound and only
         # reads out the clipped DV value (Song & Ermon 2020, their reference code).
         js = -nn.functional.softplus(-t_joint).mean() - nn.functional.softplus(t_marg).mean()
         return -js, ma
-    return -bound, ma
+
+
+ESTIMATORS = tuple(ESTIMATOR_REGISTRY)      # every estimator is registered above this line
+
+
+def _bound(net, estimator, table, dim_a, idx, tau, infonce_rows):
+    """`Estimator.bound` of the estimator named `estimator` (one function for torch.compile to trace)."""
+    return ESTIMATOR_REGISTRY[estimator].bound(net, table, dim_a, idx, tau, infonce_rows)
 
 
 def _check_inputs(a, b, estimator, iters, batch_size, window, holdout, eval_every):
-    if estimator not in ESTIMATORS:
-        raise UserError(f"Unknown MI estimator '{estimator}'; choose one of {', '.join(ESTIMATORS)}.")
+    if estimator not in ESTIMATOR_REGISTRY:
+        raise UserError(f"Unknown MI estimator '{estimator}'; choose one of {', '.join(ESTIMATOR_REGISTRY)}.")
     if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0]:
         raise UserError(f"estimate_mi needs two 2-D tables with the same number of rows, "
                         f"got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
@@ -231,7 +301,7 @@ def critic_memory_bytes(rows, in_dim, batch_size, hidden_size, estimator, infonc
     """
     params = in_dim * hidden_size + 2 * hidden_size * hidden_size + 4 * hidden_size + 1
     weights = params * (5 if holdout else 4)
-    if estimator == "infonce":
+    if ESTIMATOR_REGISTRY[estimator].pairwise:
         # R x R x hidden per layer, pre- and post-ReLU, forward and gradient.
         activations = infonce_rows * infonce_rows * hidden_size * 3 * 2 * 2
     else:
@@ -319,6 +389,7 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     iters, batch_size, window, eval_every = int(iters), int(batch_size), int(window), int(eval_every)
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     _check_inputs(a, b, estimator, iters, batch_size, window, holdout, eval_every)
+    chosen = ESTIMATOR_REGISTRY[estimator]
     device = device if isinstance(device, torch.device) else get_device(device)
     dim_a, hidden_size = a.shape[1], int(hidden_size)
     rows, in_dim = a.shape[0], a.shape[1] + b.shape[1]
@@ -366,7 +437,7 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
             idx = sample_batches(n, batch_size, generator, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 bound, t_joint, t_marg = bound_fn(net, estimator, fit, dim_a, idx, smile_tau, infonce_rows)
-            loss, ma = _surrogate_loss(estimator, bound, t_joint, t_marg, ma, ma_rate, step == 0)
+            loss, ma = chosen.loss(bound, t_joint, t_marg, ma, ma_rate, step == 0)
             optimizer.zero_grad()
             loss.backward()
             grad_norm = nn.utils.get_total_norm([p.grad for p in params])
@@ -393,7 +464,7 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
                         f"as non-finite). Check the inputs for NaN/Inf values or lower the learning rate.")
     result = {"mi": float(np.nanmean(tail)), "std": float(np.nanstd(tail)), "history": history,
               "nan_steps": int(skipped), "iters": iters, "estimator": estimator,
-              "batch_size": infonce_rows if estimator == "infonce" else batch_size}
+              "batch_size": infonce_rows if chosen.pairwise else batch_size}
     if holdout is not None:
         result.update(mi_train=result["mi"], mi=float(held.mean()), std=float(held.std()),
                       best_step=best_step, holdout_curve=curve)
