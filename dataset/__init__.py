@@ -1,31 +1,21 @@
 """One entry point for every data set of the project.
 
+Each data set is one `register_dataset(DatasetInfo(..., load=...))` beside the function that
+reads it (dataset/cifar.py, cinic.py, small.py); importing this package registers them all.
+
 `get_dataset(name, split, variant, augment, ...)` returns an array-backed dataset
 (`data` uint8 (N, 32, 32, 3), `targets` int64 (N,)) whose items are normalised
 float images (3, 32, 32) with their label, plus the index ("instance") and the
 contrast indices ("contrast"); `get_loader` wraps it in a DataLoader.
 """
-from dataset.cifar import load_cifar
-from dataset.cinic import load_cinic
+from dataset import cifar, cinic, small  # noqa: F401  (importing them registers their data sets)
 from dataset.device_loader import DeviceLoader, device_loader_for, eval_loader, fits_on_device
 from dataset.loader import get_loader
 from dataset.registry import (
-    DATASETS, DataNotFoundError, DatasetInfo, check_choice, dataset_names, get_info, same_classes,
+    DATASETS, DataNotFoundError, DatasetInfo, check_choice, dataset_names, get_info, register_dataset, same_classes,
 )
-from dataset.small import load_digits_set, load_stl10, load_svhn
 from dataset.transforms import AUGMENTS, build_transform
 from dataset.variants import MODES, VARIANTS, wrap_arrays
-
-# name -> function(info, split, root, download) -> (data, targets)
-LOADERS = {
-    "cifar100": load_cifar,
-    "cifar10": load_cifar,
-    "cinic10": load_cinic,
-    "digits_a": load_digits_set,
-    "digits_b": load_digits_set,
-    "svhn": load_svhn,
-    "stl10": load_stl10,
-}
 
 
 def get_dataset(name, split="train", variant="plain", augment="none", root="./data",
@@ -42,12 +32,12 @@ def get_dataset(name, split="train", variant="plain", augment="none", root="./da
     check_choice("dataset variant", variant, VARIANTS)
     check_choice("contrast mode", mode, MODES)
     transform = build_transform(info, augment)
-    data, targets = LOADERS[name](info, split, root, download)
+    data, targets = info.load(info, split, root, download)
     return wrap_arrays(data, targets, info, transform, variant, k, mode)
 
 
 __all__ = [
     "AUGMENTS", "DATASETS", "DataNotFoundError", "DatasetInfo", "DeviceLoader", "MODES", "VARIANTS",
     "build_transform", "dataset_names", "device_loader_for", "eval_loader", "fits_on_device", "get_dataset", "get_info",
-    "get_loader", "same_classes",
+    "get_loader", "register_dataset", "same_classes",
 ]

@@ -10,7 +10,7 @@ import pickle
 
 import numpy as np
 
-from dataset.registry import DataNotFoundError
+from dataset.registry import DataNotFoundError, DatasetInfo, register_dataset
 
 # name -> (folder, files per split, label key, meta file, archive name)
 LAYOUT = {
@@ -105,3 +105,7 @@ def load_cifar(info, split, root, download):
         labels.append(np.asarray(entry[label_key], dtype=np.int64))
     data = np.ascontiguousarray(np.concatenate(images).transpose(0, 2, 3, 1))
     return data, np.concatenate(labels)
+
+
+register_dataset(DatasetInfo("cifar100", 100, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761), load=load_cifar))
+register_dataset(DatasetInfo("cifar10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), load=load_cifar))

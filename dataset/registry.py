@@ -1,5 +1,6 @@
-"""What the project knows about each data set: classes, normalisation, splits."""
-from dataclasses import dataclass
+"""The data set registry: what the project knows about each data set (classes, normalisation,
+splits) and the function that reads its arrays, one `DatasetInfo` per set."""
+from dataclasses import dataclass, field
 
 from helper.core.errors import UserError
 
@@ -20,35 +21,30 @@ class DatasetInfo:
     train_split: str = "train"
     eval_split: str = "test"
     classes_of: str = ""     # the data set whose class list (in order) this one shares; "" = its own
+    # load(info, split, root, download) -> (data uint8 (N, 32, 32, 3) HWC, targets int64 (N,)); raises
+    # DataNotFoundError saying where the files go when they are missing.
+    load: object = field(default=None, compare=False, repr=False)
 
     @property
     def label_space(self):
         return self.classes_of or self.name
 
 
-DATASETS = {
-    info.name: info
-    for info in (
-        DatasetInfo("cifar100", 100, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
-        DatasetInfo("cifar10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-        # The original code evaluates CINIC-10 transfer on its "valid" split.
-        DatasetInfo(
-            "cinic10",
-            10,
-            (0.47889522, 0.47227842, 0.43047404),
-            (0.24205776, 0.23828046, 0.25874835),
-            splits=("train", "valid", "test"),
-            eval_split="valid",
-            classes_of="cifar10",     # CIFAR-10's ten classes, in the same (alphabetical) order
-        ),
-        # Digits statistics: computed once from the train split of each set
-        # (scikit-learn's load_digits, 32x32 bilinear, grey so R = G = B).
-        DatasetInfo("digits_a", 5, (0.3049, 0.3049, 0.3049), (0.3266, 0.3266, 0.3266)),
-        DatasetInfo("digits_b", 5, (0.3055, 0.3055, 0.3055), (0.3205, 0.3205, 0.3205)),
-        DatasetInfo("svhn", 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-        DatasetInfo("stl10", 10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
-    )
-}
+DATASETS = {}     # name -> DatasetInfo, filled by `register_dataset` in the modules that read each set
+
+
+def register_dataset(info):
+    """Make `info` (with its `load` function) a data set of every script; returns it.
+
+    Called beside the function that reads the set (dataset/cifar.py, cinic.py, small.py), so a
+    data set is one entry in one file. A name is registered once.
+    """
+    if info.name in DATASETS:
+        raise ValueError(f"data set {info.name!r} registered twice")
+    if not callable(info.load):
+        raise ValueError(f"data set {info.name!r} has no load function")
+    DATASETS[info.name] = info
+    return info
 
 
 def dataset_names():

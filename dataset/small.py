@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from dataset.registry import DataNotFoundError
+from dataset.registry import DataNotFoundError, DatasetInfo, register_dataset
 from dataset.transforms import resize_to_32
 
 DIGIT_CLASSES = {"digits_a": range(0, 5), "digits_b": range(5, 10)}
@@ -75,3 +75,11 @@ def load_stl10(info, split, root, download):
         f"download stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ and "
         f"extract it into {root}.", root=root, split=split)
     return resize_to_32(source.data), source.labels.astype(np.int64)
+
+
+# Digits statistics: computed once from the train split of each set
+# (scikit-learn's load_digits, 32x32 bilinear, grey so R = G = B).
+register_dataset(DatasetInfo("digits_a", 5, (0.3049, 0.3049, 0.3049), (0.3266, 0.3266, 0.3266), load=load_digits_set))
+register_dataset(DatasetInfo("digits_b", 5, (0.3055, 0.3055, 0.3055), (0.3205, 0.3205, 0.3205), load=load_digits_set))
+register_dataset(DatasetInfo("svhn", 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), load=load_svhn))
+register_dataset(DatasetInfo("stl10", 10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), load=load_stl10))

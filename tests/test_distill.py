@@ -1,5 +1,6 @@
 """scripts/distill_cifar100.sh (PAIRS / METHODS / SEEDS, the commands of a dry run, skip of finished runs),
 its commands training a VGG pair on tiny digits, and scripts/distill_table.py on synthetic run folders."""
+import dataclasses
 import importlib.util
 import json
 import math
@@ -126,13 +127,13 @@ def test_finished_runs_are_skipped_and_interrupted_ones_resumed(tmp_path):
 
 def tiny_digits(monkeypatch, train=12, test=6):
     """digits_a cut to its first images, so a vgg13 epoch is one step."""
-    full = dataset.LOADERS["digits_a"]
+    full = dataset.DATASETS["digits_a"]
 
     def first_images(info, split, root, download):
-        data, targets = full(info, split, root, download)
+        data, targets = full.load(info, split, root, download)
         keep = train if split == "train" else test
         return data[:keep], targets[:keep]
-    monkeypatch.setitem(dataset.LOADERS, "digits_a", first_images)
+    monkeypatch.setitem(dataset.DATASETS, "digits_a", dataclasses.replace(full, load=first_images))
 
 
 def test_vgg13_to_vgg8_trains_on_digits_with_the_scripts_commands(in_tmp, monkeypatch):
