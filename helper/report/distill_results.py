@@ -1,7 +1,7 @@
 """ITRD's CIFAR-100 distillation tables: the published numbers beside this repository's runs.
 
 `collect_runs(model_path, ...)` reads the run folders that scripts/distill_cifar100.sh writes
-(their args.json and log.txt, nothing parsed from folder names); `build_table` pairs every cell
+(their recorded flags and log.txt, nothing parsed from folder names); `build_table` pairs every cell
 of the published tables with the mean +- sample std of the matching finished runs.
 The pairs and numbers are those of ITRD (Miles et al., BMVC 2022), whose teacher and student
 rows are CRD's; KD, CRD and ITRD are the rows this repository runs.
@@ -43,28 +43,28 @@ METRICS = {"last": "val_acc1", "best": "best_acc"}
 MISSING = "—"
 
 
-def finished_accuracy(run_dir, args, metric):
+def finished_accuracy(run_dir, flags, metric):
     """The run's final `metric` accuracy if it trained all its epochs and wrote its final checkpoint, else None."""
     epochs = [record for record in read_log(run_dir) if "epoch" in record]
-    if not epochs or epochs[-1]["epoch"] != args.get("epochs"):
+    if not epochs or epochs[-1]["epoch"] != flags.get("epochs"):
         return None
-    if not os.path.isfile(os.path.join(run_dir, f"{args['model']}_last.pth")):
+    if not os.path.isfile(os.path.join(run_dir, f"{flags['model']}_last.pth")):
         return None
     return float(epochs[-1][METRICS[metric]])
 
 
-def run_key(args):
+def run_key(flags):
     """(row, teacher, student) of a run written by the distillation script; None for any other run."""
-    note, teacher = args.get("note", ""), args.get("teacher_model")
+    note, teacher = flags.get("note", ""), flags.get("teacher_model")
     if teacher is None:
         if note == "teacher":
-            return "teacher", args["model"], None
+            return "teacher", flags["model"], None
         if note == "student":
-            return "student", None, args["model"]
+            return "student", None, flags["model"]
         return None
     for method in DISTILL_METHODS:
-        if note == f"{method}_trial_{args.get('seed')}":
-            return method, teacher, args["model"]
+        if note == f"{method}_trial_{flags.get('seed')}":
+            return method, teacher, flags["model"]
     return None
 
 
@@ -77,15 +77,15 @@ def collect_runs(model_path, dataset="cifar100", epochs=240, metric="last"):
     names = sorted(os.listdir(model_path)) if os.path.isdir(model_path) else []
     for name in names:
         run_dir = os.path.join(model_path, name)
-        args = run_args(run_dir)
-        if args is None:
+        flags = run_args(run_dir)
+        if flags is None:
             continue
-        key = run_key(args)
-        if key is None or args.get("dataset") != dataset or args.get("epochs") != epochs:
+        key = run_key(flags)
+        if key is None or flags.get("dataset") != dataset or flags.get("epochs") != epochs:
             continue
-        accuracy = finished_accuracy(run_dir, args, metric)
+        accuracy = finished_accuracy(run_dir, flags, metric)
         if accuracy is not None:
-            found.setdefault(key, []).append((args.get("seed"), accuracy))
+            found.setdefault(key, []).append((flags.get("seed"), accuracy))
     return found
 
 

@@ -3,10 +3,10 @@
     groups = group_runs(run_dirs)                    # [[run, run, run], [run, run], ...]
     epochs, mean, std = seed_band([curve, curve])    # curve: {epoch: value} of one run
 
-Two runs belong together when their saved arguments (`args.json` of the run folder)
+Two runs belong together when their recorded flags (the run folder's FLAGS_FILE)
 are equal once the seed, the trial id and the note are set aside, together with the
 flags that never change what a run computes (device, workers, paths, resume). A run
-folder without `args.json` (the original code's) is matched by its name instead, with
+folder without that file (the original code's) is matched by its name instead, with
 its `_trial_<N>` part set aside.
 """
 import os
@@ -18,19 +18,20 @@ from helper.report.results import read_args
 
 SEED_ARGS = {"seed", "trial", "note"}   # the note names a repetition as often as a method; the flags name methods
 TRIAL_IN_NAME = re.compile(r"_trial_[^_]+")
+FLAGS_FILE = "args.json"    # a training run's flags, the plain dict vars(args) of its command line
 
 
 def run_args(run_dir):
-    """The resolved arguments a training run saved (its args.json), or None for a folder without one."""
-    return read_args(os.path.join(run_dir, "args.json"))
+    """The resolved flags a training run recorded (its FLAGS_FILE), or None for a folder without one."""
+    return read_args(os.path.join(run_dir, FLAGS_FILE))
 
 
 def configuration(run_dir):
     """What a run computes, seed aside: a hashable key equal for runs that differ only in seed/trial/note."""
-    args = run_args(run_dir)
-    if args is None:
+    flags = run_args(run_dir)
+    if flags is None:
         return "name", TRIAL_IN_NAME.sub("_trial_*", os.path.basename(os.path.normpath(run_dir)))
-    return "args", tuple(sorted((k, repr(v)) for k, v in args.items() if k not in SEED_ARGS | RESUME_FREE_ARGS))
+    return "args", tuple(sorted((k, repr(v)) for k, v in flags.items() if k not in SEED_ARGS | RESUME_FREE_ARGS))
 
 
 def group_runs(run_dirs):
