@@ -190,11 +190,11 @@ def test_rrl_cifar_pipeline_runs_every_protocol_once(tmp_path):
     assert len(singles) == 2 * (4 + 2) and any("distill4_lr_0.05_trial_0_rrl" in c for c in singles)
 
 
-def test_readme_commands_parse_to_their_protocols():
+def test_docs_commands_parse_to_their_protocols():
     import shlex
     from tests.conftest import REPO_ROOT
-    with open(os.path.join(REPO_ROOT, "README.md")) as f:
-        block = f.read().split("### Rich representations")[1].split("```")[1]
+    with open(os.path.join(REPO_ROOT, "docs", "rrl.md")) as f:
+        block = f.read().split("## The commands")[1].split("```")[1]
     commands = [shlex.split(line.split("#")[0])[1:] for line in block.splitlines() if line.startswith("python ")]
     modes = [transfer.get_args_parser().parse_args(argv[1:]).mode for argv in commands if argv[0] == "transfer.py"]
     assert modes == ["linear", "finetune", "two_stage"]
