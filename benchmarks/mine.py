@@ -79,6 +79,15 @@ def validate(args):
         raise UserError("--check maps 16 latent dimensions into --dim_a and --dim_b: both must be at least 16.")
 
 
+def run_device(args, cuda_iters, cpu_iters):
+    """The device of one run; fills --iters for it when not given and checks the flags."""
+    device = get_device(args.device)
+    if args.iters is None:
+        args.iters = cuda_iters if device.type == "cuda" else cpu_iters
+    validate(args)
+    return device
+
+
 def flags_of(args):
     """The flags a record keeps: all but where it is written."""
     return {k: v for k, v in vars(args).items() if k != "json"}
@@ -86,10 +95,7 @@ def flags_of(args):
 
 def measure(args):
     """Both loops on synthetic correlated data; a dict of it/s, speed-up and the set-up."""
-    device = get_device(args.device)
-    if args.iters is None:
-        args.iters = 300 if device.type == "cuda" else 20
-    validate(args)
+    device = run_device(args, cuda_iters=300, cpu_iters=20)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((args.rows, args.dim_a), dtype=np.float32)
     b = (a[:, :args.dim_b] + rng.standard_normal((args.rows, args.dim_b), dtype=np.float32)
@@ -175,10 +181,7 @@ def main(args):
 
 def check_record(args):
     """The known-MI check on one device, printed as a table; returns its record."""
-    device = get_device(args.device)
-    if args.iters is None:
-        args.iters = 10000 if device.type == "cuda" else 300
-    validate(args)
+    device = run_device(args, cuda_iters=10000, cpu_iters=300)
     print(f"MINE known-MI check on {device} ({device_name(device)}), torch {torch.__version__}: rows={args.rows} "
           f"X={args.dim_a}-d T={args.dim_b}-d batch={args.batch_size} hidden={args.hidden_size} "
           f"iters={args.iters} lr={args.lr}")
