@@ -87,7 +87,8 @@ def main(args):
             traceback.print_exc()
             rows.append({"name": name, "error": f"{type(err).__name__}: {err}"})
     record = {**device_record(device), "python": platform.python_version(),
-              "date": datetime.datetime.now().astimezone().isoformat(), "cpu_threads": torch.get_num_threads(), "flags": vars(args), "results": rows}
+              "date": datetime.datetime.now().astimezone().isoformat(), "cpu_threads": torch.get_num_threads(),
+              "flags": vars(args), "results": rows}
     print_table(rows, f"{record['device_name']} ({device}) | torch {record['torch']} | {record['date'][:19]}"
                       f"{' | quick' if args.quick else ''}")
     path = None if args.no_json else (args.json or default_json_path(record))
@@ -140,7 +141,7 @@ def run_piece(name, argv):
     """`python bench.py PIECE ...`: one benchmark with its own flags and report; exit 0, or 2 on a UserError."""
     module = importlib.import_module(f"benchmarks.{name}")
     parser = module.get_args_parser()
-    parser.prog = f"{parser.prog} {name}"
+    parser.prog = f"bench.py {name}"
     run_cli(module.main, parser, argv)
     return 0
 
