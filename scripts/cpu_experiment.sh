@@ -43,6 +43,7 @@ SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 REPO="$(dirname "$(dirname "$SELF")")"
 source "$REPO/scripts/setup_env.sh"
 cd "${WORKDIR:-$REPO}"
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"   # python -m scripts.* from WORKDIR
 export WORKDIR="$PWD"                    # absolute, for the per-run processes of JOBS > 1
 
 SCALE="${SCALE:-cpu}"
@@ -76,7 +77,7 @@ vanilla_run() { echo "${MODEL}_${SOURCE}_lr_0.05_trial_$1_vanilla"; }
 ctc_run() { echo "${MODEL}_${SOURCE}_a0.5_b1.0_ctc_s$1"; }
 
 # one_run METHOD SEED: train (or resume, or find finished) one run, then every sweep on every checkpoint,
-# all in one Python process (scripts/run_steps.py).
+# all in one Python process (python -m scripts.run_steps).
 one_run() {
   local method="$1" seed="$2" run dataset mode
   local common=(--dataset "$SOURCE" --model "$MODEL" --epochs "$EPOCHS" --save_freq "$SAVE_FREQ" --batch_size 64
@@ -113,7 +114,7 @@ one_run() {
               --holdout "$HOLDOUT" "${sweep[@]}")
     done
   fi
-  OMP_NUM_THREADS="$THREADS" python "$REPO/scripts/run_steps.py" "${steps[@]}"
+  OMP_NUM_THREADS="$THREADS" python -m scripts.run_steps "${steps[@]}"
 }
 
 # With JOBS > 1 every run is its own process (this script with --one), its output in a log file.
@@ -155,7 +156,7 @@ for ((seed = 0; seed < SEEDS; seed++)); do
 done
 mkdir -p "$OUT"
 echo "== results table -> $OUT/results_table.md"
-python "$REPO/scripts/results_table.py" --group vanilla "${vanilla[@]}" --group ctc "${ctc[@]}" \
+python -m scripts.results_table --group vanilla "${vanilla[@]}" --group ctc "${ctc[@]}" \
     --transfer "$TRANSFER" --source "$SOURCE" --target "$TARGET" --out "$OUT/results_table.md"
 if [ "$PLOT" != 0 ]; then
   echo "== figures (mean +- std over seeds) -> $OUT/"

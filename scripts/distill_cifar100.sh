@@ -23,7 +23,7 @@
 # or continued with --resume, so rerunning after an interruption picks up where it stopped.
 # Also: DATA_FOLDER (./data), DATASET (cifar100), EPOCHS (240), MODEL_PATH (./save/model), NUM_WORKERS (8),
 # NCE_K (16384), DEVICE (default: CUDA when present), EXTRA_TRAIN_ARGS (appended to every training).
-# The results table: python scripts/distill_table.py (docs/distillation.md).
+# The results table: python -m scripts.distill_table (docs/distillation.md).
 set -euo pipefail
 DRY_RUN="${DRY_RUN:-0}"
 if [ "$DRY_RUN" = 1 ]; then export NO_SETUP=1; fi  # a dry run neither creates nor checks .venv
@@ -148,5 +148,5 @@ for pair in "${PAIR_LIST[@]}"; do
   done
 done
 if [ "$DRY_RUN" != 1 ]; then
-  echo "done: python scripts/distill_table.py --model_path $MODEL_PATH prints the results table"
+  echo "done: python -m scripts.distill_table --model_path $MODEL_PATH prints the results table"
 fi

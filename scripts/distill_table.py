@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The CIFAR-100 distillation tables of ITRD with this repository's numbers beside the published ones.
 
 Reads the run folders scripts/distill_cifar100.sh writes under --model_path, prints both tables
@@ -6,20 +5,15 @@ Reads the run folders scripts/distill_cifar100.sh writes under --model_path, pri
 as Markdown and CSV. A measured cell is the mean +- sample std over the seeds that finished
 (SEEDS=0,1,2), "—" where nothing has finished yet.
 
-    python scripts/distill_table.py                       # -> save/distill/distill_cifar100.{md,csv}
-    python scripts/distill_table.py --metric best --out_dir results
+    python -m scripts.distill_table                       # -> save/distill/distill_cifar100.{md,csv}
+    python -m scripts.distill_table --metric best --out_dir results
 """
 import argparse
 import os
-import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from helper.cli import HelpFormatter  # noqa: E402
-from helper.report.distill_results import METRICS, build_table, collect_runs, to_csv, to_markdown  # noqa: E402
-from helper.core.errors import UserError, run_cli  # noqa: E402
+from helper.cli import HelpFormatter
+from helper.report.distill_results import METRICS, build_table, collect_runs, to_csv, to_markdown
+from helper.core.errors import UserError, run_cli
 
 
 def get_args_parser():

@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """The results table of a seeded experiment: per method, the peak-transfer epoch, transfer at the peak and
 at the end (mean +- std over seeds), the end-minus-peak drop and the MI trends with 95 % intervals, and
 each method's end transfer against the first method's (Welch's interval). Protocol: helper/report/tradeoff_table.py.
 
-    python scripts/results_table.py --group vanilla RUN0 RUN1 RUN2 --group ctc RUN3 RUN4 RUN5 \\
+    python -m scripts.results_table --group vanilla RUN0 RUN1 RUN2 --group ctc RUN3 RUN4 RUN5 \\
         --transfer transfer_digits_b_linear_cv5 --source digits_a --target digits_b --out results.md
 
 A RUN is a run folder name under --model_path or any path; the runs of one --group differ only in seed.
@@ -12,14 +11,10 @@ import argparse
 import os
 import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from helper.core.checkpoint import CheckpointError, resolve_run_dir  # noqa: E402
-from helper.cli import HelpFormatter  # noqa: E402
-from helper.core.errors import UserError, run_cli  # noqa: E402
-from helper.report.tradeoff_table import TableSpec, summarise_method, to_markdown  # noqa: E402
+from helper.core.checkpoint import CheckpointError, resolve_run_dir
+from helper.cli import HelpFormatter
+from helper.core.errors import UserError, run_cli
+from helper.report.tradeoff_table import TableSpec, summarise_method, to_markdown
 
 
 def get_args_parser():

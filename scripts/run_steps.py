@@ -1,22 +1,16 @@
-#!/usr/bin/env python
 """Run several of the repository's script command lines in one Python process, in order, stopping at the
 first that fails. Each process start pays the imports again (torch, torchvision: about 5 s of CPU each), which
 on a small CPU costs more than a sweep over a few dozen small checkpoints; one process pays them once.
 
-    python scripts/run_steps.py train_vanilla.py --epochs 90 ... :: transfer.py --ckpt_path RUN ... :: mine.py ...
+    python -m scripts.run_steps train_vanilla.py --epochs 90 ... :: transfer.py --ckpt_path RUN ... :: mine.py ...
 
 Each command is one of the scripts named below, with exactly the flags it takes on the command line, run
 from the current folder. The exit status is that of the first command that fails (a user error: 2), else 0.
 """
 import importlib
-import os
 import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from helper.core.errors import run_cli  # noqa: E402
+from helper.core.errors import run_cli
 
 SCRIPTS = ("train_vanilla.py", "train_ctc.py", "transfer.py", "discriminability.py", "mine.py")
 SEPARATOR = "::"

@@ -1,13 +1,13 @@
-"""Shared fixtures: the repository root on sys.path, a scratch working directory, small CPU runs."""
+"""Shared fixtures: the repository root, a scratch working directory, small CPU runs.
+
+tests/ is a package, so pytest puts the folder above it, the repository root, on the import path.
+"""
 import os
-import sys
 
 import pytest
 import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
 
 torch.set_num_threads(2)
 

@@ -6,11 +6,9 @@ import os
 import subprocess
 import sys
 
+from scripts import run_steps
 from tests.conftest import REPO_ROOT
 from tests.helpers import read_rows
-
-sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
-import run_steps  # noqa: E402
 
 RUNS = ["resnet8_digits_a_lr_0.05_trial_0_vanilla", "resnet8_digits_a_lr_0.05_trial_1_vanilla",
         "resnet8_digits_a_a0.5_b1.0_ctc_s0", "resnet8_digits_a_a0.5_b1.0_ctc_s1"]

@@ -1,7 +1,6 @@
 """scripts/distill_cifar100.sh (PAIRS / METHODS / SEEDS, the commands of a dry run, skip of finished runs),
 its commands training a VGG pair on tiny digits, and scripts/distill_table.py on synthetic run folders."""
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -14,13 +13,10 @@ import dataset
 import train_ctc
 import train_vanilla
 from helper.report.distill_results import CROSS_FAMILY, SAME_FAMILY
+from scripts import distill_table
 from tests.conftest import REPO_ROOT
 
 LIGHT = {"MobileNetV2", "ShuffleV1", "ShuffleV2"}   # CRD trains these at lr 0.01, everything else at 0.05
-
-_spec = importlib.util.spec_from_file_location("distill_table", os.path.join(REPO_ROOT, "scripts", "distill_table.py"))
-distill_table = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(distill_table)
 
 
 def script(**env_vars):

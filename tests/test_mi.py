@@ -192,7 +192,7 @@ def test_pairwise_critic_matches_explicit_pairs_and_init():
 
 
 # The known-MI cases of the paper's critics at a quarter of their widths (X 768 of 3,072, T 128 of 512), a 64-wide
-# critic and under 1,000 steps, so that each fit takes seconds on a CPU; `scripts/bench_mine.py --check` runs them
+# critic and under 1,000 steps, so that each fit takes seconds on a CPU; `python bench.py mine --check` runs them
 # at full size. I(X;T)-like: 2 latent dimensions at rho 0.9 (1.66 nats); I(T;Y)-like: 10 classes (0.86 nats).
 KNOWN_MI = {
     "xt": (lambda: latent_gaussian(10000, 2, 0.9, dim_x=768, dim_t=128, seed=0), 800),
@@ -261,11 +261,11 @@ def test_known_mi_cases_are_what_they_claim():
 
 
 def test_bench_check_compares_every_precision_with_fp32(tmp_path, capsys):
-    from scripts import bench_mine
+    from benchmarks import mine as bench_mine
     path = tmp_path / "check.json"
     argv = ["--check", "--device", "cpu", "--rows", "300", "--dim_a", "32", "--dim_b", "16", "--batch_size", "64",
             "--hidden_size", "8", "--iters", "5", "--json", str(path)]
-    bench_mine.main(bench_mine.build_parser().parse_args(argv))
+    bench_mine.main(bench_mine.get_args_parser().parse_args(argv))
     (run,) = json.loads(path.read_text())["runs"]
     records = run["check"]
     expected = {(case, precision) for case in bench_mine.CASES for precision in ("fp32", "bf16")}

@@ -28,8 +28,8 @@ def test_quickstart_is_the_cpu_experiment_at_its_size(tmp_path):
     """The quick start runs scripts/cpu_experiment.sh (tested end to end in test_cpu_experiment.py) with 10
     epochs, a checkpoint every epoch, 2 seeds of vanilla and CTC, and draws the seed bands."""
     calls = dry_run("quickstart.sh", tmp_path, WORKDIR=str(tmp_path))
-    runs = [c.split(" :: ") for c in calls if "run_steps.py" in c]
-    trainings = sorted(steps[0].split("run_steps.py ")[1] for steps in runs)
+    runs = [c.split(" :: ") for c in calls if "scripts.run_steps" in c]
+    trainings = sorted(steps[0].split("scripts.run_steps ")[1] for steps in runs)
     assert len(trainings) == 4 and all("--epochs 10 " in t and "--save_freq 1 " in t for t in trainings)
     assert [t.split()[0] for t in trainings] == ["train_ctc.py"] * 2 + ["train_vanilla.py"] * 2
     assert all("--stage_two_epoch 6 " in t and "--note ctc_s" in t for t in trainings[:2])
@@ -39,7 +39,7 @@ def test_quickstart_is_the_cpu_experiment_at_its_size(tmp_path):
     assert "--group_seeds" in plot and "--out figures" in plot and plot.count("save/model/") == 4
     (tmp_path / "three").mkdir()
     three = dry_run("quickstart.sh", tmp_path / "three", WORKDIR=str(tmp_path / "three"), SEEDS="3")
-    assert sum("run_steps.py" in c for c in three) == 6
+    assert sum("scripts.run_steps" in c for c in three) == 6
 
 
 def dry_run(script, tmp_path, **env_vars):

@@ -3,17 +3,13 @@ on synthetic result files."""
 import csv
 import math
 import os
-import sys
 
 import pytest
 
 from helper.core.stats import mean_std, t_interval, welch_interval
 from helper.report.tradeoff_table import TableSpec, smooth, summarise_method, to_markdown
-from tests.conftest import REPO_ROOT
+from scripts import results_table
 from tests.helpers import cli
-
-sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
-import results_table  # noqa: E402
 
 T_975_DF2 = 4.302653    # Student-t quantiles from a table: t(0.975; 2) and t(0.975; 4)
 T_975_DF4 = 2.776445

@@ -6,8 +6,6 @@ channels_last on for training, the sweeps' --amp off by default (the paper's fp3
 """
 import contextlib
 import functools
-import os
-import platform
 from dataclasses import dataclass
 
 import torch
@@ -55,23 +53,3 @@ def compiled(fn):
     """
     return torch.compile(fn, dynamic=False)
 
-
-def device_name(device):
-    """'NVIDIA H100 80GB HBM3' or the CPU's name: benchmark records say where they were taken."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
-
-
-def write_bench_json(path, record):
-    """Write a benchmark's numbers to `path` (if given) with the torch version and date beside them,
-    so figures from different machines and versions are never mixed."""
-    if not path:
-        return
-    import datetime
-    import json
-    record = {"torch": torch.__version__, "date": datetime.datetime.now().isoformat(timespec="seconds"), **record}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        json.dump(record, handle, indent=1, default=str)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Benchmark: one checkpoint's linear probe with cached features against the uncached loop.
 
 cached:   extract the penultimate features of the train and eval split once (eval mode),
@@ -8,28 +7,19 @@ uncached: run the frozen backbone on the images of every batch of every epoch
 Both see the same data, model and seed, so their accuracies should agree. Target: the
 cached probe at least 10x faster at 30 epochs on a GPU.
 
-    python scripts/bench_transfer.py --model resnet8 --epochs 5 --device cpu
+    python bench.py probe --model resnet8 --epochs 5 --device cpu
 """
 import argparse
-import os
-import sys
-import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
+import torch
 
-import torch  # noqa: E402
-
-from dataset import DATASETS, dataset_names, get_dataset, get_loader  # noqa: E402
-from helper.cli import HelpFormatter  # noqa: E402
-from models import load_model  # noqa: E402
-from helper.core.device import get_device  # noqa: E402
-from helper.core.errors import run_cli  # noqa: E402
-from helper.sweep.features import extract_features  # noqa: E402
-from helper.sweep.probe import probe_backbone, probe_cached  # noqa: E402
-from models import available_models, create_model  # noqa: E402
-from helper.core.speed import write_bench_json  # noqa: E402
+from benchmarks.common import device_name, ratio_row, timed, write_bench_json
+from dataset import DATASETS, dataset_names, get_dataset, get_loader
+from helper.cli import HelpFormatter
+from helper.core.device import get_device
+from helper.sweep.features import extract_features
+from helper.sweep.probe import probe_backbone, probe_cached
+from models import available_models, create_model, load_model
 
 
 def get_args_parser():
@@ -47,20 +37,6 @@ def get_args_parser():
     parser.add_argument("--device", default=None, help="cuda, cpu; default: CUDA when present")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the numbers to this JSON file")
     return parser
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(device, fn):
-    """(fn(), seconds), with the device synchronised on both sides."""
-    synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    synchronize(device)
-    return out, time.perf_counter() - start
 
 
 def measure(args):
@@ -94,7 +70,7 @@ def measure(args):
         "model": args.model, "dataset": args.dataset, "epochs": args.epochs, "n_train": len(train_set),
         "n_eval": len(eval_set), "cached_s": cached_s, "uncached_s": uncached_s, "speedup": uncached_s / cached_s,
         "cached_final_acc": fast["final_acc"], "uncached_final_acc": slow["final_acc"],
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
     }
     return result
@@ -113,5 +89,9 @@ def main(args):
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run_cli(main, get_args_parser()))
+def table_row(args, device):
+    """bench.py's probe row: the uncached probe's seconds against the cached one's, on --probe_dataset."""
+    sizes = ["--model", "resnet8", "--epochs", "2"] if args.quick else ["--model", args.model]
+    record = measure(get_args_parser().parse_args(sizes + ["--device", str(device), "--dataset", args.probe_dataset]))
+    return ratio_row(f"probe {record['model']} {record['epochs']} ep {record['dataset']}", "s/ckpt",
+                     record["uncached_s"], record["cached_s"], record, ratio=record["speedup"])

@@ -6,30 +6,27 @@ builds joint and marginal batches on the host in numpy, copies each one to the
 device as a fresh `torch.FloatTensor` every iteration and reads the bound back
 with `.item()`. Both use the same statistics network, Adam and MINE loss.
 
-    python scripts/bench_mine.py --rows 2000 --dim_a 256 --dim_b 64 --iters 30
+    python bench.py mine --rows 2000 --dim_a 256 --dim_b 64 --iters 30
 
 --check fits the cases of helper/sweep/mi_cases.py (I(X;T)-like: latent Gaussians mapped into
 --dim_a and --dim_b dimensions; I(T;Y)-like: 100 Gaussian classes in --dim_b dimensions) in
 fp32, bf16 autocast and, on CUDA, TF32, and prints each estimate against the truth and fp32:
 
-    python scripts/bench_mine.py --check --iters 10000 --lr 1e-4          # the paper's sizes, for a GPU
+    python bench.py mine --check --iters 10000 --lr 1e-4          # the paper's sizes, for a GPU
 """
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from helper.cli import HelpFormatter  # noqa: E402
-from helper.core.device import get_device  # noqa: E402
-from helper.core.errors import UserError, run_cli  # noqa: E402
-from helper.sweep.mi import StatisticsNetwork, estimate_mi, one_hot  # noqa: E402
-from helper.sweep.mi_cases import gaussian_classes, latent_gaussian  # noqa: E402
-from helper.core.speed import device_name, write_bench_json  # noqa: E402
+from benchmarks.common import device_name, device_record, ratio_row, write_bench_json
+from helper.cli import HelpFormatter
+from helper.cli.speed import resolve_speed_args
+from helper.core.device import get_device
+from helper.core.errors import UserError
+from helper.sweep.mi import StatisticsNetwork, estimate_mi, one_hot
+from helper.sweep.mi_cases import gaussian_classes, latent_gaussian
 
 
 def original_batch(data, dim_a, batch_size, marginal):
@@ -82,12 +79,23 @@ def validate(args):
         raise UserError("--check maps 16 latent dimensions into --dim_a and --dim_b: both must be at least 16.")
 
 
-def measure(args):
-    """Both loops on synthetic correlated data; a dict of it/s, speed-up and the set-up."""
+def run_device(args, cuda_iters, cpu_iters):
+    """The device of one run; fills --iters for it when not given and checks the flags."""
     device = get_device(args.device)
     if args.iters is None:
-        args.iters = 300 if device.type == "cuda" else 20
+        args.iters = cuda_iters if device.type == "cuda" else cpu_iters
     validate(args)
+    return device
+
+
+def flags_of(args):
+    """The flags a record keeps: all but where it is written."""
+    return {k: v for k, v in vars(args).items() if k != "json"}
+
+
+def measure(args):
+    """Both loops on synthetic correlated data; a dict of it/s, speed-up and the set-up."""
+    device = run_device(args, cuda_iters=300, cpu_iters=20)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((args.rows, args.dim_a), dtype=np.float32)
     b = (a[:, :args.dim_b] + rng.standard_normal((args.rows, args.dim_b), dtype=np.float32)
@@ -98,8 +106,7 @@ def measure(args):
     reference_loop(a, b, warm, device)
     ours_its = args.iters / ours(a, b, args, device, args.iters)
     reference_its = args.iters / reference_loop(a, b, args, device)
-    return {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-            "config": {k: v for k, v in vars(args).items() if k != "json"},
+    return {**device_record(device), "config": flags_of(args),
             "estimate_mi_it_per_s": ours_its, "reference_it_per_s": reference_its,
             "speedup": ours_its / reference_its}
 
@@ -174,10 +181,7 @@ def main(args):
 
 def check_record(args):
     """The known-MI check on one device, printed as a table; returns its record."""
-    device = get_device(args.device)
-    if args.iters is None:
-        args.iters = 10000 if device.type == "cuda" else 300
-    validate(args)
+    device = run_device(args, cuda_iters=10000, cpu_iters=300)
     print(f"MINE known-MI check on {device} ({device_name(device)}), torch {torch.__version__}: rows={args.rows} "
           f"X={args.dim_a}-d T={args.dim_b}-d batch={args.batch_size} hidden={args.hidden_size} "
           f"iters={args.iters} lr={args.lr}")
@@ -186,12 +190,11 @@ def check_record(args):
     verdict = bf16_verdict(records)
     print(f"bf16 within {BF16_TOLERANCE[0]} nats or {BF16_TOLERANCE[1]:.0%} of fp32 on every case: "
           f"{'yes' if verdict else 'no'}\n")
-    return {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-            "config": {k: v for k, v in vars(args).items() if k != "json"}, "check": records,
+    return {**device_record(device), "config": flags_of(args), "check": records,
             "bf16_within_tolerance": verdict}
 
 
-def build_parser():
+def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--dim_a", type=int, default=3072, help="X width (CIFAR image 3x32x32)")
@@ -210,5 +213,12 @@ def build_parser():
     return parser
 
 
-if __name__ == "__main__":
-    run_cli(main, build_parser())
+def table_row(args, device):
+    """bench.py's mine row: estimate_mi's iterations/s against the original loop's."""
+    sizes = (["--rows", "2000", "--dim_a", "256", "--dim_b", "64", "--batch_size", "500", "--hidden_size", "256",
+              "--iters", "20"] if args.quick else [])
+    amp = ["--amp"] if resolve_speed_args(args, device).amp else []
+    record = measure(get_args_parser().parse_args(sizes + amp + ["--device", str(device)]))
+    config = record["config"]
+    return ratio_row(f"mine b{config['batch_size']} {config['dim_a']}+{config['dim_b']}-d", "it/s",
+                     record["reference_it_per_s"], record["estimate_mi_it_per_s"], record, ratio=record["speedup"])

@@ -7,28 +7,24 @@ and backward of the model + frozen-network forward + CRD (embeds, 2 x (B, K+1)
 memory reads, NCE, memory update); the time is split into the frozen forward
 and the contrastive part. Uses `helper.train.ctc.CTCObjective`, the code train_ctc.py runs.
 
-    python scripts/bench_ctc.py --model resnext32_16x4d --batch_size 64 --nce_k 16384 --n_data 50000
-    python scripts/bench_ctc.py --model resnet8 --steps 5 --device cpu
+    python bench.py ctc --model resnext32_16x4d --batch_size 64 --nce_k 16384 --n_data 50000
+    python bench.py ctc --model resnet8 --steps 5 --device cpu
 """
 import argparse
-import os
-import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import train_ctc  # noqa: E402
-from helper.cli import HelpFormatter  # noqa: E402
-from helper.train.ctc import CTCObjective  # noqa: E402
-from helper.core.device import get_device  # noqa: E402
-from helper.core.errors import UserError, run_cli  # noqa: E402
-from helper.core.speed import autocast, device_name, prepare_model, write_bench_json  # noqa: E402
-from helper.cli.speed import add_speed_args, describe, resolve_speed_args  # noqa: E402
-from helper.train.setup import build_sgd  # noqa: E402
-from models import available_models, create_model  # noqa: E402
+import train_ctc
+from benchmarks.common import device_name, ratio_row, time_calls, write_bench_json
+from helper.cli import HelpFormatter
+from helper.cli.speed import add_speed_args, describe, resolve_speed_args, speed_argv
+from helper.core.device import get_device
+from helper.core.errors import UserError
+from helper.core.speed import autocast, prepare_model
+from helper.train.ctc import CTCObjective
+from helper.train.setup import build_sgd
+from models import available_models, create_model
 
 
 def get_args_parser():
@@ -61,20 +57,6 @@ def synthetic_batch(args, device):
     contrast_idx = torch.randint(args.n_data, (args.batch_size, args.nce_k + 1), device=device)
     contrast_idx[:, 0] = idx
     return [images, targets, idx, contrast_idx]
-
-
-def time_steps(step, steps, warmup, device):
-    """Mean seconds per call of `step()` after `warmup` untimed calls."""
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / steps
 
 
 def main(args):
@@ -115,10 +97,13 @@ def main(args):
         with autocast(device, args.amp):
             ctc.frozen(batch[0], is_feat=True)
 
-    times = {"plain": time_steps(train_step(plain_loss), steps, warmup, device),
-             "stage_two": time_steps(set_stage(2), steps, warmup, device),
-             "stage_one": time_steps(set_stage(1), steps, warmup, device),
-             "frozen_forward": time_steps(frozen_forward, steps, warmup, device)}
+    def seconds_per_step(step):
+        return time_calls(step, steps, warmup, device)[0] / steps
+
+    times = {"plain": seconds_per_step(train_step(plain_loss)),
+             "stage_two": seconds_per_step(set_stage(2)),
+             "stage_one": seconds_per_step(set_stage(1)),
+             "frozen_forward": seconds_per_step(frozen_forward)}
     overhead = 100.0 * (times["stage_two"] - times["plain"]) / times["plain"]
     contrastive = times["stage_two"] - times["plain"] - times["frozen_forward"]
     result = {
@@ -144,5 +129,12 @@ def main(args):
     return result
 
 
-if __name__ == "__main__":
-    run_cli(main, get_args_parser())
+def table_row(args, device):
+    """bench.py's ctc row: the stage-2 step against the plain step, at the table's model and speed flags."""
+    sizes = (["--model", "resnet8", "--nce_k", "256", "--n_data", "2048", "--steps", "10"] if args.quick else
+             ["--model", args.model, "--batch_size", str(args.batch_size)])
+    speed = speed_argv(resolve_speed_args(args, device))            # the same flags as the train row
+    record = main(get_args_parser().parse_args(sizes + speed + ["--device", str(device)]))
+    times = record["seconds_per_step"]
+    return ratio_row(f"ctc stage-2 step {record['model']} k{record['nce_k']}", "ms/step", 1000 * times["plain"],
+                     1000 * times["stage_two"], record, ratio=times["plain"] / times["stage_two"])
