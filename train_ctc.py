@@ -27,17 +27,19 @@ embeddings of the whole global batch, identical on every rank.
 import argparse
 
 from helper.cli import HelpFormatter
-from helper.train.ctc import CTCData, CTCObjective, check_ctc_args, load_teacher
-from helper.train.engine import TrainingRun, fit
+from helper.cli.speed import resolve_speed_args, speed_config
+from helper.cli.train import (check_ctc_args, ctc_config, loader_config, prepare_training_args, run_config,
+                              schedule_config, sgd_config, training_parser)
 from helper.core.errors import run_cli
+from helper.train.ctc import CTCData, CTCObjective, load_teacher
+from helper.train.engine import TrainingRun, fit
 from helper.train.schedule import make_lr_schedule
-from helper.train.setup import (add_training_args, build_model, format_float, load_source_data, start_training,
-                                validation)
+from helper.train.setup import build_model, format_float, load_source_data, start_training, validation
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    add_training_args(parser, epochs=300)   # no warm-up, floor 0: the original train_ctc.py
+    parents = [training_parser(epochs=300)]     # no warm-up, floor 0: the original train_ctc.py
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, parents=parents)
 
     g = parser.add_argument_group("CTC stages")
     g.add_argument("-a", "--alpha", type=float, default=0.1,
@@ -99,19 +101,25 @@ def run_name(args, teacher_arch=None):
 
 def main(args):
     check_ctc_args(args)
-    with start_training(args) as env:
+    prepare_training_args(args)
+    with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
-        train_set, val_set = load_source_data(args, device, variant="instance")
-        data = CTCData(args, train_set, device)  # checks --nce_k before anything is trained or written
-        model = build_model(args, train_set.num_classes, device)
-        teacher, teacher_arch = load_teacher(args, train_set.num_classes, device) if args.teacher else (None, None)
-        ctc = CTCObjective(args, model, len(train_set), device, teacher)
+        train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment, variant="instance")
+        resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
+        speed, loader, config = speed_config(args), loader_config(args), ctc_config(args)
+        data = CTCData(config, loader, train_set, device)  # checks --nce_k before anything is trained or written
+        model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
+        teacher, teacher_arch = (load_teacher(args.teacher, args.teacher_model, train_set.num_classes, args.dataset,
+                                              args.kd_weight, device) if args.teacher else (None, None))
+        ctc = CTCObjective(config, sgd_config(args), model, len(train_set), device, teacher)
         optimizer = ctc.build_optimizer()
-        run = TrainingRun(args, run_name(args, teacher_arch), model, optimizer, state=ctc.state(),
-                          evaluate_fn=validation(args, model, val_set, device))
+        run = TrainingRun(run_config(args), vars(args), run_name(args, teacher_arch), model, optimizer,
+                          state=ctc.state(), evaluate_fn=validation(loader, model, val_set, device))
         start = run.prepare()
-        fit(run, optimizer, data.loader_for, ctc.compute_loss, make_lr_schedule(args, ctc.lr_phases()), device,
-            start, before_epoch=lambda epoch: ctc.before_epoch(epoch, optimizer, data), progress=not args.no_progress)
+        fit(run, optimizer, data.loader_for, ctc.compute_loss,
+            make_lr_schedule(schedule_config(args), ctc.lr_phases(args.epochs)), device, start,
+            before_epoch=lambda epoch: ctc.before_epoch(epoch, optimizer, data), progress=not args.no_progress,
+            amp=speed.amp, print_freq=args.print_freq)
         return run
 
 

@@ -14,11 +14,14 @@ import argparse
 import torch.nn.functional as F
 
 from helper.cli import HelpFormatter
-from helper.train.engine import TrainingRun, fit
+from helper.cli.speed import resolve_speed_args, speed_config
+from helper.cli.train import (loader_config, prepare_training_args, run_config, schedule_config, sgd_config,
+                              training_parser)
 from helper.core.errors import run_cli
+from helper.train.engine import TrainingRun, fit
 from helper.train.schedule import make_lr_schedule
-from helper.train.setup import (add_training_args, build_model, build_sgd, format_float, load_source_data,
-                                start_training, train_loader_for, validation)
+from helper.train.setup import (build_model, build_sgd, format_float, load_source_data, start_training,
+                                train_loader_for, validation)
 
 
 # The original train_vanilla.py's cosine: 5 warm-up epochs, annealed to 0.1 x learning_rate.
@@ -26,8 +29,8 @@ WARMUP_EPOCHS, MIN_LR_SCALE = 5, 0.1
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    return add_training_args(parser, epochs=200, warmup_epochs=WARMUP_EPOCHS, min_lr_scale=MIN_LR_SCALE)
+    parents = [training_parser(epochs=200, warmup_epochs=WARMUP_EPOCHS, min_lr_scale=MIN_LR_SCALE)]
+    return argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, parents=parents)
 
 
 def run_name(args):
@@ -36,13 +39,16 @@ def run_name(args):
 
 
 def main(args):
-    with start_training(args, cosine_warmup=WARMUP_EPOCHS) as env:
+    prepare_training_args(args, cosine_warmup=WARMUP_EPOCHS)
+    with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
-        train_set, val_set = load_source_data(args, device)
-        model = build_model(args, train_set.num_classes, device)
-        optimizer = build_sgd(model.parameters(), args)
-        run = TrainingRun(args, run_name(args), model, optimizer,
-                          evaluate_fn=validation(args, model, val_set, device))
+        train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment)
+        resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
+        speed, loader = speed_config(args), loader_config(args)
+        model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
+        optimizer = build_sgd(model.parameters(), sgd_config(args))
+        run = TrainingRun(run_config(args), vars(args), run_name(args), model, optimizer,
+                          evaluate_fn=validation(loader, model, val_set, device))
         start = run.prepare()
 
         def compute_loss(batch):
@@ -50,8 +56,9 @@ def main(args):
             logits = model(images)
             return F.cross_entropy(logits, targets), logits, targets, {}
 
-        fit(run, optimizer, train_loader_for(args, train_set, device), compute_loss, make_lr_schedule(args), device, start,
-            progress=not args.no_progress)
+        fit(run, optimizer, train_loader_for(loader, train_set, device), compute_loss,
+            make_lr_schedule(schedule_config(args)), device, start, progress=not args.no_progress, amp=speed.amp,
+            print_freq=args.print_freq)
         return run
 
 

@@ -46,9 +46,8 @@ from helper.sweep import transfer as T
 from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.cli import HelpFormatter, NoEffectFlag
 from helper.core.errors import UserError, run_cli
-from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
+from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, int_list
 from helper.sweep.runner import ResultsCSV, add_sweep_args, parse_shard, run_sweep
-from helper.train.setup import int_list
 
 FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
           "param_transferability_blocks"]   # last, so rows still line up under an older file's header

@@ -164,13 +164,10 @@ def eval_loader(dataset, batch_size, device, on_device, num_workers=0, channels_
     return get_loader(dataset, batch_size, train=False, num_workers=num_workers)
 
 
-def device_loader_for(args, dataset, device, rank=0, world_size=1):
-    """epoch -> DeviceLoader, the drop-in for `train_loader_for`: uploads the set once.
-
-    Reads args.batch_size, args.seed and (optionally) args.channels_last.
-    """
-    loader = DeviceLoader(dataset, args.batch_size, device, train=True, seed=args.seed, rank=rank,
-                          world_size=world_size, channels_last=getattr(args, "channels_last", False))
+def device_loader_for(dataset, device, batch_size, seed, rank=0, world_size=1, channels_last=False):
+    """epoch -> DeviceLoader, the drop-in for `helper.train.setup.train_loader_for`: uploads the set once."""
+    loader = DeviceLoader(dataset, batch_size, device, train=True, seed=seed, rank=rank, world_size=world_size,
+                          channels_last=channels_last)
 
     def for_epoch(epoch):
         loader.set_epoch(epoch)

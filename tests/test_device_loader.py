@@ -140,8 +140,6 @@ def test_bad_input_and_factory(digits):
         DeviceLoader(digits, 8, "cpu", rank=2, world_size=2)
     assert fits_on_device(digits, "cpu")
 
-    class Args:
-        batch_size, seed = 100, 7
-    loader_for = device_loader_for(Args, digits, torch.device("cpu"))
+    loader_for = device_loader_for(digits, torch.device("cpu"), batch_size=100, seed=7)
     assert indices_of(loader_for(4)) == indices_of(DeviceLoader(digits, 100, "cpu", seed=7, epoch=4))
     assert len(loader_for(0)) == 8

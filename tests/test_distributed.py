@@ -21,6 +21,7 @@ import transfer
 from dataset import get_loader
 from helper.core.checkpoint import load_checkpoint, model_state
 from models import load_model
+from helper.cli.train import ctc_config, sgd_config
 from helper.train.ctc import CTCObjective
 from helper.core.device import get_device
 from helper.core.distributed import (all_gather_cat, all_reduce_mean, cleanup, init_distributed, is_distributed,
@@ -94,7 +95,7 @@ def ctc_steps(rank, world):
          "--instance_m", "0.9", "--nce_m", "0.9", "--nce_k", "4", "--learning_rate", "0.1"])
     torch.manual_seed(0)
     model = wrap_model(without_batchnorm(create_model("resnet8", 5)), CPU)
-    ctc = CTCObjective(args, model, N_DATA, CPU)
+    ctc = CTCObjective(ctc_config(args), sgd_config(args), model, N_DATA, CPU)
     optimizer = ctc.build_optimizer()
     images, targets, idx, contrast = toy_data()
     part = [local_part(t, rank, world) for t in (images[idx], targets[idx], idx, contrast)]

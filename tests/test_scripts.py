@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 import train_vanilla
-from helper.train.schedule import make_lr_schedule, resolve_warmup
+from helper.cli.train import resolve_warmup, schedule_config
+from helper.train.schedule import make_lr_schedule
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = sorted(glob.glob(os.path.join(REPO_ROOT, "scripts", "*.sh"))) + [os.path.join(REPO_ROOT, ".ci", "run")]
@@ -77,7 +78,7 @@ def test_observe_runs_the_seed_commands_in_order(tmp_path):
     assert scripts == ["train_vanilla.py", "transfer.py", "discriminability.py"] + ["mine.py"] * 4 + ["plot.py"]
     assert "--epochs 200" in calls[0] and "--save_freq 2" in calls[0]
     training = train_vanilla.get_args_parser().parse_args(calls[0].split()[1:])   # the original's schedule
-    lr_at = make_lr_schedule(resolve_warmup(training, train_vanilla.WARMUP_EPOCHS))
+    lr_at = make_lr_schedule(schedule_config(resolve_warmup(training, train_vanilla.WARMUP_EPOCHS)))
     assert (training.warmup_epochs, training.min_lr_scale, training.lr_decay_epochs) == (5, 0.1, [])
     assert lr_at(1) == pytest.approx(0.01) and lr_at(180) == pytest.approx(0.0062, abs=1e-4)
     xt, ty = calls[3], calls[4]

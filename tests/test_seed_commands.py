@@ -15,7 +15,7 @@ import train_ctc
 import train_vanilla
 import transfer
 from helper.train.loops import train_one_epoch
-from helper.train.schedule import resolve_warmup
+from helper.cli.train import resolve_warmup
 from tests.fakedata import trust_fake_cifar, write_fake_cifar, write_fake_cinic
 from tests.helpers import cli, read_rows
 

@@ -10,6 +10,7 @@ import torch
 import train_ctc
 import train_vanilla
 from crd import CRDLoss, l2_normalize
+from helper.cli.train import ctc_config, loader_config, sgd_config
 from helper.core.checkpoint import load_checkpoint, model_checkpoint, save_atomic
 from helper.train.ctc import CTCObjective
 from helper.train.engine import TrainingRun
@@ -114,7 +115,7 @@ def test_memory_fill_embeds_the_frozen_features_without_touching_batchnorm():
     args = parse(["--stage_two_epoch", "1", "--update_memory_bank"])
     torch.manual_seed(0)
     model = create_model("resnet8", 5)
-    ctc = CTCObjective(args, model, n_data=10, device=torch.device("cpu"))
+    ctc = CTCObjective(ctc_config(args), sgd_config(args), model, n_data=10, device=torch.device("cpu"))
     optimizer = torch.optim.SGD(ctc.parameters(), lr=0.1, weight_decay=0.001)
     with torch.no_grad():
         model.conv1.weight.mul_(2.0)  # the model moved on during stage 1
@@ -210,7 +211,7 @@ def test_nan_loss_stops_naming_epoch_and_step(in_tmp, monkeypatch, capsys):
 def test_two_stage_run_on_the_device_resident_loader(in_tmp):
     """--loader gpu serves the instance view in stage 1 and the contrast view (with negatives) in stage 2."""
     result = run(TWO_STAGE + ["--loader", "gpu", "--epochs", "2"])
-    assert result.args.loader == "gpu"
+    assert result.flags["loader"] == "gpu"
     log = [json.loads(line) for line in open(os.path.join(result.run_dir, "log.txt"))]
     assert "train_instance" in log[0] and "train_crd" in log[1]
     assert all(math.isfinite(r["train_loss"]) for r in log)
@@ -224,7 +225,8 @@ def test_stage_one_device_copy_is_released_at_the_switch():
     from dataset import get_dataset
     from helper.train.ctc import CTCData
     args = parse(TWO_STAGE + ["--loader", "gpu"])
-    data = CTCData(args, get_dataset("digits_a", "train", variant="instance", augment="standard"), torch.device("cpu"))
+    data = CTCData(ctc_config(args), loader_config(args),
+                   get_dataset("digits_a", "train", variant="instance", augment="standard"), torch.device("cpu"))
     stage_one = weakref.ref(data.loader_for(1))
     assert data.loader_for(1) is stage_one()                    # built once per stage
     stage_two = data.loader_for(2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import helper.core.distributed as D
+import dataset.variants
 import train_ctc
 import train_vanilla
 from dataset import DeviceLoader, get_dataset
@@ -16,7 +16,8 @@ from dataset.variants import ArrayDataset
 from helper.core.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from models import load_model
 from helper.train.engine import TrainingRun, changed_args
-from helper.train.schedule import make_lr_schedule, resolve_warmup
+from helper.cli.train import loader_config, resolve_warmup, schedule_config
+from helper.train.schedule import make_lr_schedule
 from helper.train.setup import val_loader, validation
 from models import create_model
 from tests.helpers import needs_compiler, stop_after
@@ -85,16 +86,16 @@ def test_validation_on_the_device_loader_equals_the_dataloader_and_shards_stay_a
     metrics = {}
     for loader in ("cpu", "gpu"):
         args.loader = loader
-        metrics[loader] = validation(args, model, val, cpu)()
-    assert isinstance(val_loader(args, val, cpu), DeviceLoader)
+        metrics[loader] = validation(loader_config(args), model, val, cpu)()
+    assert isinstance(val_loader(loader_config(args), val, cpu), DeviceLoader)
     assert metrics["gpu"] == pytest.approx(metrics["cpu"], rel=1e-5)
 
-    monkeypatch.setattr(D, "is_distributed", lambda: True)
-    monkeypatch.setattr(D, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dataset.variants, "is_distributed", lambda: True)
+    monkeypatch.setattr(dataset.variants, "get_world_size", lambda: 2)
     for rank in (0, 1):
-        monkeypatch.setattr(D, "get_rank", lambda rank=rank: rank)
+        monkeypatch.setattr(dataset.variants, "get_rank", lambda rank=rank: rank)
         shard = eval_shard(val)
-        assert type(shard) is ArrayDataset and isinstance(val_loader(args, val, cpu), DeviceLoader)
+        assert type(shard) is ArrayDataset and isinstance(val_loader(loader_config(args), val, cpu), DeviceLoader)
         np.testing.assert_array_equal(shard.data, val.data[rank::2])
         np.testing.assert_array_equal(shard.targets, val.targets[rank::2])
 
@@ -108,7 +109,7 @@ def original_vanilla_lr(epoch, epochs, lr0=0.05, warmup=5, floor=0.1):
 
 def test_default_schedule_is_the_original_warmup_and_floored_cosine():
     args = train_vanilla.get_args_parser().parse_args(["--epochs", "200"])
-    lr_at = make_lr_schedule(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS))
+    lr_at = make_lr_schedule(schedule_config(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS)))
     assert (args.warmup_epochs, args.min_lr_scale) == (5, 0.1)
     for epoch in (1, 5, 6, 100, 180, 200):
         assert abs(lr_at(epoch) - original_vanilla_lr(epoch, 200)) < 1e-12, epoch
@@ -122,7 +123,7 @@ def test_default_schedule_is_the_original_warmup_and_floored_cosine():
 ])
 def test_step_decay_warms_up_only_when_asked(flags, first_lrs):
     args = train_vanilla.get_args_parser().parse_args(["--lr_decay_epochs", "150,180,210", "--epochs", "240"] + flags)
-    lr_at = make_lr_schedule(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS))
+    lr_at = make_lr_schedule(schedule_config(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS)))
     assert [lr_at(e) for e in (1, 2, 3)] == pytest.approx(first_lrs)
     assert lr_at(151) == pytest.approx(0.005) and lr_at(240) == pytest.approx(0.05 * 0.1 ** 3)
 
@@ -149,7 +150,7 @@ def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch, flags, 
     for key in a:
         assert torch.equal(a[key], b[key]), key
     log = [json.loads(line) for line in open(os.path.join(resumed.run_dir, "log.txt"))]
-    epochs, warmup = straight.args.epochs, straight.args.warmup_epochs
+    epochs, warmup = straight.flags["epochs"], straight.flags["warmup_epochs"]
     assert [r["epoch"] for r in log] == list(range(1, epochs + 1))
     assert [r["lr"] for r in log] == pytest.approx([original_vanilla_lr(e, epochs, warmup=warmup)
                                                     for e in range(1, epochs + 1)], abs=1e-12)
@@ -217,7 +218,7 @@ def test_corrupt_checkpoint_is_reported_by_name(in_tmp):
 def test_device_resident_loader_trains_and_resumes_exactly(in_tmp, monkeypatch):
     """--loader gpu (the whole uint8 set on the device, augmented there) runs on a CPU device too."""
     straight = run(["--epochs", "2", "--model_path", "straight", "--loader", "gpu"])
-    assert straight.args.loader == "gpu"
+    assert straight.flags["loader"] == "gpu"
     original_end = stop_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run(["--epochs", "2", "--model_path", "resumed", "--loader", "gpu"])

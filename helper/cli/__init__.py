@@ -52,7 +52,7 @@ class OriginalAugmentation(argparse.Action):
 
 
 def add_original_training_flags(group):
-    """The original train_vanilla.py / train_ctc.py flags that have no own row in add_training_args."""
+    """The original train_vanilla.py / train_ctc.py flags that have no own row in helper.cli.train.training_parser."""
     group.add_argument("--augmentation", action=OriginalAugmentation,
                        help="the original's spelling: none = random crop + flip (its default; --augment standard), "
                             "auto = AutoAugment + Cutout (--augment auto)")

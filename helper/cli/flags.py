@@ -41,3 +41,11 @@ POSITIVE_FLOAT = number_in(float, 0, low_open=True)
 NON_NEGATIVE_FLOAT = number_in(float, 0)
 MOMENTUM = number_in(float, 0, 1, high_open=True)
 FRACTION = number_in(float, 0, 1)
+
+
+def int_list(text):
+    """'150,180,210' -> [150, 180, 210]; '' -> []."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 2,50,100, got {text!r}")

@@ -118,8 +118,11 @@ def describe_changes(changes, flags):
                      for key, (old, new) in changes.items())
 
 
-def model_checkpoint(model, epoch, accuracy, arch, dataset, args=None):
-    """The dict written to `ckpt_epoch_<E>.pth`, `<arch>_best.pth` and `<arch>_last.pth`."""
+def model_checkpoint(model, epoch, accuracy, arch, dataset, flags=None):
+    """The dict written to `ckpt_epoch_<E>.pth`, `<arch>_best.pth` and `<arch>_last.pth`; `flags`: the flags
+    of the run that wrote it, a plain dict (vars(args))."""
+    if flags is not None and not isinstance(flags, dict):
+        raise TypeError(f"model_checkpoint records flags as a dict (vars(args)), got {type(flags).__name__}")
     bare = unwrap(model)
     return {
         "epoch": int(epoch),
@@ -129,7 +132,7 @@ def model_checkpoint(model, epoch, accuracy, arch, dataset, args=None):
         "dataset": dataset,
         "num_classes": int(bare.num_classes),
         "feat_dim": int(bare.feat_dim),
-        "args": plain(vars(args) if args is not None and not isinstance(args, dict) else (args or {})),
+        "args": plain(flags or {}),
         "format": FORMAT_VERSION,
     }
 

@@ -35,6 +35,7 @@ distribution, not number for number. ITRD's batch statistics are per rank.
 import contextlib
 import copy
 import sys
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,47 +44,55 @@ from crd import CRDLoss, InstanceDiscrimination, ITRDLoss, kd_loss
 from dataset import DATASETS, build_transform, get_loader, same_classes
 from dataset.variants import wrap_arrays
 from helper.core.checkpoint import CheckpointError, unwrap
-from models import load_model
 from helper.core.distributed import all_gather_cat, all_reduce_mean, average_gradients, is_main_process, shard_sampler
 from helper.core.errors import UserError
 from helper.train.setup import build_sgd, train_loader_for
+from models import load_model
 
 
-def check_ctc_args(args):
-    """Reject bad stage / weight settings before any data is read."""
-    s, epochs = args.stage_two_epoch, args.epochs
-    if not 0 <= s < epochs:
-        raise UserError(f"--stage_two_epoch must lie in [0, --epochs) so that stage 2 has at least one epoch "
-                        f"(0 only with --teacher); got --stage_two_epoch {s} with --epochs {epochs}.")
-    if s == 0 and not args.teacher:
-        raise UserError("--stage_two_epoch 0 skips stage 1, so there is no earlier representation to copy; "
-                        "pass --teacher PATH for plain distillation, or a stage-two epoch of at least 1 "
-                        "(paper: 200 of 300).")
-    for name in ("alpha", "beta", "kd_weight", "ce_weight", "weight_decay_coef", "stage_two_decay_rate"):
-        if not 0 <= getattr(args, name) < float("inf"):     # also refuses NaN
-            raise UserError(f"--{name} must be a finite number, not negative; got {getattr(args, name)}.")
-    if not 0 < args.kd_T < float("inf"):
-        raise UserError(f"--kd_T must be a positive finite number, got {args.kd_T}.")
-    if args.lr_decay_epochs and s > 0:
-        print(f"note: --lr_decay_epochs gives one step schedule over all {epochs} epochs; stage 2 does not restart "
-              "at --stage_two_decay_rate x the learning rate as in the paper's two-phase cosine.", file=sys.stderr)
+@dataclass(frozen=True)
+class CTCConfig:
+    """The stages, loss weights and heads of one CTC (or distillation) run: the flags of train_ctc.py."""
+    stage_two_epoch: int            # last epoch of stage 1; 0 = no stage 1 (distillation from a teacher)
+    alpha: float                    # weight of stage 1's instance discrimination
+    beta: float                     # weight of stage 2's CRD / ITRD loss
+    ce_weight: float
+    kd_weight: float                # weight of Hinton KD on the frozen network's logits in stage 2
+    kd_T: float
+    weight_decay_coef: float        # stage 1 uses weight_decay x this
+    stage_two_decay_rate: float     # stage 2's cosine restarts at this fraction of the learning rate
+    update_memory_bank: bool        # fill both CRD memories at the switch
+    train_projector: bool           # train stage 1's projector (original: fixed at its random init)
+    instance_dim: int
+    instance_t: float
+    instance_m: float
+    stage_two_loss: str             # "crd" or "itrd"
+    contrast_feat_dim: int
+    nce_k: int                      # CRD negatives per sample
+    nce_t: float
+    nce_m: float
+    mode: str                       # CRD negatives: "exact" = other classes only, "relax" = any other sample
+    lambda_corr: float
+    lambda_mutual: float
+    alpha_it: float
 
 
-def load_teacher(args, num_classes, device):
-    """The external frozen network of --teacher and its architecture name; checks KD's class count."""
+def load_teacher(path, arch, num_classes, dataset, kd_weight, device):
+    """The external frozen network of --teacher `path` and its architecture name (`arch`: the one of a
+    checkpoint that does not record it); checks KD's classes against those of `dataset`."""
     try:
-        teacher, ckpt = load_model(args.teacher, arch=args.teacher_model, device=device)
+        teacher, ckpt = load_model(path, arch=arch, device=device)
     except CheckpointError as err:
         raise UserError(f"--teacher: {str(err).replace('--model', '--teacher_model')}") from None
-    arch = (ckpt.get("arch") if isinstance(ckpt, dict) else None) or args.teacher_model
-    if args.kd_weight > 0 and teacher.num_classes != num_classes:
-        raise UserError(f"--kd_weight {args.kd_weight} compares logits, but teacher {args.teacher} ({arch}) has "
-                        f"{teacher.num_classes} classes and {args.dataset} has {num_classes}; use a teacher "
+    arch = (ckpt.get("arch") if isinstance(ckpt, dict) else None) or arch
+    if kd_weight > 0 and teacher.num_classes != num_classes:
+        raise UserError(f"--kd_weight {kd_weight} compares logits, but teacher {path} ({arch}) has "
+                        f"{teacher.num_classes} classes and {dataset} has {num_classes}; use a teacher "
                         "trained on the same classes or --kd_weight 0 (feature distillation alone works).")
     taught_on = ckpt.get("dataset") if isinstance(ckpt, dict) else None
-    if args.kd_weight > 0 and taught_on in DATASETS and not same_classes(taught_on, args.dataset):
-        raise UserError(f"--kd_weight {args.kd_weight} compares logits class by class, but teacher {args.teacher} "
-                        f"was trained on {taught_on}, whose classes are not those of {args.dataset} (the same "
+    if kd_weight > 0 and taught_on in DATASETS and not same_classes(taught_on, dataset):
+        raise UserError(f"--kd_weight {kd_weight} compares logits class by class, but teacher {path} "
+                        f"was trained on {taught_on}, whose classes are not those of {dataset} (the same "
                         "count is not enough); use a teacher of the same classes or --kd_weight 0.")
     return freeze(teacher), arch
 
@@ -126,19 +135,20 @@ class CTCData:
     Building the contrast view checks --nce_k against the negatives available.
     """
 
-    def __init__(self, args, train_set, device=None):
-        self.args, self.device = args, device
+    def __init__(self, config, loader, train_set, device=None):
+        """`config`: the CTCConfig; `loader`: the LoaderConfig of both stages and the fill."""
+        self.config, self.loader, self.device = config, loader, device
         self.stage_one = train_set  # variant "instance": (img, target, index)
         self.stage_two = train_set
-        if args.stage_two_loss == "crd" and args.beta > 0:
+        if config.stage_two_loss == "crd" and config.beta > 0:
             try:
                 self.stage_two = wrap_arrays(train_set.data, train_set.targets, train_set.info,
-                                             train_set.transform, "contrast", args.nce_k, args.mode)
+                                             train_set.transform, "contrast", config.nce_k, config.mode)
             except UserError as err:
-                raise UserError(f"--nce_k {args.nce_k} is too large for {args.dataset}: {err}") from None
+                raise UserError(f"--nce_k {config.nce_k} is too large for {train_set.info.name}: {err}") from None
         # The one-shot memory fill stores each image as it is: augmentation would only add noise.
         self.plain = wrap_arrays(train_set.data, train_set.targets, train_set.info,
-                                 build_transform(train_set.info, "none"), "instance", 0, args.mode)
+                                 build_transform(train_set.info, "none"), "instance", 0, config.mode)
         self._loaders = {}
 
     def loader_for(self, epoch):
@@ -148,17 +158,17 @@ class CTCData:
         Only the current stage's is kept (epochs only move forward), so the device never
         holds the training set twice.
         """
-        stage = 1 if epoch <= self.args.stage_two_epoch else 2
+        stage = 1 if epoch <= self.config.stage_two_epoch else 2
         if stage not in self._loaders:
             self._loaders.clear()            # free stage 1's device copy before uploading stage 2's
             dataset = self.stage_one if stage == 1 else self.stage_two
-            self._loaders[stage] = train_loader_for(self.args, dataset, self.device)
+            self._loaders[stage] = train_loader_for(self.loader, dataset, self.device)
         return self._loaders[stage](epoch)
 
     def fill_loader(self):
         """Unshuffled; under torchrun each rank embeds an equal (padded) share, gathered into every bank."""
-        return get_loader(self.plain, max(self.args.batch_size, 256), train=False,
-                          num_workers=self.args.num_workers, sampler=shard_sampler(self.plain, shuffle=False))
+        return get_loader(self.plain, max(self.loader.batch_size, 256), train=False,
+                          num_workers=self.loader.num_workers, sampler=shard_sampler(self.plain, shuffle=False))
 
 
 class CTCObjective:
@@ -166,31 +176,32 @@ class CTCObjective:
 
     model: the network being trained (possibly DDP-wrapped); frozen: the info bank
     (a copy of the bare `model` made here, when `teacher` is None) or the external teacher.
+    config: the CTCConfig; sgd: the SGDConfig of the one optimiser (stage 1 scales its weight decay).
     """
 
-    def __init__(self, args, model, n_data, device, teacher=None):
-        self.args, self.model, self.device = args, model, device
-        self.switch = SwitchState(args.stage_two_epoch)
+    def __init__(self, config, sgd, model, n_data, device, teacher=None):
+        self.config, self.sgd, self.model, self.device = config, sgd, model, device
+        self.switch = SwitchState(config.stage_two_epoch)
         self.temporal = teacher is None
         self.frozen = freeze(copy.deepcopy(unwrap(model))) if self.temporal else teacher
         feat_s, feat_t = unwrap(model).feat_dim, self.frozen.feat_dim
-        self.instance = InstanceDiscrimination(feat_s, n_data, args.instance_dim, args.instance_t,
-                                               args.instance_m).to(device)
+        self.instance = InstanceDiscrimination(feat_s, n_data, config.instance_dim, config.instance_t,
+                                               config.instance_m).to(device)
         # The original keeps the projector at its random init; without --train_projector it gets no
         # gradient at all (none accumulating unused in .grad, no backward work for it).
-        self.instance.projector.requires_grad_(bool(args.train_projector))
-        if args.stage_two_loss == "crd":
-            self.criterion = CRDLoss(feat_s, feat_t, n_data, args.contrast_feat_dim, args.nce_k, args.nce_t,
-                                     args.nce_m)
+        self.instance.projector.requires_grad_(bool(config.train_projector))
+        if config.stage_two_loss == "crd":
+            self.criterion = CRDLoss(feat_s, feat_t, n_data, config.contrast_feat_dim, config.nce_k, config.nce_t,
+                                     config.nce_m)
         else:
-            self.criterion = ITRDLoss(feat_s, feat_t, args.lambda_corr, args.lambda_mutual, args.alpha_it)
+            self.criterion = ITRDLoss(feat_s, feat_t, config.lambda_corr, config.lambda_mutual, config.alpha_it)
         self.criterion.to(device)
-        self.stage = 1 if args.stage_two_epoch > 0 else 2
+        self.stage = 1 if config.stage_two_epoch > 0 else 2
 
     def head_parameters(self):
         """The trained parameters outside the model: the stage-2 heads (+ the projector if asked)."""
         params = list(self.criterion.parameters())
-        if self.args.train_projector:
+        if self.config.train_projector:
             params += list(self.instance.projector.parameters())
         return params
 
@@ -201,23 +212,25 @@ class CTCObjective:
     def build_optimizer(self):
         """SGD over `parameters()`; under torchrun it first averages the heads' gradients over ranks
         (DDP averages the model's)."""
-        optimizer = build_sgd(self.parameters(), self.args, weight_decay=self.initial_weight_decay())
+        optimizer = build_sgd(self.parameters(), self.sgd, weight_decay=self.initial_weight_decay())
         heads = self.head_parameters()
         optimizer.register_step_pre_hook(lambda *_: average_gradients(heads))
         return optimizer
 
     def initial_weight_decay(self):
-        return self.args.weight_decay * (self.args.weight_decay_coef if self.args.stage_two_epoch > 0 else 1.0)
+        c = self.config
+        return self.sgd.weight_decay * (c.weight_decay_coef if c.stage_two_epoch > 0 else 1.0)
 
-    def lr_phases(self):
-        """make_lr_schedule phases: cosine over stage 1, restart at stage_two_decay_rate * lr for stage 2.
+    def lr_phases(self, epochs):
+        """make_lr_schedule phases of a run of `epochs`: cosine over stage 1, restart at
+        stage_two_decay_rate * lr for stage 2.
 
         Without a stage 1 (plain distillation) stage 2 starts at the full learning rate.
         """
-        a, s, lr = self.args, self.args.stage_two_epoch, self.args.learning_rate
+        s, lr = self.config.stage_two_epoch, self.sgd.learning_rate
         if s == 0:
-            return [(1, a.epochs, lr)]
-        return [(1, s, lr), (s + 1, a.epochs - s, lr * a.stage_two_decay_rate)]
+            return [(1, epochs, lr)]
+        return [(1, s, lr), (s + 1, epochs - s, lr * self.config.stage_two_decay_rate)]
 
     def state(self):
         """Objects TrainingRun saves in resume.pth and restores on --resume."""
@@ -230,28 +243,28 @@ class CTCObjective:
 
         Whether the switch happened is saved, so it runs exactly once whatever the resume point.
         """
-        self.stage = 1 if epoch <= self.args.stage_two_epoch else 2
+        self.stage = 1 if epoch <= self.config.stage_two_epoch else 2
         if self.stage == 2 and not self.switch.done:
             self.start_stage_two(optimizer, data.fill_loader())
             self.switch.done = True
-            if is_main_process() and self.args.stage_two_epoch > 0:
+            if is_main_process() and self.config.stage_two_epoch > 0:
                 self.explain_switch(epoch)
 
     def explain_switch(self, epoch):
         """Stage two changes the objective and the learning rate at once: say so where the loss curve jumps."""
-        a = self.args
+        c = self.config
         against = "a frozen copy of the network as it is now" if self.temporal else "the --teacher network"
-        print(f"stage two from epoch {epoch}: the loss is now cross-entropy + {format(a.beta, 'g')} x the "
-              f"{a.stage_two_loss.upper()} loss against {against} (instance discrimination is dropped), and the "
-              f"learning rate restarts at {format(a.stage_two_decay_rate, 'g')} x --learning_rate: the training "
+        print(f"stage two from epoch {epoch}: the loss is now cross-entropy + {format(c.beta, 'g')} x the "
+              f"{c.stage_two_loss.upper()} loss against {against} (instance discrimination is dropped), and the "
+              f"learning rate restarts at {format(c.stage_two_decay_rate, 'g')} x --learning_rate: the training "
               "loss jumps here by design.", file=sys.stderr, flush=True)
 
     def start_stage_two(self, optimizer, fill_loader):
         if self.temporal:
             self.frozen.load_state_dict(unwrap(self.model).state_dict())
         for group in optimizer.param_groups:
-            group["weight_decay"] = self.args.weight_decay
-        if self.args.update_memory_bank and isinstance(self.criterion, CRDLoss):
+            group["weight_decay"] = self.sgd.weight_decay
+        if self.config.update_memory_bank and isinstance(self.criterion, CRDLoss):
             self.fill_memory(fill_loader)
 
     @torch.no_grad()
@@ -270,24 +283,24 @@ class CTCObjective:
         images, targets, idx = batch[0], batch[1], batch[2]
         feats, logits = self.model(images, is_feat=True)
         ce = F.cross_entropy(logits, targets)
-        loss, terms = self.args.ce_weight * ce, {"ce": ce.detach()}
+        loss, terms = self.config.ce_weight * ce, {"ce": ce.detach()}
         # The contrastive terms run in fp32 even under --amp: exp(<w, v> / 0.07) spans e^-14..e^14.
         feat = feats[-1].float()
         if self.stage == 1:
-            if self.args.alpha > 0:
+            if self.config.alpha > 0:
                 with fp32():
                     term = self.instance(feat, idx, gather_fn=all_gather_cat)
-                loss, terms["instance"] = loss + self.args.alpha * term, term.detach()
+                loss, terms["instance"] = loss + self.config.alpha * term, term.detach()
             return loss, logits, targets, terms
         with torch.no_grad():
             t_feats, t_logits = self.frozen(images, is_feat=True)
-        if self.args.beta > 0:
+        if self.config.beta > 0:
             with fp32():
                 term = self.stage_two_term(feat, t_feats[-1].float(), idx, batch[3] if len(batch) > 3 else None)
-            loss, terms[self.args.stage_two_loss] = loss + self.args.beta * term, term.detach()
-        if self.args.kd_weight > 0:
-            term = kd_loss(logits, t_logits, self.args.kd_T)
-            loss, terms["kd"] = loss + self.args.kd_weight * term, term.detach()
+            loss, terms[self.config.stage_two_loss] = loss + self.config.beta * term, term.detach()
+        if self.config.kd_weight > 0:
+            term = kd_loss(logits, t_logits, self.config.kd_T)
+            loss, terms["kd"] = loss + self.config.kd_weight * term, term.detach()
         return loss, logits, targets, terms
 
     def stage_two_term(self, f_s, f_t, idx, contrast_idx):

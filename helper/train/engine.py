@@ -1,8 +1,8 @@
 """A training run's folder: checkpoints, exact resume, TensorBoard and the epoch log.
 
-    run = TrainingRun(args, name, model, optimizer, state={"criterion": crd})
+    run = TrainingRun(config, flags, name, model, optimizer, state={"criterion": crd})
     start = run.prepare()            # fresh run (writes ckpt_epoch_0) or --resume
-    for epoch in range(start, args.epochs + 1):
+    for epoch in range(start, config.epochs + 1):
         ... train, evaluate ...
         run.end_epoch(epoch, lr, train_metrics, val_metrics)
     run.finish()
@@ -27,19 +27,22 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 
-import torch
 from tqdm import tqdm
 
-from helper.core.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, describe_changes, list_checkpoints,
-                               load_checkpoint, model_checkpoint, model_state, plain, unwrap)
-from helper.core.distributed import all_gather_objects, barrier, get_rank, get_world_size, is_main_process, seed_this_rank
+from helper.core.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, describe_changes,
+                                    list_checkpoints, load_checkpoint, model_checkpoint, model_state, plain,
+                                    save_atomic, unwrap)
+from helper.core.distributed import (all_gather_objects, barrier, get_rank, get_world_size, is_main_process,
+                                     seed_this_rank)
 from helper.core.errors import UserError
-from helper.train.loops import NonFiniteLossError, train_one_epoch
-from helper.train.run_folder import (LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line, check_writable, continue_command,
-                               log_lines_through, read_log, remove_stale_temporaries, similar_runs)
-from helper.train.schedule import set_lr
 from helper.core.seed import rng_state, set_rng_state
+from helper.train.loops import NonFiniteLossError, train_one_epoch
+from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line,
+                                     check_writable, continue_command, log_lines_through, read_log,
+                                     remove_stale_temporaries, similar_runs)
+from helper.train.schedule import set_lr
 
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
@@ -61,16 +64,37 @@ def changed_args(saved, current):
     return changed_flags({**LEGACY_ARGS, **saved}, current, free)
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    """Where a training run's files go, how it starts (fresh, resumed, overwritten) and how long it runs."""
+    arch: str                       # --model, recorded in every checkpoint
+    dataset: str
+    epochs: int
+    learning_rate: float            # a NaN stop suggests continuing at half of it
+    seed: int
+    note: str
+    save_freq: int                  # write ckpt_epoch_<E>.pth every this many epochs
+    model_path: str                 # run folders are created under it, named by the script
+    tb_path: str
+    run_dir: str | None = None      # the run folder itself, instead of <model_path>/<name>
+    resume: bool = False
+    overwrite: bool = False
+    allow_arg_changes: bool = False
+
+
 class TrainingRun:
-    def __init__(self, args, name, model, optimizer, state=None, evaluate_fn=None):
-        self.args = args
+    def __init__(self, config, flags, name, model, optimizer, state=None, evaluate_fn=None):
+        """`config`: the RunConfig; `flags`: the run's flags as a plain dict (vars(args)), recorded in
+        the run folder, in every checkpoint and in resume.pth, and compared on --resume."""
+        self.config = config
+        self.flags = plain(flags)
         self.name = name
         self.model = model
         self.optimizer = optimizer
         self.state = state or {}
         self.evaluate_fn = evaluate_fn
-        self.run_dir = getattr(args, "run_dir", None) or os.path.join(args.model_path, name)
-        self.tb_dir = os.path.join(args.tb_path, os.path.basename(os.path.normpath(self.run_dir)))
+        self.run_dir = config.run_dir or os.path.join(config.model_path, name)
+        self.tb_dir = os.path.join(config.tb_path, os.path.basename(os.path.normpath(self.run_dir)))
         self.best_acc = None
         self.best_epoch = None
         self.saved_epoch = None         # the epoch resume.pth on disk holds
@@ -83,8 +107,8 @@ class TrainingRun:
         """Create the folder or resume from it; return the first epoch to train."""
         resume_path = os.path.join(self.run_dir, RESUME_FILE)
         existing = list_checkpoints(self.run_dir)
-        resuming = self.args.resume and os.path.isfile(resume_path)
-        if self.args.resume and not existing and not resuming:
+        resuming = self.config.resume and os.path.isfile(resume_path)
+        if self.config.resume and not existing and not resuming:
             self._no_run_to_resume()
         if self.main:
             for name in remove_stale_temporaries(self.run_dir):
@@ -96,25 +120,25 @@ class TrainingRun:
             best = "none yet" if self.best_acc is None else f"{self.best_acc:.2f}"
             self._log(f"resuming {self.run_dir} at epoch {start} (best so far: {best})")
         else:
-            overwrite = getattr(self.args, "overwrite", False)
-            if self.args.resume and list(existing) == [0]:
+            overwrite = self.config.overwrite
+            if self.config.resume and list(existing) == [0]:
                 # Stopped between the initial checkpoint and the first resume.pth: nothing trained yet.
                 self._log(f"{self.run_dir} holds only the initialisation; starting the run again")
                 overwrite = True
             if existing and not overwrite:
-                if self.args.resume:
+                if self.config.resume:
                     raise UserError(f"run folder {self.run_dir} holds {len(existing)} checkpoints but no "
                                     f"{RESUME_FILE} to continue from (a run of other code?); pass --overwrite "
                                     "to start it again, or another --note.")
                 raise UserError(f"run folder {self.run_dir} already holds {len(existing)} checkpoints; pass "
                                 "--resume to continue that run, --overwrite to start it again, or another --note.")
             start = 1
-            seed_this_rank(self.args.seed)
+            seed_this_rank(self.config.seed)
             if self.main:
                 if overwrite:
                     self._clear_previous_run()
-                text = json.dumps(plain(vars(self.args)), indent=1, sort_keys=True)
-                self._write(os.path.join(self.run_dir, "args.json"), lambda f: f.write(text.encode()))
+                text = json.dumps(self.flags, indent=1, sort_keys=True)
+                self._write(os.path.join(self.run_dir, FLAGS_FILE), lambda f: f.write(text.encode()))
             val = self.evaluate_fn() if self.evaluate_fn else {}
             self._save_model(ckpt_name(0), 0, val.get("acc1"))
             self._save_resume(0)  # so a failure in epoch 1 can still be resumed
@@ -128,25 +152,25 @@ class TrainingRun:
         """--overwrite: remove the old run's files, so no checkpoint, log line or resume state of it survives."""
         for name in os.listdir(self.run_dir) if os.path.isdir(self.run_dir) else []:
             if (CKPT_RE.match(name) or name.endswith(("_best.pth", "_last.pth"))
-                    or name in (RESUME_FILE, "log.txt", "args.json")):
+                    or name in (RESUME_FILE, LOG_FILE, FLAGS_FILE)):
                 os.remove(os.path.join(self.run_dir, name))
         shutil.rmtree(self.tb_dir, ignore_errors=True)
 
     def _load_resume(self, path):
         ckpt = load_checkpoint(path)
-        if ckpt.get("arch") != self.args.model:
-            raise UserError(f"{path} belongs to a {ckpt.get('arch')} run, not {self.args.model}.")
-        current = plain(vars(self.args))
+        if ckpt.get("arch") != self.config.arch:
+            raise UserError(f"{path} belongs to a {ckpt.get('arch')} run, not {self.config.arch}.")
+        current = self.flags
         changes = changed_args(ckpt.get("args") or {}, current)
         saved_world = len(ckpt.get("rng_ranks") or [ckpt.get("rng")])   # one RNG state per process
         if saved_world != get_world_size():                             # the global batch would change
             changes["processes"] = (saved_world, get_world_size())
         if changes:
             listed = describe_changes(changes, flags=current)
-            if not getattr(self.args, "allow_arg_changes", False):
+            if not self.config.allow_arg_changes:
                 raise UserError(f"--resume of {self.run_dir} with flags that differ from the run's: {listed}. "
                                 "They would silently change its schedule, stages or data. Pass the run's flags "
-                                "(see its args.json), --allow_arg_changes to continue anyway (recorded in "
+                                f"(see its {FLAGS_FILE}), --allow_arg_changes to continue anyway (recorded in "
                                 "log.txt), or --overwrite to start again.")
             self._log(f"warning: resuming with changed flags: {listed}")
         if self.main:
@@ -175,7 +199,7 @@ class TrainingRun:
         if rank < len(states):
             set_rng_state(states[rank])
         else:
-            seed_this_rank(self.args.seed)
+            seed_this_rank(self.config.seed)
 
     # ------------------------------------------------------------- per epoch
     def end_epoch(self, epoch, lr, train, val, extra_log=None):
@@ -193,18 +217,18 @@ class TrainingRun:
                     self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
             self.writer.flush()
             self._append_log(record)
-            self._log(f"epoch {epoch}/{self.args.epochs} | lr {lr:.5f} | train loss {train['loss']:.4f} "
+            self._log(f"epoch {epoch}/{self.config.epochs} | lr {lr:.5f} | train loss {train['loss']:.4f} "
                       f"acc {train['acc1']:.2f} | val loss {val['loss']:.4f} acc {val['acc1']:.2f} "
                       f"| best {self.best_acc:.2f} | {seconds:.1f}s")
-        if epoch % self.args.save_freq == 0:
+        if epoch % self.config.save_freq == 0:
             self._save_model(ckpt_name(epoch), epoch, val["acc1"])
         if improved:
-            self._save_model(f"{self.args.model}_best.pth", epoch, val["acc1"])
+            self._save_model(f"{self.config.arch}_best.pth", epoch, val["acc1"])
         self._save_resume(epoch)
         self._epoch_start = time.time()
 
     def finish(self, epoch, accuracy):
-        self._save_model(f"{self.args.model}_last.pth", epoch, accuracy)
+        self._save_model(f"{self.config.arch}_last.pth", epoch, accuracy)
         if self.writer:
             self.writer.close()
         self._log(f"done: best val acc {self.best_acc:.2f}; checkpoints in {self.run_dir}")
@@ -214,7 +238,7 @@ class TrainingRun:
         """--resume of a run whose training is complete: write a missing `<arch>_last.pth` (the weights
         resume.pth holds) or `<arch>_best.pth` (from them or the best epoch's checkpoint), so finishing
         is idempotent even after a kill between the last resume.pth and the final files."""
-        last, best = (os.path.join(self.run_dir, f"{self.args.model}_{kind}.pth") for kind in ("last", "best"))
+        last, best = (os.path.join(self.run_dir, f"{self.config.arch}_{kind}.pth") for kind in ("last", "best"))
         if not (os.path.isfile(last) and os.path.isfile(best)):
             accuracy = (self.evaluate_fn() if self.evaluate_fn else {}).get("acc1")
             if not os.path.isfile(last):
@@ -255,27 +279,34 @@ class TrainingRun:
     # -------------------------------------------------------------- writing
     def _save_model(self, filename, epoch, accuracy):
         if self.main:
-            ckpt = model_checkpoint(self.model, epoch, accuracy, self.args.model, self.args.dataset, self.args)
-            path = os.path.join(self.run_dir, filename)
-            self._write(path, lambda f: torch.save(ckpt, f))
+            ckpt = model_checkpoint(self.model, epoch, accuracy, self.config.arch, self.config.dataset, self.flags)
+            self._save(ckpt, os.path.join(self.run_dir, filename))
 
     def _save_resume(self, epoch):
         rngs = all_gather_objects(rng_state())  # a collective: every rank takes part
         if self.main:
             extra = {"rng_ranks": rngs} if len(rngs) > 1 else {}
-            state = {"epoch": epoch, "arch": self.args.model, "model": model_state(self.model),
+            state = {"epoch": epoch, "arch": self.config.arch, "model": model_state(self.model),
                      "optimizer": self.optimizer.state_dict(),
                      "state": {key: obj.state_dict() for key, obj in self.state.items()},
                      "rng": rngs[0], **extra, "best_acc": self.best_acc, "best_epoch": self.best_epoch,
-                     "args": plain(vars(self.args))}
-            self._write(os.path.join(self.run_dir, RESUME_FILE), lambda f: torch.save(state, f))
+                     "args": self.flags}
+            self._save(state, os.path.join(self.run_dir, RESUME_FILE))
         self.saved_epoch = epoch
 
+    def _save(self, obj, path):
+        """`save_atomic(obj, path)`, a failure told as `_guarded` does."""
+        self._guarded(path, lambda: save_atomic(obj, path))
+
     def _write(self, path, write):
-        """`atomic_write(path, write)`; a failed write (full disk, read-only folder) is one paragraph saying
-        what is safe: every file of the run keeps its previous complete version."""
+        """`atomic_write(path, write)`, a failure told as `_guarded` does."""
+        self._guarded(path, lambda: atomic_write(path, write))
+
+    def _guarded(self, path, write):
+        """Call `write()`, which writes `path`; a failed write (full disk, read-only folder) is one paragraph
+        saying what is safe: every file of the run keeps its previous complete version."""
         try:
-            atomic_write(path, write)
+            write()
         except OSError as err:
             raise self._write_failure(path, err) from None
 
@@ -289,10 +320,7 @@ class TrainingRun:
 
     def _append_log(self, record):
         path = os.path.join(self.run_dir, LOG_FILE)
-        try:
-            append_log_line(path, record)
-        except OSError as err:
-            raise self._write_failure(path, err) from None
+        self._guarded(path, lambda: append_log_line(path, record))
 
     def _trim_log(self, epoch):
         """Drop the log lines past `epoch` (written after the state being resumed), so no epoch repeats."""
@@ -305,25 +333,25 @@ class TrainingRun:
         """--resume, but the folder the flags name holds no run. Refuse when a run of this script and note
         exists that differs only in flags the folder name is built from (the user changed --learning_rate,
         say, and meant to resume it), listing what differs; otherwise start the run."""
-        if getattr(self.args, "run_dir", None):
+        if self.config.run_dir:
             raise UserError(f"--resume was given, but --run_dir {self.run_dir} holds no run to resume (no "
                             f"{RESUME_FILE} and no checkpoints). Check the path, or drop --resume to start a new "
                             "run there.")
-        current = plain(vars(self.args))
+        current = self.flags
         similar = similar_runs(os.path.dirname(self.run_dir.rstrip(os.sep)), current, changed_args)
         moved = [(path, changes) for path, changes in similar if set(changes) <= RUN_NAME_ARGS]
         if not moved:
             same_model = [os.path.basename(p) for p, changes in similar if "model" not in changes]
             self._log(f"--resume: {self.run_dir} holds no run yet; starting it"
-                      + (f" (other runs of {self.args.model} with this note, under other flags: "
+                      + (f" (other runs of {self.config.arch} with this note, under other flags: "
                          f"{', '.join(same_model)})" if same_model else ""))
             return
         listing = " ".join(f"{path} ({describe_changes(changes, flags=current)})." for path, changes in moved)
         same_arch = [path for path, changes in moved if not {"model", "dataset"} & set(changes)]
-        how = (f"To continue it with these flags: {continue_command(self.args, same_arch[0])}" if same_arch
-               else "To continue it, pass its --model and --dataset (see its args.json).")
+        how = (f"To continue it with these flags: {continue_command(current, same_arch[0])}" if same_arch
+               else f"To continue it, pass its --model and --dataset (see its {FLAGS_FILE}).")
         raise UserError(f"--resume was given, but {self.run_dir} holds no run to resume. A run of note "
-                        f"{self.args.note!r} that differs only in flags the run-folder name is built from exists: "
+                        f"{self.config.note!r} that differs only in flags the run-folder name is built from exists: "
                         f"{listing} {how} To start a new run instead, drop --resume.")
 
     def _log(self, message):
@@ -331,20 +359,22 @@ class TrainingRun:
             tqdm.write(message)
 
 
-def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_epoch=None, progress=True):
+def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_epoch=None, progress=True, amp=False,
+        print_freq=0):
     """The epoch loop: schedule, train, evaluate, log and checkpoint; returns the last val metrics.
 
     `loader_for(epoch)` gives the epoch's training loader, `before_epoch(epoch)`
-    runs first (CTC's stage switch). A NaN/inf loss stops the run with a message
-    naming the epoch, step and the last good checkpoint, which stays untouched.
+    runs first (CTC's stage switch); `amp` and `print_freq` as in `train_one_epoch`.
+    A NaN/inf loss stops the run with a message naming the epoch, step and the last
+    good checkpoint, which stays untouched.
     """
-    args, val = run.args, None
-    epochs = range(start, args.epochs + 1)
+    config, val = run.config, None
+    epochs = range(start, config.epochs + 1)
     if not epochs:
         run.complete_finished()
-        run._log(f"{run.run_dir} already finished its {args.epochs} epochs; nothing to do.")
+        run._log(f"{run.run_dir} already finished its {config.epochs} epochs; nothing to do.")
         return None
-    for epoch in tqdm(epochs, desc="epochs", initial=start - 1, total=args.epochs,
+    for epoch in tqdm(epochs, desc="epochs", initial=start - 1, total=config.epochs,
                       disable=not (progress and run.main), dynamic_ncols=True):
         if before_epoch:
             before_epoch(epoch)
@@ -352,15 +382,15 @@ def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_e
         set_lr(optimizer, lr)
         try:
             train = train_one_epoch(run.model, loader_for(epoch), optimizer, compute_loss, device, epoch,
-                                    progress=progress and run.main, amp=bool(getattr(args, "amp", False)),
-                                    print_freq=getattr(args, "print_freq", 0) if run.main else 0)
+                                    progress=progress and run.main, amp=amp,
+                                    print_freq=print_freq if run.main else 0)
         except NonFiniteLossError as err:
             raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
                             f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "
                             f"{epoch - 1}. Check the data, or continue this run with a lower learning rate, e.g. "
-                            f"half: {continue_command(args, run.run_dir, args.learning_rate / 2)} "
+                            f"half: {continue_command(run.flags, run.run_dir, config.learning_rate / 2)} "
                             "(or start again with --overwrite).")
         val = run.evaluate_fn()
         run.end_epoch(epoch, lr, train, val)
-    run.finish(args.epochs, val["acc1"])
+    run.finish(config.epochs, val["acc1"])
     return val

@@ -7,11 +7,12 @@ import sys
 
 import torch
 
-from helper.core.checkpoint import atomic_write
+from helper.core.checkpoint import save_atomic
 from helper.core.errors import UserError
 
 LOG_FILE = "log.txt"
 RESUME_FILE = "resume.pth"
+FLAGS_FILE = "args.json"    # the run's flags, as a JSON object
 TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
 # The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
 RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
@@ -82,7 +83,7 @@ def check_writable(folders):
         probe = os.path.join(folder, f"{TEMP_PREFIX}write_check.pth")
         try:
             os.makedirs(folder, exist_ok=True)
-            atomic_write(probe, lambda f: torch.save({"write_check": torch.zeros(256)}, f))
+            save_atomic({"write_check": torch.zeros(256)}, probe)
             os.remove(probe)
         except OSError as err:
             raise UserError(f"cannot write to {folder} ({err.strerror or err}), so the run cannot save its "
@@ -99,7 +100,7 @@ def similar_runs(model_root, current, changed):
     for name in sorted(os.listdir(model_root)) if os.path.isdir(model_root) else []:
         folder = os.path.join(model_root, name)
         try:
-            with open(os.path.join(folder, "args.json"), encoding="utf-8") as f:
+            with open(os.path.join(folder, FLAGS_FILE), encoding="utf-8") as f:
                 saved = json.load(f)
         except (OSError, ValueError):
             continue
@@ -110,9 +111,10 @@ def similar_runs(model_root, current, changed):
     return found
 
 
-def continue_command(args, run_dir, learning_rate=None):
-    """The command that continues the run in `run_dir` with this invocation's flags (and `learning_rate`)."""
-    script = "train_ctc.py" if hasattr(args, "stage_two_epoch") else "train_vanilla.py"
+def continue_command(flags, run_dir, learning_rate=None):
+    """The command that continues the run in `run_dir` with this invocation's flags (and `learning_rate`);
+    `flags` (the run's flags dict) tells train_ctc.py's runs from the others."""
+    script = "train_ctc.py" if "stage_two_epoch" in flags else "train_vanilla.py"
     replaced = {"--resume", "--allow_arg_changes", "--overwrite", "--run_dir"} | (
         {"--learning_rate"} if learning_rate is not None else set())
     if os.path.basename(sys.argv[0]) == script:
