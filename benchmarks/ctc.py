@@ -18,7 +18,8 @@ import torch.nn.functional as F
 import train_ctc
 from benchmarks.common import device_name, ratio_row, time_calls, write_bench_json
 from helper.cli import HelpFormatter
-from helper.cli.speed import add_speed_args, describe, resolve_speed_args, speed_argv
+from helper.cli.speed import add_speed_args, describe, resolve_speed_args, speed_argv, speed_config
+from helper.cli.train import ctc_config, sgd_config
 from helper.core.device import get_device
 from helper.core.errors import UserError
 from helper.core.speed import autocast, prepare_model
@@ -70,9 +71,9 @@ def main(args):
     resolve_speed_args(args, device)             # the defaults train_ctc.py resolves (and cuDNN autotuning)
     torch.manual_seed(0)
     opts = ctc_args(args)
-    model = prepare_model(create_model(args.model, num_classes=args.num_classes).to(device), args)
-    ctc = CTCObjective(opts, model, args.n_data, device)
-    optimizer = build_sgd(ctc.parameters(), opts)
+    model = prepare_model(create_model(args.model, num_classes=args.num_classes).to(device), speed_config(args))
+    ctc = CTCObjective(ctc_config(opts), sgd_config(opts), model, args.n_data, device)
+    optimizer = build_sgd(ctc.parameters(), sgd_config(opts))
     batch = synthetic_batch(args, device)
     model.train()
 

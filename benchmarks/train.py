@@ -14,7 +14,7 @@ from benchmarks.common import SPEED_FLAGS, ratio_row, time_calls
 from dataset import DATASETS, build_transform, get_loader
 from dataset.device_loader import DeviceLoader
 from dataset.variants import ArrayDataset
-from helper.cli.speed import describe, resolve_speed_args
+from helper.cli.speed import describe, resolve_speed_args, speed_config
 from helper.core.speed import autocast, prepare_model
 from models import create_model
 
@@ -58,7 +58,7 @@ def fresh_model(name, device, options=None):
     """A seeded `name` for CIFAR-100 on `device`, prepared (channels_last, compile) as `options` say."""
     torch.manual_seed(0)
     model = create_model(name, num_classes=100).to(device)
-    return prepare_model(model, options) if options else model
+    return prepare_model(model, speed_config(options)) if options else model
 
 
 def training_set(args):
