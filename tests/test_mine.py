@@ -55,7 +55,7 @@ def spy(monkeypatch, name):
 
 def test_xt_sweep_writes_rows_resumes_and_force_recomputes(fresh, capsys, monkeypatch):
     fits, tables = spy(monkeypatch, "estimate_mi"), spy(monkeypatch, "image_table")
-    extracted = spy(monkeypatch, "checkpoint_features")
+    extracted = spy(monkeypatch, "split_features")
     code, out, _ = mi(fresh, capsys, "xt")
     assert code == 0
     assert "I(X;T) of resnet8 of 1-th epoch is : " in out and "I(X;T) of resnet8 of 2-th epoch is : " in out
@@ -137,7 +137,7 @@ def test_layer_picks_an_earlier_stage(fresh, capsys, monkeypatch):
 
 def test_xy_fits_once_and_holdout_writes_mi_train(fresh, capsys, monkeypatch):
     fits = spy(monkeypatch, "estimate_mi")
-    extracted = spy(monkeypatch, "checkpoint_features")
+    extracted = spy(monkeypatch, "split_features")
     code, out, _ = mi(fresh, capsys, "xy")
     assert code == 0 and len(fits) == 1 and extracted == []
     assert "I(X;Y) of resnet8 of 1-th epoch is : " in out and "I(X;Y) of resnet8 of 2-th epoch is : " in out

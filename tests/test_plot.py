@@ -21,6 +21,7 @@ from helper.core.checkpoint import plain
 from helper.report.results import KINDS, find_results
 from helper.report.seed_groups import group_label, group_runs, seed_band
 from helper.core.stats import t_interval, welch_interval
+from helper.cli.sweep import run_flags
 from helper.sweep.runner import ResultsCSV, write_args_json
 from tests.helpers import cli
 
@@ -45,7 +46,7 @@ def sweep_file(run, name, fields, rows, script, argv):
     results = ResultsCSV(str(run / name), fields)
     for row in rows:
         results.append(row)
-    write_args_json(results, args)
+    write_args_json(results, run_flags(args))
 
 
 def fill_run(run, level):

@@ -2,9 +2,10 @@
 
 transfer.py, discriminability.py and mine.py all follow the same pattern:
 
-    run_dir = resolve_run_dir(args.ckpt_path)
     results = ResultsCSV(os.path.join(run_dir, "transfer_cinic10_linear.csv"), FIELDS)
-    return run_sweep(args, run_dir, results, evaluate_one, label="transfer")
+    return run_sweep(sweep, flags, run_dir, results, evaluate_one, label="transfer")
+
+(`sweep`: a `SweepConfig`, `flags`: the script's flags as a dict, both built in its main.)
 
 `evaluate_one(epoch, path) -> dict` computes one row. Rows are appended and
 flushed as each checkpoint finishes, so an interrupted sweep resumes where it
@@ -30,30 +31,36 @@ import json
 import os
 import socket
 import sys
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from helper.core.checkpoint import CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints, plain
 from helper.core.errors import UserError
-from helper.sweep.board import SweepBoard, add_board_args
+from helper.sweep.board import DEFAULT_TB_PATH, SweepBoard
 
 
-def add_sweep_args(parser, start_epoch=2, skip=2):
-    g = parser.add_argument_group("checkpoint sweep")
-    g.add_argument("--ckpt_path", required=True,
-                   help="run folder: a name under --model_path (as in the original) or any path")
-    g.add_argument("--model_path", default="./save/model", help="where run folders live")
-    g.add_argument("--start_epoch", type=int, default=start_epoch, help="first checkpoint epoch")
-    g.add_argument("--skip", type=int, default=skip, help="epoch step between checkpoints (even, as saved)")
-    g.add_argument("--end_epoch", type=int, default=None, help="last checkpoint epoch (default: newest present)")
-    g.add_argument("--force", action="store_true", help="recompute checkpoints already in the results file")
-    g.add_argument("--shard", default=None, metavar="I/N",
-                   help="take every N-th checkpoint starting at the I-th (0-based); default from RANK/WORLD_SIZE")
-    g.add_argument("--wait", action="store_true",
-                   help="when another sweep is writing the same results file, wait for it instead of stopping")
-    g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    add_board_args(g)
-    return parser
+@dataclass(frozen=True)
+class Selection:
+    """Which checkpoint epochs a sweep takes: start, start + skip, ... up to end (None: the newest present)."""
+    start_epoch: int = 2
+    skip: int = 2
+    end_epoch: int | None = None
+
+    def epochs(self, available):
+        """The selected epochs, present or not, for {epoch: path} `available`."""
+        return select_epochs(available, self.start_epoch, self.skip, self.end_epoch)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """How a sweep walks a run's checkpoints and keeps its results file."""
+    selection: Selection = Selection()
+    force: bool = False             # recompute checkpoints already in the file (another protocol: start it anew)
+    shard: tuple = (0, 1)           # (I, N): this process takes every N-th selected checkpoint from the I-th
+    wait: bool = False              # wait for another writer of the same file instead of stopping
+    progress: bool = True           # tqdm bars
+    tb_path: str | None = DEFAULT_TB_PATH   # TensorBoard root for the rows as scalars ('' or None: none)
 
 
 def parse_shard(text, environ=os.environ):
@@ -86,6 +93,7 @@ class DamagedResultsError(UserError):
 
 
 def warn(message):
+    """One 'warning: ...' line on stderr, as the sweeps print them."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
@@ -279,18 +287,19 @@ def args_json_path(results):
     return os.path.splitext(results.write_path)[0] + ".args.json"
 
 
-def check_protocol(results, args):
+def check_protocol(results, flags, force=False):
     """Refuse to append rows computed with other protocol flags (probe epochs, MINE lr, seed, ...), or
     of an unknown protocol (no or a damaged `.args.json`), to a file that holds rows: one file, one protocol.
 
-    With --force such a file is started anew, the old one kept as `<name>.bak`; --force on a file of
-    the same protocol recomputes the selected checkpoints and appends (later rows win).
+    `flags`: the sweep's flags as a dict. With `force` (--force) such a file is started anew, the old one
+    kept as `<name>.bak`; --force on a file of the same protocol recomputes the selected checkpoints and
+    appends (later rows win).
     """
     path, target = args_json_path(results), results.write_path
     try:
         has_rows = os.path.isfile(target) and bool(results.read_file(target))
     except DamagedResultsError:
-        if not args.force:
+        if not force:
             raise
         return results.start_anew()
     if not has_rows:
@@ -298,7 +307,7 @@ def check_protocol(results, args):
     if not os.path.isfile(path):
         problem = (f"{target} holds rows but not its protocol record {path} (deleted?), so the flags they "
                    "were computed with are unknown and new rows could mix two protocols in one curve.")
-        if args.force:
+        if force:
             return results.start_anew()
         raise UserError(f"{problem} Restore {os.path.basename(path)}, or pass --force to start the file anew "
                         f"(the old one is kept as {os.path.basename(target)}.bak).")
@@ -308,14 +317,14 @@ def check_protocol(results, args):
         if not isinstance(saved, dict):
             raise ValueError("it does not hold a JSON object of flags")
     except (ValueError, UnicodeDecodeError) as err:
-        if args.force:
+        if force:
             return results.start_anew()
         raise UserError(f"the protocol record {path} is damaged ({err}), so the flags the rows of {target} "
                         f"were computed with are unknown. Restore it, or pass --force to start the results "
                         f"file anew (both old files are kept as <name>.bak).") from None
-    current = plain(vars(args))
+    current = plain(flags)
     changed = changed_flags(saved, current, SWEEP_FREE_ARGS)
-    if changed and args.force:
+    if changed and force:
         return results.start_anew()
     if changed:
         raise UserError(f"{target} already holds rows computed with other flags: "
@@ -325,30 +334,34 @@ def check_protocol(results, args):
     return None
 
 
-def write_args_json(results, args):
-    text = json.dumps(plain(vars(args)), indent=1, sort_keys=True)
+def write_args_json(results, flags):
+    """Record the sweep's flags (a plain dict) beside its results file, as `<results>.args.json`."""
+    text = json.dumps(plain(flags), indent=1, sort_keys=True)
     atomic_write(args_json_path(results), lambda f: f.write(text.encode()))
 
 
-def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
+def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):
     """Evaluate the selected checkpoints of `run_dir`; return the exit status (0, or 1 on failures).
+
+    `config`: a `SweepConfig`; `flags`: the sweep's flags as a dict (`vars(args)`), the protocol record
+    kept beside the results file.
 
     Holds the results file's lock throughout, so a second sweep on it waits (--wait) or stops, and
     reads what is done only once it holds it: every checkpoint is computed once.
     """
     available = list_checkpoints(run_dir)
-    shard = parse_shard(args.shard)
-    epochs = select_epochs(available, args.start_epoch, args.skip, args.end_epoch)[shard[0]::shard[1]]
-    with results.lock(wait=getattr(args, "wait", False)):
+    index, count = config.shard
+    epochs = config.selection.epochs(available)[index::count]
+    with results.lock(wait=config.wait):
         results.repair()
-        check_protocol(results, args)
-        done = set() if args.force else results.done()
+        check_protocol(results, flags, config.force)
+        done = set() if config.force else results.done()
         todo = [e for e in epochs if e not in done]
         if done & set(epochs):
             print(f"{label}: {len(done & set(epochs))} checkpoints already in {results.path}; "
                   f"{len(todo)} to go (--force recomputes)", flush=True)
-        write_args_json(results, args)
-        missing, failed = sweep_checkpoints(args, run_dir, results, evaluate_one, label, available, todo)
+        write_args_json(results, flags)
+        missing, failed = sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, todo)
     if missing:
         print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, missing))}")
     if failed:
@@ -357,11 +370,11 @@ def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
     return 1 if failed else 0
 
 
-def sweep_checkpoints(args, run_dir, results, evaluate_one, label, available, todo):
+def sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, todo):
     """Evaluate and append each epoch of `todo`; returns (missing epochs, [(epoch, error)] of unreadable ones)."""
     missing, failed = [], []
-    board = SweepBoard(args.tb_path, run_dir, results.path)
-    for epoch in tqdm(todo, desc=label, disable=args.no_progress, dynamic_ncols=True):
+    board = SweepBoard(config.tb_path, run_dir, results.path)
+    for epoch in tqdm(todo, desc=label, disable=not config.progress, dynamic_ncols=True):
         path = available.get(epoch)
         if path is None:
             missing.append(epoch)
