@@ -24,6 +24,7 @@ from helper.cli.sweep import (feature_args_parser, feature_config, run_flags, se
                               sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
+from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
 from helper.sweep.metrics import KMEANS_BACKENDS, nmi_kmeans, recall_at_1
 from helper.sweep.runner import ResultsCSV, run_sweep
@@ -75,8 +76,7 @@ def main(args):
     split = info.train_split if args.train_split else info.eval_split
     data = load_split(args.dataset, split, args.data_folder)
     sweep = sweep_config(args)
-    suffix = "_train" if args.train_split else ""
-    results = ResultsCSV(os.path.join(run_dir, f"discriminability_{args.dataset}{suffix}.csv"), FIELDS, sweep.shard)
+    results = ResultsCSV(os.path.join(run_dir, KIND["discriminability"].file_name(vars(args))), FIELDS, sweep.shard)
 
     def evaluate_one(epoch, path):
         start = time.time()

@@ -36,6 +36,7 @@ from helper.cli.sweep import (feature_args_parser, feature_config, mine_config, 
                               sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
+from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
 from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
 from helper.sweep.runner import ResultsCSV, run_sweep, warn
@@ -114,18 +115,6 @@ def check_args(args):
                         "Use a --window of at most --iter_num (paper: 500 of 10^4).")
 
 
-def results_path(run_dir, args):
-    """mi_<mode>_<dataset>.csv, suffixed by every setting that changes what the value means."""
-    name = f"mi_{args.mode}_{args.dataset}"
-    if args.estimator != "mine":
-        name += f"_{args.estimator}"
-    if args.layer != -1 and args.mode != "xy":
-        name += f"_layer{args.layer}"
-    if args.holdout is not None:
-        name += "_holdout"
-    return os.path.join(run_dir, name + ".csv")
-
-
 def image_table(dataset, features):
     """(X (N, 3072) flattened normalised images, labels (N,) int64) on CPU, in loader order; `features`: the
     sweep's `FeatureConfig` (batch size, workers, progress)."""
@@ -186,7 +175,7 @@ def main(args):
     data = load_split(args.dataset, split, args.data_folder)
     tables = {}                                 # X and Y, built at the first checkpoint that needs them
     sweep = sweep_config(args)
-    results = ResultsCSV(results_path(run_dir, args), FIELDS, sweep.shard)
+    results = ResultsCSV(os.path.join(run_dir, KIND["mi"].file_name(vars(args))), FIELDS, sweep.shard)
     history_dir = os.path.splitext(results.path)[0] + "_history"
     clamp_notice(config, len(data))
 

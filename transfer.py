@@ -47,6 +47,7 @@ from helper.cli.sweep import (feature_args_parser, run_flags, selection, sweep_a
                               transfer_config)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.core.errors import UserError, run_cli
+from helper.report.results import KIND
 from helper.sweep import rrl
 from helper.sweep import transfer as T
 from helper.sweep.features import load_split
@@ -142,18 +143,6 @@ def load_target(config):
     return target
 
 
-def results_name(args):
-    """transfer_<target>_<mode>.csv; protocol variants get their own file so a rerun never mixes them."""
-    name = f"transfer_{args.target_dataset}_{args.mode}"
-    if args.mode == "linear" and args.bn_mode == "train":
-        name += "_bntrain"
-    if args.eval_split != DATASETS[args.target_dataset].eval_split:
-        name += f"_{args.eval_split}"
-    if args.cv:
-        name += f"_cv{args.cv}"
-    return name + ".csv"
-
-
 def report(head, row):
     """The original's one line per checkpoint."""
     text = f"{head}, Target Acc: {row['final_acc']:.2f} (best over epochs {row['best_acc_on_eval']:.2f})"
@@ -165,7 +154,7 @@ def report(head, row):
 def run_concat(args, config, run_dir, target, device):
     """One CAT evaluation with --mode's protocol: one row appended to <run folder>/transfer_<target>_concat.csv."""
     members = T.concat_members(run_dir, args.concat, args.concat_paths)
-    results = ResultsCSV(os.path.join(run_dir, f"transfer_{args.target_dataset}_concat.csv"), CONCAT_FIELDS)
+    results = ResultsCSV(os.path.join(run_dir, KIND["transfer_concat"].file_name(vars(args))), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
         upgrade_concat_csv(results.path)
@@ -212,7 +201,8 @@ def main(args):
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     sweep = sweep_config(args)
-    results = ResultsCSV(os.path.join(run_dir, results_name(args)), CV_FIELDS if args.cv else FIELDS, sweep.shard)
+    results = ResultsCSV(os.path.join(run_dir, KIND["transfer"].file_name(vars(args))), CV_FIELDS if args.cv else FIELDS,
+                         sweep.shard)
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):

@@ -19,7 +19,8 @@ all shard files with the main one, so shards never write to the same file.
 
 One writer per file: run_sweep holds an flock on `<results>.lock` while it works (a second
 sweep stops, or waits with --wait). Rows are complete or absent, damaged files are refused by
-file and line, and the flags are kept in `<results>.args.json` (see docs/run_folder.md).
+file and line, and the flags are kept beside the results file, in its protocol record (`PROTOCOL_RECORD`,
+see docs/run_folder.md).
 """
 import contextlib
 import csv
@@ -32,6 +33,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -104,6 +106,71 @@ def _csv_line(values):
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class DamageWords:
+    """How one reader of results files words each damage for its user: a sweep can start the file anew
+    (--force), plot.py and the tables can only refuse it. Each entry returns the `why` of the message."""
+    error: Callable             # (path, line, why) -> the UserError raised
+    not_text: Callable          # (UnicodeDecodeError or csv.Error) -> why
+    no_header: Callable         # (key column, values of the first line) -> why
+    length: Callable            # (values, header) -> why
+    epoch: Callable             # (epoch text that is not a whole number) -> why
+
+
+SWEEP_WORDS = DamageWords(
+    error=lambda path, line, why: DamagedResultsError(
+        f"results file {path} is damaged at line {line}: {why}. Nothing was read from it or appended to it. Fix "
+        f"or delete that line, or pass --force to the sweep to start the file anew (the old one is kept as "
+        f"{path}.bak)."),
+    not_text=lambda err: "it is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else str(err),
+    no_header=lambda key, values: (f"it should be the header, with a {key!r} column, but reads "
+                                   f"{','.join(values)[:80]!r}"),
+    length=lambda values, header: f"it has {len(values)} values where the header has {len(header)} columns",
+    epoch=lambda text: f"its epoch {text!r} is not a number")
+
+
+def csv_records(path, key, words):
+    """Yield (line number, row dict) of each row of the results file `path`, the one reader of results files.
+
+    The first non-empty line must be a header with the `key` column; every row has its length, and with
+    key 'epoch' a whole-number epoch. Any damage raises `words.error` naming the file and the line. An
+    incomplete last line (a writer killed mid-write on a file system without atomic appends) is left out
+    with a warning.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise UserError(f"{path} could not be read ({err.strerror}).") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise words.error(path, data[:err.start].count(b"\n") + 1, words.not_text(err)) from None
+    if text and not text.endswith("\n"):
+        warn(f"{path}: its last line is incomplete (a sweep stopped while writing it); it is left out, "
+             "and the next sweep on this file drops it and recomputes that checkpoint.")
+        text = text[:text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(text))
+    header = None
+    try:
+        for values in reader:
+            if not values:
+                continue
+            if header is None:
+                if key not in values:
+                    raise words.error(path, reader.line_num, words.no_header(key, values))
+                header = values
+                continue
+            if len(values) != len(header):
+                raise words.error(path, reader.line_num, words.length(values, header))
+            row = dict(zip(header, values))
+            if key == "epoch" and not row["epoch"].strip().isdigit():
+                raise words.error(path, reader.line_num, words.epoch(row["epoch"]))
+            yield reader.line_num, row
+    except csv.Error as err:
+        raise words.error(path, reader.line_num, words.not_text(err)) from None
+
+
 class ResultsCSV:
     """One CSV row per checkpoint, appended as it finishes; shards merged on read.
 
@@ -126,49 +193,12 @@ class ResultsCSV:
 
     def read_file(self, path):
         """The rows of one file as dicts; `DamagedResultsError` names the file and line of any damage."""
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                text = f.read()
-        except UnicodeDecodeError:
-            raise self._damaged(path, "?", "it is not UTF-8 text") from None
-        if text and not text.endswith("\n"):
-            warn(f"{path}: its last line is incomplete (a sweep stopped while writing it); it is left out, "
-                 "and the next sweep on this file drops it and recomputes that checkpoint.")
-            text = text[:text.rfind("\n") + 1]
-        reader = csv.reader(io.StringIO(text))
-        header, rows = None, []
-        try:
-            for record in reader:
-                if not record:
-                    continue
-                if header is None:
-                    header = record
-                    if self.key not in header:
-                        raise self._damaged(path, reader.line_num, f"it should be the header, with a "
-                                            f"{self.key!r} column, but reads {','.join(record)[:80]!r}")
-                    continue
-                if len(record) != len(header):
-                    raise self._damaged(path, reader.line_num, f"it has {len(record)} values where the header "
-                                        f"has {len(header)} columns")
-                row = dict(zip(header, record))
-                if self.key == "epoch" and not row["epoch"].strip().isdigit():
-                    raise self._damaged(path, reader.line_num, f"its epoch {row['epoch']!r} is not a number")
-                rows.append(row)
-        except csv.Error as err:
-            raise self._damaged(path, reader.line_num, str(err)) from None
-        return rows
+        return [row for _, row in csv_records(path, self.key, SWEEP_WORDS)]
 
     def header(self, path):
         """The column names on the first line of `path` (None when the file is empty)."""
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
             return next(csv.reader(f), None)
-
-    @staticmethod
-    def _damaged(path, line, why):
-        return DamagedResultsError(
-            f"results file {path} is damaged at line {line}: {why}. Nothing was read from it or appended "
-            f"to it. Fix or delete that line, or pass --force to the sweep to start the file anew (the old "
-            f"one is kept as {path}.bak).")
 
     def all_rows(self):
         """Every row of the main file and then the shard files, as written (duplicates included)."""
@@ -220,7 +250,7 @@ class ResultsCSV:
 
     def start_anew(self):
         """Move the file this process writes and its protocol record to `<name>.bak`; say so."""
-        for path in (self.write_path, args_json_path(self)):
+        for path in (self.write_path, protocol_record_path(self.write_path)):
             if os.path.isfile(path):
                 os.replace(path, path + ".bak")
                 print(f"note: kept the previous {os.path.basename(path)} as {path}.bak", flush=True)
@@ -283,19 +313,23 @@ SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch"
                    "channels_last", "compile", "loader", "tb_path"}
 
 
-def args_json_path(results):
-    return os.path.splitext(results.write_path)[0] + ".args.json"
+PROTOCOL_RECORD = ".args.json"     # `<results stem>` + this: the flags the rows were computed with
+
+
+def protocol_record_path(results_path):
+    """The protocol record beside a results file: its stem + `PROTOCOL_RECORD`."""
+    return os.path.splitext(results_path)[0] + PROTOCOL_RECORD
 
 
 def check_protocol(results, flags, force=False):
     """Refuse to append rows computed with other protocol flags (probe epochs, MINE lr, seed, ...), or
-    of an unknown protocol (no or a damaged `.args.json`), to a file that holds rows: one file, one protocol.
+    of an unknown protocol (no or a damaged protocol record), to a file that holds rows: one file, one protocol.
 
     `flags`: the sweep's flags as a dict. With `force` (--force) such a file is started anew, the old one
     kept as `<name>.bak`; --force on a file of the same protocol recomputes the selected checkpoints and
     appends (later rows win).
     """
-    path, target = args_json_path(results), results.write_path
+    path, target = protocol_record_path(results.write_path), results.write_path
     try:
         has_rows = os.path.isfile(target) and bool(results.read_file(target))
     except DamagedResultsError:
@@ -335,9 +369,9 @@ def check_protocol(results, flags, force=False):
 
 
 def write_args_json(results, flags):
-    """Record the sweep's flags (a plain dict) beside its results file, as `<results>.args.json`."""
+    """Record the sweep's flags (a plain dict) beside its results file, as its protocol record."""
     text = json.dumps(plain(flags), indent=1, sort_keys=True)
-    atomic_write(args_json_path(results), lambda f: f.write(text.encode()))
+    atomic_write(protocol_record_path(results.write_path), lambda f: f.write(text.encode()))
 
 
 def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):
