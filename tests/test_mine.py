@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import discriminability
 import mine
 from helper.core.checkpoint import ckpt_name, model_checkpoint, save_atomic
 from models import create_model
@@ -214,3 +215,15 @@ def test_bad_input_exits_2(fresh, capsys, monkeypatch):
     assert code == 0 and "I(T;Y) of resnet8 of 2-th epoch is : " in out
     code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2")           # no metadata and no --model
     assert code == 2 and "--model" in err and "Traceback" not in err
+
+
+def test_mine_keeps_its_own_defaults_and_help_of_the_shared_flags():
+    base = ["--mode", "xt", "--dataset", "digits_a", "--ckpt_path", "x"]
+    assert mine.get_args_parser().parse_args(base).extract_batch == 512
+    assert discriminability.get_args_parser().parse_args(["--ckpt_path", "x"]).extract_batch == 256
+    text = " ".join(mine.get_args_parser().format_help().split())
+    assert "batch size of feature extraction (default 512)" in text
+    assert "seed of the statistics network's init and of the batch draws" in text
+    assert "fp32 throughout, as in the paper (the default)" in text
+    other = " ".join(discriminability.get_args_parser().format_help().split())
+    assert "(default 256)" in other and "seed of the probe head" in other and "statistics network's init" not in other

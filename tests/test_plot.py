@@ -332,10 +332,9 @@ def test_unknown_run_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_a_cross_validated_probe_is_titled_by_its_folds_and_pooled_split():
-    from helper.report.results import FACTS
-    facts = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
+    facts = KIND["transfer"].describe({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
     assert facts["split"] == "train + test" and facts["detail"].startswith("5-fold cross-validated linear probe")
-    plain = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": None})
+    plain = KIND["transfer"].describe({"target_dataset": "digits_b", "mode": "linear", "cv": None})
     assert plain["split"] == "test" and plain["detail"].startswith("linear probe")
 
 
@@ -347,7 +346,8 @@ NAMED = [   # (kind, a sweep's flags, the file it writes)
     ("transfer", LINEAR, "transfer_cinic10_linear.csv"),
     ("transfer", {**LINEAR, "bn_mode": "train", "eval_split": "test"}, "transfer_cinic10_linear_bntrain_test.csv"),
     ("transfer", {**LINEAR, "mode": "finetune", "bn_mode": "train"}, "transfer_cinic10_finetune.csv"),
-    ("transfer", {**LINEAR, "target_dataset": "digits_b", "eval_split": "test", "cv": 5}, "transfer_digits_b_linear_cv5.csv"),
+    ("transfer", {**LINEAR, "target_dataset": "digits_b", "eval_split": "test", "cv": 5},
+     "transfer_digits_b_linear_cv5.csv"),
     ("transfer_concat", {**LINEAR, "mode": "two_stage"}, "transfer_cinic10_concat.csv"),
     ("discriminability", {"dataset": "cifar100", "train_split": False}, "discriminability_cifar100.csv"),
     ("discriminability", {"dataset": "cifar100", "train_split": True}, "discriminability_cifar100_train.csv"),

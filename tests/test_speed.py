@@ -127,8 +127,8 @@ def test_sweep_defaults_follow_the_device():
 
 def test_sweep_device_loader_uploads_each_split_once_and_gives_the_same_features(digits_run):
     split = get_dataset("digits_b", "test")
-    model, _ = load_source(os.path.join(digits_run, "ckpt_epoch_2.pth"), source_config(sweep_args(["--model", "resnet8"])),
-                           "cpu")
+    model, _ = load_source(os.path.join(digits_run, "ckpt_epoch_2.pth"),
+                           source_config(sweep_args(["--model", "resnet8"])), "cpu")
     cpu = torch.device("cpu")
     loaders = {name: feature_loader(split, feature_config(sweep_args(["--loader", name, "--extract_batch", "64",
                                                                       "--no_channels_last"])), cpu)

@@ -14,7 +14,7 @@ from helper.cli.flags import NON_NEGATIVE_INT
 from helper.cli.speed import LOADERS, add_layout_args, resolve_speed_args
 from helper.core.checkpoint import plain
 from helper.core.device import get_device
-from helper.sweep.board import DEFAULT_TB_PATH, SWEEP_SUBDIR
+from helper.sweep import board
 from helper.sweep.features import FeatureConfig
 from helper.sweep.mine_config import MineConfig
 from helper.sweep.probe import ProbeConfig
@@ -43,9 +43,9 @@ def sweep_args_parser(start_epoch=2, skip=2):
     g.add_argument("--wait", action="store_true",
                    help="when another sweep is writing the same results file, wait for it instead of stopping")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    g.add_argument("--tb_path", default=DEFAULT_TB_PATH,
-                   help=f"TensorBoard root, as in training (default {DEFAULT_TB_PATH}): each row also goes to "
-                        f"<tb_path>/<run folder name>/{SWEEP_SUBDIR}/ as scalars; '' for none")
+    g.add_argument("--tb_path", default=board.DEFAULT_TB_PATH,       # read here: the tests point it elsewhere
+                   help=f"TensorBoard root, as in training (default {board.DEFAULT_TB_PATH}): each row also goes to "
+                        f"<tb_path>/<run folder name>/{board.SWEEP_SUBDIR}/ as scalars; '' for none")
     return parser
 
 

@@ -47,6 +47,7 @@ class ResultKind:
     quantities: dict            # plotted column -> Quantity
     by_epoch: bool = True       # one row per checkpoint epoch (the concat probe has one row per combination)
     saves_args: bool = True     # its writer saves its protocol record (run_sweep does; the concat probe does not)
+    describe: Callable = None   # the flags (recorded, or read from the name) -> facts: data set, split, detail, ...
 
     def file_name(self, flags):
         """The results file a sweep with `flags` (its flags as a dict) writes: '<stem>.csv'."""
@@ -134,12 +135,15 @@ def _mi_name(flags):
 _NAME = r"[A-Za-z0-9_]+?"       # a data set name; lazy, so the known suffixes after it are matched first
 PCT, NATS = "%", "nats"
 KINDS = (
-    ResultKind("transfer_concat", lambda flags: f"transfer_{flags['target_dataset']}_concat", re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
+    ResultKind("transfer_concat", lambda flags: f"transfer_{flags['target_dataset']}_concat",
+               re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
                ("epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
                ("feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
-               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False, saves_args=False),
-    ResultKind("transfer", _transfer_name, re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
-                                      r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
+               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False, saves_args=False,
+               describe=_transfer_facts),
+    ResultKind("transfer", _transfer_name,
+               re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
+                          r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
                ("epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability",
                 "seconds"),
                ("final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"),
@@ -147,23 +151,22 @@ KINDS = (
                 "best_acc_on_eval": Quantity("best_acc_on_eval", "best target accuracy over probe epochs", PCT),
                 "source_acc": Quantity("source_acc", "source test accuracy", PCT),
                 "param_transferability": Quantity("param_transferability", "parameter-distance transferability",
-                                                  "mean |w - w0|")}),
-    ResultKind("discriminability", _discriminability_name, re.compile(rf"^discriminability_(?P<dataset>{_NAME})(?P<train>_train)?$"),
+                                                  "mean |w - w0|")}, describe=_transfer_facts),
+    ResultKind("discriminability", _discriminability_name,
+               re.compile(rf"^discriminability_(?P<dataset>{_NAME})(?P<train>_train)?$"),
                ("epoch", "recall_at_1", "nmi", "source_acc", "seconds"),
                ("recall_at_1", "nmi", "source_acc", "seconds"),
                {"recall_at_1": Quantity("recall_at_1", "Recall@1", PCT),
-                "nmi": Quantity("nmi", "NMI of k-means clusters", "0-1")}),
+                "nmi": Quantity("nmi", "NMI of k-means clusters", "0-1")}, describe=_discriminability_facts),
     ResultKind("mi", _mi_name, re.compile(rf"^mi_(?P<mode>xt|ty|xy)_(?P<dataset>{_NAME})(?:_(?P<estimator>"
                                 rf"{'|'.join(ESTIMATORS)}))?(?:_layer(?P<layer>-?\d+))?(?P<holdout>_holdout)?$"),
                ("epoch", "mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds",
                 "estimator", "layer"),
                ("mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds", "layer"),
                {"mi": Quantity("mi", "mutual information", NATS),
-                "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}),
+                "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}, describe=_mi_facts),
 )
 KIND = {kind.name: kind for kind in KINDS}
-FACTS = {"transfer": _transfer_facts, "transfer_concat": _transfer_facts,
-         "discriminability": _discriminability_facts, "mi": _mi_facts}
 
 
 def flags_from_name(kind, match):
@@ -260,7 +263,7 @@ def read_result(path, kind, match):
         rows = sorted({row["epoch"]: row for row in rows}.values(), key=lambda row: row["epoch"])
     flags = next((a for a in (read_args(protocol_record_path(f)) for f in files) if a is not None), None)
     result = Result(kind, path, flags or {}, rows)
-    result.facts = FACTS[kind.name](flags if flags is not None else flags_from_name(kind, match))
+    result.facts = kind.describe(flags if flags is not None else flags_from_name(kind, match))
     result.facts["described_by"] = "args" if flags is not None else "name"
     if flags is None and kind.saves_args:
         print(f"note: {path} has no {PROTOCOL_RECORD} beside it; its panel is described from the file name")
