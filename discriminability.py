@@ -20,19 +20,23 @@ from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter
-from helper.sweep import transfer as T
+from helper.cli.sweep import (feature_args_parser, feature_config, run_flags, selection, source_config,
+                              sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
+from helper.report.results import KIND
+from helper.sweep.features import load_split, split_features
 from helper.sweep.metrics import KMEANS_BACKENDS, nmi_kmeans, recall_at_1
-from helper.sweep.runner import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+from helper.sweep.runner import ResultsCSV, run_sweep
+from helper.sweep.source_run import open_run, source_acc
 
 FIELDS = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds"]
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    add_sweep_args(parser, start_epoch=2, skip=2)
-    T.add_feature_args(parser, model_default=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
+                                     parents=[sweep_args_parser(start_epoch=2, skip=2),
+                                              feature_args_parser(model_default=None)])
     g = parser.add_argument_group("discriminability")
     g.add_argument("--dataset", default=None, choices=dataset_names(),
                    help="data set to measure on (default: the source data set the checkpoints record; paper: cifar100)")
@@ -46,20 +50,22 @@ def get_args_parser():
     return parser
 
 
-def metrics_of(features, labels, num_classes, args, device="cpu"):
-    """{'recall_at_1' (percent), 'nmi' ([0, 1])} of features (N, D) and labels (N,), computed on `device`."""
+def metrics_of(features, labels, num_classes, n_init=10, seed=0, kmeans="torch", device="cpu"):
+    """{'recall_at_1' (percent), 'nmi' ([0, 1])} of features (N, D) and labels (N,), computed on `device`;
+    NMI of `n_init` seeded k-means restarts with the `kmeans` backend."""
     features, labels = features.to(device), labels.to(device)
     return {"recall_at_1": recall_at_1(features, labels),
-            "nmi": nmi_kmeans(features, labels, num_classes=num_classes, n_init=args.n_init, seed=args.seed,
-                              backend=args.kmeans)}
+            "nmi": nmi_kmeans(features, labels, num_classes=num_classes, n_init=n_init, seed=seed, backend=kmeans)}
 
 
 def main(args):
     if args.extract_batch < 1 or args.n_init < 1:
         raise UserError(f"--extract_batch and --n_init must be at least 1 (got {args.extract_batch}, {args.n_init}).")
-    device = T.sweep_device(args)
+    device = sweep_device(args)
+    features = feature_config(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
-    first = T.check_run(run_dir, args)
+    source = open_run(run_dir, selection(args), source_config(args))
+    first = source.first
     if args.dataset is None:
         args.dataset = first.get("dataset") if isinstance(first, dict) else None
         if args.dataset not in DATASETS:
@@ -68,22 +74,22 @@ def main(args):
             raise UserError(f"the checkpoints in {run_dir} {why}; pass --dataset.")
     info = DATASETS[args.dataset]
     split = info.train_split if args.train_split else info.eval_split
-    data = T.load_split(args.dataset, split, args)
-    suffix = "_train" if args.train_split else ""
-    results = ResultsCSV(os.path.join(run_dir, f"discriminability_{args.dataset}{suffix}.csv"), FIELDS,
-                         parse_shard(args.shard))
+    data = load_split(args.dataset, split, args.data_folder)
+    sweep = sweep_config(args)
+    results = ResultsCSV(os.path.join(run_dir, KIND["discriminability"].file_name(vars(args))), FIELDS, sweep.shard)
 
     def evaluate_one(epoch, path):
         start = time.time()
-        model, ckpt = T.load_source(path, args, device)
-        features, labels = T.split_features(model, data, path, args, device, split)
-        row = metrics_of(features, labels, info.num_classes, args, device)
-        row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)
+        model, ckpt = source.load(path, device)
+        feats, labels = split_features(lambda: model, data, split, path, features, device)
+        row = metrics_of(feats, labels, info.num_classes, args.n_init, args.seed, args.kmeans, device)
+        row.update(source_acc=source_acc(ckpt), seconds=time.time() - start)
         tqdm.write(f"Source Epoch: {epoch}, Recall@1: {row['recall_at_1']:.2f}, NMI: {row['nmi']:.4f} "
                    f"({args.dataset} {split})")
         return row
 
-    return run_sweep(args, run_dir, results, evaluate_one, label=f"discriminability on {args.dataset} {split}")
+    return run_sweep(sweep, run_flags(args), run_dir, results, evaluate_one,
+                     label=f"discriminability on {args.dataset} {split}")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,17 @@ import torch
 from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names, get_loader
-from helper.sweep import transfer as T
-from helper.core.checkpoint import resolve_run_dir
 from helper.cli import HelpFormatter
-from helper.core.errors import UserError, run_cli
-from helper.sweep.features import cached_features, extract_features, file_fingerprint
 from helper.cli.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
+from helper.cli.sweep import (feature_args_parser, feature_config, mine_config, run_flags, selection, source_config,
+                              sweep_args_parser, sweep_config, sweep_device)
+from helper.core.checkpoint import resolve_run_dir
+from helper.core.errors import UserError, run_cli
+from helper.report.results import KIND
+from helper.sweep.features import load_split, split_features
 from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
-from helper.sweep.runner import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+from helper.sweep.runner import ResultsCSV, run_sweep, warn
+from helper.sweep.source_run import open_run
 
 # best_step last, so files written before it existed keep their columns in place.
 FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer",
@@ -58,17 +61,14 @@ def whole_number(text):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    add_sweep_args(parser, start_epoch=2, skip=2)
-    T.add_feature_args(parser, model_default=None)
-    parser.set_defaults(extract_batch=512)
-    parser._option_string_actions["--extract_batch"].help = "batch size of feature extraction (default 512)"
-    parser._option_string_actions["--amp"].help = ("bf16 autocast for feature extraction and the statistics network "
-                                                   "(bounds reduced in fp32); off by default: docs/mine.md has the "
-                                                   "measured bf16 - fp32 differences")
-    parser._option_string_actions["--no_amp"].help = "fp32 throughout, as in the paper (the default)"
-    parser._option_string_actions["--seed"].help = ("seed of the statistics network's init and of the "
-                                                    "batch draws, so estimates repeat (default 0)")
+    features = feature_args_parser(
+        model_default=None, extract_batch=512,
+        amp_help=("bf16 autocast for feature extraction and the statistics network (bounds reduced in fp32); off "
+                  "by default: docs/mine.md has the measured bf16 - fp32 differences"),
+        no_amp_help="fp32 throughout, as in the paper (the default)",
+        seed_help="seed of the statistics network's init and of the batch draws, so estimates repeat (default 0)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
+                                     parents=[sweep_args_parser(start_epoch=2, skip=2), features])
     g = parser.add_argument_group("mutual information")
     g.add_argument("--mode", required=True, choices=sorted(PAIRS),
                    help="xt: I(X;T), ty: I(T;Y), xy: I(X;Y) (paper: xt and ty on cifar100 and cinic10)")
@@ -115,116 +115,89 @@ def check_args(args):
                         "Use a --window of at most --iter_num (paper: 500 of 10^4).")
 
 
-def results_path(run_dir, args):
-    """mi_<mode>_<dataset>.csv, suffixed by every setting that changes what the value means."""
-    name = f"mi_{args.mode}_{args.dataset}"
-    if args.estimator != "mine":
-        name += f"_{args.estimator}"
-    if args.layer != -1 and args.mode != "xy":
-        name += f"_layer{args.layer}"
-    if args.holdout is not None:
-        name += "_holdout"
-    return os.path.join(run_dir, name + ".csv")
-
-
-def image_table(dataset, args):
-    """(X (N, 3072) flattened normalised images, labels (N,) int64) on CPU, in loader order."""
-    loader = get_loader(dataset, args.extract_batch, train=False, num_workers=args.num_workers)
+def image_table(dataset, features):
+    """(X (N, 3072) flattened normalised images, labels (N,) int64) on CPU, in loader order; `features`: the
+    sweep's `FeatureConfig` (batch size, workers, progress)."""
+    loader = get_loader(dataset, features.extract_batch, train=False, num_workers=features.num_workers)
     images, labels = [], []
-    for batch in tqdm(loader, desc="images", disable=args.no_progress, leave=False):
+    for batch in tqdm(loader, desc="images", disable=not features.progress, leave=False):
         images.append(batch[0].flatten(1).float())
         labels.append(torch.as_tensor(batch[1], dtype=torch.long))
     if not images:
-        raise UserError(f"the {args.dataset} evaluation split is empty: no images to estimate MI on.")
+        raise UserError(f"the {dataset.info.name} evaluation split is empty: no images to estimate MI on.")
     return torch.cat(images), torch.cat(labels)
 
 
-def checkpoint_features(path, dataset, args, device):
-    """T (N, D) float32 on CPU of one checkpoint, in eval mode; cached with --cache_dir
-    (a cache hit reads nothing of the checkpoint but its size and mtime). A checkpoint that
-    does not record its classes (the original code's) takes --source_dataset's, else its head's."""
-
-    def compute():
-        source_classes = DATASETS[args.source_dataset].num_classes if args.source_dataset else None
-        model, _ = T.load_source(path, args, device, default_classes=source_classes)
-        return extract_features(model, T.feature_loader(dataset, args, device), device, layer=args.layer,
-                                progress=not args.no_progress, **T.speed_kwargs(args))
-
-    if not args.cache_dir:
-        return compute()[0]
-    key = {"checkpoint": file_fingerprint(path), "dataset": args.dataset, "split": DATASETS[args.dataset].eval_split,
-           "root": os.path.abspath(args.data_folder), "layer": args.layer, "size": len(dataset), "amp": args.amp}
-    return cached_features(args.cache_dir, key, compute)[0]
+def fit(a, b, config, device):
+    """One seeded estimate of I(a; b) with a `MineConfig`'s settings (the result dict of estimate_mi)."""
+    return estimate_mi(a, b, device=device, **config.kwargs())
 
 
-def fit(a, b, args, device):
-    """One seeded estimate of I(a; b) with the flags' settings (the result dict of estimate_mi)."""
-    return estimate_mi(a, b, estimator=args.estimator, iters=args.iter_num, batch_size=args.batch_size,
-                       lr=args.lr, hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=args.window,
-                       holdout=args.holdout, seed=args.seed, device=device, progress=not args.no_progress,
-                       tf32=args.tf32, **T.speed_kwargs(args))
-
-
-def report(result, epoch, args, arch, history_dir):
+def report(result, epoch, mode, layer, arch, history_dir):
     """The original's line, warnings for skipped steps and a ~0 short fit, the history file; returns the CSV row."""
-    x, y = PAIRS[args.mode]
+    x, y = PAIRS[mode]
     tqdm.write(f"I({x};{y}) of {arch} of {epoch}-th epoch is : {result['mi']}")
     if "best_step" in result:
         tqdm.write(f"  held-out bound {result['mi']:.4f} +- {result['std']:.4f} (critic of step "
                    f"{result['best_step']}), training rows {result['mi_train']:.4f}")
     if result["nan_steps"]:
-        T.warn(f"epoch {epoch}: {result['nan_steps']} of {result['iters']} updates had a non-finite bound "
+        warn(f"epoch {epoch}: {result['nan_steps']} of {result['iters']} updates had a non-finite bound "
                "and were skipped; consider a lower --lr.")
     if abs(result.get("mi_train", result["mi"])) < 0.01 and result["iters"] < SHORT_FIT:
-        T.warn(f"epoch {epoch}: the estimate is ~0 nats after only {result['iters']} iterations; the statistics "
+        warn(f"epoch {epoch}: the estimate is ~0 nats after only {result['iters']} iterations; the statistics "
                "network has probably not learned yet. Use more --iter_num (paper: 1e+4) or a higher --lr.")
     os.makedirs(history_dir, exist_ok=True)
     np.save(os.path.join(history_dir, f"epoch_{epoch}.npy"), result["history"])
     if "holdout_curve" in result:
         np.save(os.path.join(history_dir, f"epoch_{epoch}_holdout.npy"), result["holdout_curve"])
     row = {k: result.get(k) for k in FIELDS if k in result}
-    row["layer"] = None if args.mode == "xy" else args.layer
+    row["layer"] = None if mode == "xy" else layer
     return row
 
 
-def clamp_notice(args, rows):
+def clamp_notice(config, rows):
     """One line when --batch_size exceeds the rows a batch can be drawn from (the split, less any holdout)."""
-    fit_rows = rows - int(round(rows * args.holdout)) if args.holdout is not None else rows
-    if args.batch_size > fit_rows:
-        T.warn(f"--batch_size {args.batch_size} exceeds the {fit_rows} rows to fit on; each batch "
+    fit_rows = rows - int(round(rows * config.holdout)) if config.holdout is not None else rows
+    if config.batch_size > fit_rows:
+        warn(f"--batch_size {config.batch_size} exceeds the {fit_rows} rows to fit on; each batch "
                f"takes all {fit_rows} (the CSV's batch_size says so).")
 
 
 def main(args):
     check_args(args)
-    device = T.sweep_device(args)
+    device = sweep_device(args)
+    features, config = feature_config(args), mine_config(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
-    first = T.check_run(run_dir, args)
-    arch = (args.model or first.get("arch")) if first is not None else args.model
+    source = open_run(run_dir, selection(args), source_config(args))
+    # a checkpoint that does not record its classes (the original code's) takes --source_dataset's, else its head's
+    source_classes = DATASETS[args.source_dataset].num_classes if args.source_dataset else None
     split = DATASETS[args.dataset].eval_split
-    data = T.load_split(args.dataset, split, args)
+    data = load_split(args.dataset, split, args.data_folder)
     tables = {}                                 # X and Y, built at the first checkpoint that needs them
-    results = ResultsCSV(results_path(run_dir, args), FIELDS, parse_shard(args.shard))
+    sweep = sweep_config(args)
+    results = ResultsCSV(os.path.join(run_dir, KIND["mi"].file_name(vars(args))), FIELDS, sweep.shard)
     history_dir = os.path.splitext(results.path)[0] + "_history"
-    clamp_notice(args, len(data))
+    clamp_notice(config, len(data))
 
     def evaluate_one(epoch, path):
         if not tables:
-            x, labels = image_table(data, args) if args.mode != "ty" else (None, torch.as_tensor(data.targets))
+            x, labels = image_table(data, features) if args.mode != "ty" else (None, torch.as_tensor(data.targets))
             y = one_hot(labels, DATASETS[args.dataset].num_classes).to(device)
             tables.update(x=None if x is None else x.to(device), y=y)   # copied to the device once
         x, y = tables["x"], tables["y"]
         if args.mode == "xy":                   # independent of the checkpoint: one fit for every epoch
             if "xy" not in tables:
-                tables["xy"] = fit(x, y, args, device)
+                tables["xy"] = fit(x, y, config, device)
             result = tables["xy"]
         else:
-            t = checkpoint_features(path, data, args, device)
-            result = fit(x, t, args, device) if args.mode == "xt" else fit(t, y, args, device)
-        return report(result, epoch, args, arch or os.path.basename(path), history_dir)
+            # a cache hit reads nothing of the checkpoint but its size and mtime
+            t, _ = split_features(lambda: source.load(path, device, default_classes=source_classes)[0], data, split,
+                                  path, features, device, layer=args.layer)
+            result = fit(x, t, config, device) if args.mode == "xt" else fit(t, y, config, device)
+        return report(result, epoch, args.mode, args.layer, source.arch or os.path.basename(path), history_dir)
 
     label = f"I({';'.join(PAIRS[args.mode])}) on {args.dataset}"
-    return run_sweep(args, run_dir, results, evaluate_one, label=label)
+    return run_sweep(sweep, run_flags(args), run_dir, results, evaluate_one, label=label)
 
 
 if __name__ == "__main__":

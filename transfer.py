@@ -41,13 +41,18 @@ import time
 from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
+from helper.cli import HelpFormatter, NoEffectFlag
+from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, int_list
+from helper.cli.sweep import (feature_args_parser, run_flags, selection, sweep_args_parser, sweep_config, sweep_device,
+                              transfer_config)
+from helper.core.checkpoint import atomic_write, resolve_run_dir
+from helper.core.errors import UserError, run_cli
+from helper.report.results import KIND
 from helper.sweep import rrl
 from helper.sweep import transfer as T
-from helper.core.checkpoint import atomic_write, resolve_run_dir
-from helper.cli import HelpFormatter, NoEffectFlag
-from helper.core.errors import UserError, run_cli
-from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, int_list
-from helper.sweep.runner import ResultsCSV, add_sweep_args, parse_shard, run_sweep
+from helper.sweep.features import load_split
+from helper.sweep.runner import ResultsCSV, run_sweep, warn
+from helper.sweep.source_run import open_run, source_acc
 
 FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
           "param_transferability_blocks"]   # last, so rows still line up under an older file's header
@@ -58,9 +63,9 @@ DEFAULT_LR = {"linear": 0.4, "finetune": 0.01, "two_stage": 0.01}
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    add_sweep_args(parser, start_epoch=2, skip=2)
-    T.add_feature_args(parser, model_default="resnext32_16x4d")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
+                                     parents=[sweep_args_parser(start_epoch=2, skip=2),
+                                              feature_args_parser(model_default="resnext32_16x4d")])
     g = parser.add_argument_group("transfer")
     g.add_argument("--source_dataset", default="cifar100", choices=dataset_names(),
                    help="data set the run was trained on (paper: cifar100); the checkpoints' own record wins")
@@ -125,26 +130,16 @@ def check_args(args):
     args.eval_split = args.eval_split or DATASETS[args.target_dataset].eval_split
 
 
-def load_target(args):
-    """The target splits: unaugmented train and eval, plus the augmented train split for fine-tuning."""
-    info = DATASETS[args.target_dataset]
-    target = {"info": info, "train": T.load_split(args.target_dataset, info.train_split, args),
-              "eval": T.load_split(args.target_dataset, args.eval_split, args)}
-    if args.mode in ("finetune", "two_stage"):
-        target["train_aug"] = T.load_split(args.target_dataset, info.train_split, args, augment="standard")
+def load_target(config):
+    """The target splits of a `TransferConfig`: unaugmented train and eval, plus the augmented train split
+    for fine-tuning."""
+    name, root = config.target_dataset, config.features.data_folder
+    info = DATASETS[name]
+    target = {"info": info, "train": load_split(name, info.train_split, root),
+              "eval": load_split(name, config.eval_split, root)}
+    if config.mode in ("finetune", "two_stage"):
+        target["train_aug"] = load_split(name, info.train_split, root, augment="standard")
     return target
-
-
-def results_name(args):
-    """transfer_<target>_<mode>.csv; protocol variants get their own file so a rerun never mixes them."""
-    name = f"transfer_{args.target_dataset}_{args.mode}"
-    if args.mode == "linear" and args.bn_mode == "train":
-        name += "_bntrain"
-    if args.eval_split != DATASETS[args.target_dataset].eval_split:
-        name += f"_{args.eval_split}"
-    if args.cv:
-        name += f"_cv{args.cv}"
-    return name + ".csv"
 
 
 def report(head, row):
@@ -155,10 +150,10 @@ def report(head, row):
     tqdm.write(text)
 
 
-def run_concat(args, run_dir, target, device):
+def run_concat(args, config, run_dir, target, device):
     """One CAT evaluation with --mode's protocol: one row appended to <run folder>/transfer_<target>_concat.csv."""
-    members = T.concat_members(run_dir, args)
-    results = ResultsCSV(os.path.join(run_dir, f"transfer_{args.target_dataset}_concat.csv"), CONCAT_FIELDS)
+    members = T.concat_members(run_dir, args.concat, args.concat_paths)
+    results = ResultsCSV(os.path.join(run_dir, KIND["transfer_concat"].file_name(vars(args))), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
         upgrade_concat_csv(results.path)
@@ -169,7 +164,7 @@ def run_concat(args, run_dir, target, device):
                   "(--force recomputes)")
             return 0
         start = time.time()
-        row = rrl.PROTOCOLS[args.mode](members, target, args, device)
+        row = rrl.PROTOCOLS[args.mode](members, target, config, device)
         row.update(protocol=args.mode, epochs=";".join(label for label, _ in members), paths=paths,
                    seconds=time.time() - start)
         results.append(row)
@@ -195,31 +190,33 @@ def upgrade_concat_csv(path):
 
 def main(args):
     check_args(args)
-    device = T.sweep_device(args)
+    device = sweep_device(args)
+    config = transfer_config(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
-    target = load_target(args)
+    target = load_target(config)
     if args.concat or args.concat_paths:
-        return run_concat(args, run_dir, target, device)
-    first = T.check_run(run_dir, args)
-    T.check_source(first, args.source_dataset)
+        return run_concat(args, config, run_dir, target, device)
+    source = open_run(run_dir, selection(args), config.source, source_dataset=args.source_dataset)
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
-        T.warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
-    results = ResultsCSV(os.path.join(run_dir, results_name(args)), CV_FIELDS if args.cv else FIELDS,
-                         parse_shard(args.shard))
+        warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
+    sweep = sweep_config(args)
+    results = ResultsCSV(os.path.join(run_dir, KIND["transfer"].file_name(vars(args))),
+                         CV_FIELDS if args.cv else FIELDS, sweep.shard)
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):
         start = time.time()
-        model, ckpt = T.load_source(path, args, device)
+        model, ckpt = source.load(path, device)
         if args.mode == "finetune":
-            row = T.finetune_checkpoint(model, epoch, init_state, target, args, device, run_dir, source_path=path)
+            row = T.finetune_checkpoint(model, epoch, init_state, target, config, device, run_dir, source_path=path)
         else:
-            row = T.linear_probe(model, path, target, args, device)
-        row.update(source_acc=T.source_acc(ckpt), seconds=time.time() - start)
+            row = T.linear_probe(model, path, target, config, device)
+        row.update(source_acc=source_acc(ckpt), seconds=time.time() - start)
         report(f"Source Epoch: {epoch}", row)
         return row
 
-    return run_sweep(args, run_dir, results, evaluate_one, label=f"transfer to {args.target_dataset}")
+    return run_sweep(sweep, run_flags(args), run_dir, results, evaluate_one,
+                     label=f"transfer to {args.target_dataset}")
 
 
 if __name__ == "__main__":

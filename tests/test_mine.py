@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import discriminability
 import mine
 from helper.core.checkpoint import ckpt_name, model_checkpoint, save_atomic
 from models import create_model
@@ -55,7 +56,7 @@ def spy(monkeypatch, name):
 
 def test_xt_sweep_writes_rows_resumes_and_force_recomputes(fresh, capsys, monkeypatch):
     fits, tables = spy(monkeypatch, "estimate_mi"), spy(monkeypatch, "image_table")
-    extracted = spy(monkeypatch, "checkpoint_features")
+    extracted = spy(monkeypatch, "split_features")
     code, out, _ = mi(fresh, capsys, "xt")
     assert code == 0
     assert "I(X;T) of resnet8 of 1-th epoch is : " in out and "I(X;T) of resnet8 of 2-th epoch is : " in out
@@ -137,7 +138,7 @@ def test_layer_picks_an_earlier_stage(fresh, capsys, monkeypatch):
 
 def test_xy_fits_once_and_holdout_writes_mi_train(fresh, capsys, monkeypatch):
     fits = spy(monkeypatch, "estimate_mi")
-    extracted = spy(monkeypatch, "checkpoint_features")
+    extracted = spy(monkeypatch, "split_features")
     code, out, _ = mi(fresh, capsys, "xy")
     assert code == 0 and len(fits) == 1 and extracted == []
     assert "I(X;Y) of resnet8 of 1-th epoch is : " in out and "I(X;Y) of resnet8 of 2-th epoch is : " in out
@@ -214,3 +215,15 @@ def test_bad_input_exits_2(fresh, capsys, monkeypatch):
     assert code == 0 and "I(T;Y) of resnet8 of 2-th epoch is : " in out
     code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2")           # no metadata and no --model
     assert code == 2 and "--model" in err and "Traceback" not in err
+
+
+def test_mine_keeps_its_own_defaults_and_help_of_the_shared_flags():
+    base = ["--mode", "xt", "--dataset", "digits_a", "--ckpt_path", "x"]
+    assert mine.get_args_parser().parse_args(base).extract_batch == 512
+    assert discriminability.get_args_parser().parse_args(["--ckpt_path", "x"]).extract_batch == 256
+    text = " ".join(mine.get_args_parser().format_help().split())
+    assert "batch size of feature extraction (default 512)" in text
+    assert "seed of the statistics network's init and of the batch draws" in text
+    assert "fp32 throughout, as in the paper (the default)" in text
+    other = " ".join(discriminability.get_args_parser().format_help().split())
+    assert "(default 256)" in other and "seed of the probe head" in other and "statistics network's init" not in other

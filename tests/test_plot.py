@@ -18,14 +18,14 @@ import train_vanilla
 import transfer
 from helper.report import figures
 from helper.core.checkpoint import plain
-from helper.report.results import KINDS, find_results
+from helper.report.results import KIND, KINDS, find_results, flags_from_name, kind_of
 from helper.report.seed_groups import group_label, group_runs, seed_band
 from helper.core.stats import t_interval, welch_interval
+from helper.cli.sweep import run_flags
 from helper.sweep.runner import ResultsCSV, write_args_json
 from tests.helpers import cli
 
 EPOCHS = [2, 4, 6, 8, 10]
-KIND = {k.name: k for k in KINDS}
 
 
 def make_run(root, script, argv):
@@ -45,7 +45,7 @@ def sweep_file(run, name, fields, rows, script, argv):
     results = ResultsCSV(str(run / name), fields)
     for row in rows:
         results.append(row)
-    write_args_json(results, args)
+    write_args_json(results, run_flags(args))
 
 
 def fill_run(run, level):
@@ -75,7 +75,7 @@ def fill_run(run, level):
                          "batch_size": 256, "seconds": 1.0, "estimator": estimator, "layer": -1,
                          "mi_train": (level / 50 + 0.2 * e) if holdout else None,
                          "best_step": 200 if holdout else None} for e in EPOCHS]
-                sweep_file(run, os.path.basename(mine.results_path(str(run), args)), KIND["mi"].columns, rows,
+                sweep_file(run, KIND["mi"].file_name(vars(args)), KIND["mi"].columns, rows,
                            mine, m)
 
 
@@ -332,8 +332,43 @@ def test_unknown_run_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_a_cross_validated_probe_is_titled_by_its_folds_and_pooled_split():
-    from helper.report.results import FACTS
-    facts = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
+    facts = KIND["transfer"].describe({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
     assert facts["split"] == "train + test" and facts["detail"].startswith("5-fold cross-validated linear probe")
-    plain = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": None})
+    plain = KIND["transfer"].describe({"target_dataset": "digits_b", "mode": "linear", "cv": None})
     assert plain["split"] == "test" and plain["detail"].startswith("linear probe")
+
+
+LINEAR = {"target_dataset": "cinic10", "mode": "linear", "bn_mode": "eval", "eval_split": "valid", "cv": None}
+MI = {"mode": "xt", "dataset": "cifar100", "estimator": "mine", "layer": -1, "holdout": None}
+
+
+NAMED = [   # (kind, a sweep's flags, the file it writes)
+    ("transfer", LINEAR, "transfer_cinic10_linear.csv"),
+    ("transfer", {**LINEAR, "bn_mode": "train", "eval_split": "test"}, "transfer_cinic10_linear_bntrain_test.csv"),
+    ("transfer", {**LINEAR, "mode": "finetune", "bn_mode": "train"}, "transfer_cinic10_finetune.csv"),
+    ("transfer", {**LINEAR, "target_dataset": "digits_b", "eval_split": "test", "cv": 5},
+     "transfer_digits_b_linear_cv5.csv"),
+    ("transfer_concat", {**LINEAR, "mode": "two_stage"}, "transfer_cinic10_concat.csv"),
+    ("discriminability", {"dataset": "cifar100", "train_split": False}, "discriminability_cifar100.csv"),
+    ("discriminability", {"dataset": "cifar100", "train_split": True}, "discriminability_cifar100_train.csv"),
+    ("mi", MI, "mi_xt_cifar100.csv"),
+    ("mi", {**MI, "mode": "ty", "dataset": "cinic10", "estimator": "infonce", "layer": 2, "holdout": 0.5},
+     "mi_ty_cinic10_infonce_layer2_holdout.csv"),
+    ("mi", {**MI, "mode": "xy", "layer": 2}, "mi_xy_cifar100.csv"),
+]
+
+
+@pytest.mark.parametrize("kind, flags, name", NAMED)
+def test_each_result_kind_names_its_files_and_reads_the_names_back(kind, flags, name):
+    assert KIND[kind].file_name(flags) == name
+    found, match = kind_of(name[:-len(".csv")])
+    assert found is KIND[kind]
+    recovered = flags_from_name(found, match)
+    dataset = "target_dataset" if kind.startswith("transfer") else "dataset"
+    assert recovered[dataset] == flags[dataset]
+    if "mode" in flags:                             # a concat file's name does not say its protocol
+        assert recovered["mode"] == (flags["mode"] if kind != "transfer_concat" else "linear")
+
+
+def test_every_result_kind_has_a_file_name_example():
+    assert {kind for kind, _, _ in NAMED} == set(KIND) == {kind.name for kind in KINDS}

@@ -21,7 +21,8 @@ from helper.core.checkpoint import load_checkpoint
 from helper.core.errors import UserError
 from helper.sweep.features import cache_path, cached_features
 from helper.train.loops import NonFiniteLossError
-from helper.sweep.runner import DamagedResultsError, ResultsCSV, add_sweep_args, run_sweep, select_epochs
+from helper.cli.sweep import run_flags, sweep_args_parser, sweep_config
+from helper.sweep.runner import DamagedResultsError, ResultsCSV, run_sweep, select_epochs
 from tests.helpers import cli, read_rows
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "128", "--num_workers", "0",
@@ -80,7 +81,7 @@ FIELDS = ["epoch", "acc", "seconds"]
 
 
 def sweep_args(*argv):
-    parser = add_sweep_args(argparse.ArgumentParser())
+    parser = argparse.ArgumentParser(parents=[sweep_args_parser()])
     parser.add_argument("--epoch", type=int, default=2, help="a protocol flag, as transfer.py's probe epochs")
     return parser.parse_args(["--ckpt_path", "unused", "--start_epoch", "1", "--skip", "1", "--no_progress", *argv])
 
@@ -101,7 +102,8 @@ def fake_sweep(run_dir, *argv, calls=None, delay=0.0):
         time.sleep(delay)
         return {"acc": 10.0 * epoch, "seconds": delay}
     results = ResultsCSV(str(run_dir / "res.csv"), FIELDS)
-    return run_sweep(sweep_args(*argv), str(run_dir), results, evaluate_one)
+    args = sweep_args(*argv)
+    return run_sweep(sweep_config(args), run_flags(args), str(run_dir), results, evaluate_one)
 
 
 def test_truncated_last_row_is_dropped_and_recomputed(run_dir, capsys):

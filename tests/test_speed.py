@@ -9,10 +9,11 @@ import mine
 import transfer
 from dataset import get_dataset
 from dataset.device_loader import DeviceLoader
-from helper.sweep import transfer as T
 from helper.core.checkpoint import model_state
 from helper.core.errors import UserError
-from helper.sweep.features import extract_features
+from helper.cli.sweep import feature_config, source_config, sweep_device
+from helper.sweep.features import extract_features, feature_loader
+from helper.sweep.source_run import load_source
 from helper.core.speed import autocast, prepare_model
 from helper.cli.speed import add_speed_args, describe, resolve_speed_args, speed_argv
 from models import create_model
@@ -112,7 +113,7 @@ def sweep_args(argv):
 def test_sweep_defaults_follow_the_device():
     args = sweep_args([])
     assert (args.amp, args.channels_last, args.compile) == (False, None, None)
-    resolve_speed_args(args, torch.device("cuda"), pick_loader=False)                 # as T.sweep_device does
+    resolve_speed_args(args, torch.device("cuda"), pick_loader=False)                 # as sweep_device does
     assert (args.amp, args.channels_last, args.compile) == (False, True, False)   # features: the paper's fp32
     fits = mine.get_args_parser().parse_args(["--mode", "xt", "--dataset", "digits_a", "--ckpt_path", "x"])
     for device in ("cuda", "cpu"):                          # MINE fits: fp32 (TF32 matmuls on CUDA), docs/mine.md
@@ -120,18 +121,21 @@ def test_sweep_defaults_follow_the_device():
         assert resolved.amp is False and resolved.tf32 is True
     assert args.loader == "auto"                          # decided per split when its loader is built
     args = sweep_args(["--device", "cpu", "--compile"])
-    assert T.sweep_device(args) == torch.device("cpu")
+    assert sweep_device(args) == torch.device("cpu")
     assert (args.channels_last, args.compile, args.loader) == (False, True, "auto")
 
 
 def test_sweep_device_loader_uploads_each_split_once_and_gives_the_same_features(digits_run):
     split = get_dataset("digits_b", "test")
-    model, _ = T.load_source(os.path.join(digits_run, "ckpt_epoch_2.pth"), sweep_args(["--model", "resnet8"]), "cpu")
+    model, _ = load_source(os.path.join(digits_run, "ckpt_epoch_2.pth"),
+                           source_config(sweep_args(["--model", "resnet8"])), "cpu")
     cpu = torch.device("cpu")
-    loaders = {name: T.feature_loader(split, sweep_args(["--loader", name, "--extract_batch", "64",
-                                                         "--no_channels_last"]), cpu) for name in ("cpu", "gpu", "auto")}
+    loaders = {name: feature_loader(split, feature_config(sweep_args(["--loader", name, "--extract_batch", "64",
+                                                                      "--no_channels_last"])), cpu)
+               for name in ("cpu", "gpu", "auto")}
     assert isinstance(loaders["gpu"], DeviceLoader) and not isinstance(loaders["auto"], DeviceLoader)  # auto: CUDA only
-    again = T.feature_loader(split, sweep_args(["--loader", "gpu", "--extract_batch", "64", "--no_channels_last"]), cpu)
+    again = feature_loader(split, feature_config(sweep_args(["--loader", "gpu", "--extract_batch", "64",
+                                                             "--no_channels_last"])), cpu)
     assert again is loaders["gpu"]                        # the next checkpoint reuses the uploaded split
     (reference, labels), (resident, resident_labels) = (extract_features(model, loaders[name], cpu)
                                                         for name in ("cpu", "gpu"))
@@ -143,8 +147,8 @@ def test_sweep_loads_channels_last_and_extracts_the_same_features(digits_run):
     path = os.path.join(digits_run, "ckpt_epoch_2.pth")
     images = torch.utils.data.TensorDataset(torch.randn(12, 3, 32, 32), torch.arange(12) % 5)
     loader = torch.utils.data.DataLoader(images, batch_size=6)
-    plain, _ = T.load_source(path, sweep_args(["--model", "resnet8", "--no_channels_last"]), "cpu")
-    fast, _ = T.load_source(path, sweep_args(["--model", "resnet8", "--channels_last"]), "cpu")
+    plain, _ = load_source(path, source_config(sweep_args(["--model", "resnet8", "--no_channels_last"])), "cpu")
+    fast, _ = load_source(path, source_config(sweep_args(["--model", "resnet8", "--channels_last"])), "cpu")
     assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert not plain.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(extract_features(fast, loader, "cpu")[0], extract_features(plain, loader, "cpu")[0],

@@ -205,3 +205,22 @@ def test_bad_input_exits_2(fresh, tmp_path, capsys):
     assert code == 2 and "no ckpt_epoch_<E>.pth" in err and not os.listdir(empty)
     code, _, err = sweep(fresh, capsys, "--start_epoch", "50")
     assert code == 2 and "selects no checkpoint" in err
+
+
+@pytest.mark.parametrize("argv, lr, eval_split, name", [
+    ([], 0.4, "valid", "transfer_cinic10_linear.csv"),
+    (["--mode", "finetune", "--epochs", "100", "--batch_size", "18", "--wd", "1e-4"], 0.01, "valid",
+     "transfer_cinic10_finetune.csv"),
+    (["--target_dataset", "digits_b", "--cv", "5", "--seed", "3"], 0.4, "test", "transfer_digits_b_linear_cv5.csv"),
+])
+def test_flags_become_one_transfer_config_and_name_the_results_file(argv, lr, eval_split, name):
+    from helper.cli.sweep import transfer_config
+    from helper.report.results import KIND
+    args = transfer.get_args_parser().parse_args(["--ckpt_path", "x", "--device", "cpu", *argv])
+    transfer.check_args(args)
+    config = transfer_config(args)
+    assert (config.train.lr, config.eval_split, config.train.epochs, config.train.batch_size) == (
+        lr, eval_split, args.epoch, args.batch)
+    assert config.train.weight_decay == args.wd and config.train.seed == args.seed and config.cv == args.cv
+    assert config.flags == vars(args) and config.source.arch == "resnext32_16x4d"
+    assert KIND["transfer"].file_name(vars(args)) == name

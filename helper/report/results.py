@@ -3,23 +3,24 @@
     for result in find_results(run_dir):           # every result file of a run folder, shards merged
         result.kind.name, result.facts, result.series("mi")
 
-An entry says which files belong to a kind (file-name pattern), which columns its writer
-writes, and what each plotted column means (quantity, unit). What a file measured (data set,
-split, estimator, probe protocol, ...) is read from the resolved arguments the sweep saved
-beside it (`<results>.args.json`); only a file without one is described from its name.
-A value that is not a number is refused with the file and line named, never plotted.
+An entry says how its writer names a file (`file_name(flags)`, from the sweep's flags) and which
+files belong to it (the pattern that reads such a name back), which columns its writer writes,
+and what each plotted column means (quantity, unit). What a file measured (data set, split,
+estimator, probe protocol, ...) is read from the flags the sweep saved beside it (its protocol
+record, `<results stem>` + `PROTOCOL_RECORD`); only a file without one is described from its name. A value
+that is not a number is refused with the file and line named, never plotted.
 """
-import csv
 import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from dataset.registry import DATASETS
 from helper.core.errors import UserError
 from helper.sweep.mi import ESTIMATORS
-from helper.sweep.runner import ResultsCSV
+from helper.sweep.runner import PROTOCOL_RECORD, DamageWords, ResultsCSV, csv_records, protocol_record_path
 
 MI_QUANTITIES = {"xt": "I(X;T)", "ty": "I(T;Y)", "xy": "I(X;Y)"}
 
@@ -37,13 +38,20 @@ class Quantity:
 
 @dataclass(frozen=True)
 class ResultKind:
+    """One kind of result file: its name, columns and plotted quantities, shared by its writer and plot.py."""
     name: str
-    stem: re.Pattern            # main file's stem -> the flags its name encodes (for files without .args.json)
+    naming: Callable            # the sweep's flags (dict) -> the main file's stem; `stem` reads it back
+    stem: re.Pattern            # main file's stem -> the flags its name encodes (for files without a protocol record)
     columns: tuple              # what the sweep writes, in order
     numeric: tuple              # columns that must hold numbers (or be empty)
     quantities: dict            # plotted column -> Quantity
     by_epoch: bool = True       # one row per checkpoint epoch (the concat probe has one row per combination)
-    saves_args: bool = True     # its writer saves <results>.args.json (run_sweep does; the concat probe does not)
+    saves_args: bool = True     # its writer saves its protocol record (run_sweep does; the concat probe does not)
+    describe: Callable = None   # the flags (recorded, or read from the name) -> facts: data set, split, detail, ...
+
+    def file_name(self, flags):
+        """The results file a sweep with `flags` (its flags as a dict) writes: '<stem>.csv'."""
+        return self.naming(flags) + ".csv"
 
 
 def _eval_split(dataset):
@@ -51,34 +59,34 @@ def _eval_split(dataset):
     return info.eval_split if info else "evaluation"
 
 
-def _transfer_facts(args):
-    target, mode = args.get("target_dataset"), args.get("mode", "linear")
+def _transfer_facts(flags):
+    target, mode = flags.get("target_dataset"), flags.get("mode", "linear")
     protocol = {"linear": "linear probe", "finetune": "fine-tuning"}.get(mode, mode)
-    if mode == "linear" and args.get("bn_mode") == "train":
+    if mode == "linear" and flags.get("bn_mode") == "train":
         protocol += ", BatchNorm in train mode (the original's)"
-    settings = {"epochs": args.get("epoch", args.get("epochs")), "lr": args.get("lr")}   # --epoch, or its alias
+    settings = {"epochs": flags.get("epoch", flags.get("epochs")), "lr": flags.get("lr")}   # --epoch, or its alias
     detail = ", ".join(f"{name} {value}" for name, value in settings.items() if value is not None)
-    split = args.get("eval_split") or _eval_split(target)
-    if args.get("cv"):   # transfer.py --cv K scores K folds over the train and evaluation images together
-        protocol, split = f"{args['cv']}-fold cross-validated linear probe", f"train + {split}"
+    split = flags.get("eval_split") or _eval_split(target)
+    if flags.get("cv"):   # transfer.py --cv K scores K folds over the train and evaluation images together
+        protocol, split = f"{flags['cv']}-fold cross-validated linear probe", f"train + {split}"
     return {"dataset": target, "split": split, "mode": mode,
-            "protocol": protocol, "source": args.get("source_dataset"),
+            "protocol": protocol, "source": flags.get("source_dataset"),
             "detail": f"{protocol}{f' ({detail})' if detail else ''}"}
 
 
-def _discriminability_facts(args):
-    dataset = args.get("dataset")
-    if args.get("train_split"):
+def _discriminability_facts(flags):
+    dataset = flags.get("dataset")
+    if flags.get("train_split"):
         split = DATASETS[dataset].train_split if dataset in DATASETS else "train"
     else:
         split = _eval_split(dataset)
-    n_init = args.get("n_init")
+    n_init = flags.get("n_init")
     return {"dataset": dataset, "split": split, "detail": f"k-means n_init {n_init}" if n_init else ""}
 
 
-def _mi_facts(args):
-    mode, dataset = args.get("mode"), args.get("dataset")
-    estimator, layer, holdout = args.get("estimator") or "mine", args.get("layer", -1), args.get("holdout")
+def _mi_facts(flags):
+    mode, dataset = flags.get("mode"), flags.get("dataset")
+    estimator, layer, holdout = flags.get("estimator") or "mine", flags.get("layer", -1), flags.get("holdout")
     variant = []
     if estimator != "mine":
         variant.append(f"{estimator} bound")
@@ -86,23 +94,56 @@ def _mi_facts(args):
         variant.append(f"layer {layer}")
     if holdout:
         variant.append(f"held-out {holdout:.0%} of rows" if isinstance(holdout, float) else "held-out rows")
-    steps = ", ".join(f"{name} {args[key]:g}" for key, name in (("iter_num", "steps"), ("lr", "lr"))
-                      if isinstance(args.get(key), (int, float)))
+    steps = ", ".join(f"{name} {flags[key]:g}" for key, name in (("iter_num", "steps"), ("lr", "lr"))
+                      if isinstance(flags.get(key), (int, float)))
     return {"dataset": dataset, "split": _eval_split(dataset), "mode": mode,
             "quantity": MI_QUANTITIES.get(mode, f"I({mode})"), "estimator": estimator, "layer": layer,
             "holdout": bool(holdout), "variant": ", ".join(variant),
             "detail": ", ".join(x for x in (", ".join(variant) or "MINE", steps) if x)}
 
 
+def _transfer_name(flags):
+    """transfer_<target>_<mode>; protocol variants get their own file so a rerun never mixes them."""
+    target, mode, eval_split = flags["target_dataset"], flags["mode"], flags["eval_split"]
+    name = f"transfer_{target}_{mode}"
+    if mode == "linear" and flags["bn_mode"] == "train":
+        name += "_bntrain"
+    if eval_split != DATASETS[target].eval_split:
+        name += f"_{eval_split}"
+    if flags.get("cv"):
+        name += f"_cv{flags['cv']}"
+    return name
+
+
+def _discriminability_name(flags):
+    """discriminability_<dataset>, suffixed _train for the training split."""
+    return f"discriminability_{flags['dataset']}{'_train' if flags.get('train_split') else ''}"
+
+
+def _mi_name(flags):
+    """mi_<mode>_<dataset>, suffixed by every setting that changes what the value means."""
+    name = f"mi_{flags['mode']}_{flags['dataset']}"
+    if flags["estimator"] != "mine":
+        name += f"_{flags['estimator']}"
+    if flags["layer"] != -1 and flags["mode"] != "xy":
+        name += f"_layer{flags['layer']}"
+    if flags["holdout"] is not None:
+        name += "_holdout"
+    return name
+
+
 _NAME = r"[A-Za-z0-9_]+?"       # a data set name; lazy, so the known suffixes after it are matched first
 PCT, NATS = "%", "nats"
 KINDS = (
-    ResultKind("transfer_concat", re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
+    ResultKind("transfer_concat", lambda flags: f"transfer_{flags['target_dataset']}_concat",
+               re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
                ("epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
                ("feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
-               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False, saves_args=False),
-    ResultKind("transfer", re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
-                                      r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
+               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False, saves_args=False,
+               describe=_transfer_facts),
+    ResultKind("transfer", _transfer_name,
+               re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
+                          r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
                ("epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability",
                 "seconds"),
                ("final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"),
@@ -110,26 +151,26 @@ KINDS = (
                 "best_acc_on_eval": Quantity("best_acc_on_eval", "best target accuracy over probe epochs", PCT),
                 "source_acc": Quantity("source_acc", "source test accuracy", PCT),
                 "param_transferability": Quantity("param_transferability", "parameter-distance transferability",
-                                                  "mean |w - w0|")}),
-    ResultKind("discriminability", re.compile(rf"^discriminability_(?P<dataset>{_NAME})(?P<train>_train)?$"),
+                                                  "mean |w - w0|")}, describe=_transfer_facts),
+    ResultKind("discriminability", _discriminability_name,
+               re.compile(rf"^discriminability_(?P<dataset>{_NAME})(?P<train>_train)?$"),
                ("epoch", "recall_at_1", "nmi", "source_acc", "seconds"),
                ("recall_at_1", "nmi", "source_acc", "seconds"),
                {"recall_at_1": Quantity("recall_at_1", "Recall@1", PCT),
-                "nmi": Quantity("nmi", "NMI of k-means clusters", "0-1")}),
-    ResultKind("mi", re.compile(rf"^mi_(?P<mode>xt|ty|xy)_(?P<dataset>{_NAME})(?:_(?P<estimator>"
+                "nmi": Quantity("nmi", "NMI of k-means clusters", "0-1")}, describe=_discriminability_facts),
+    ResultKind("mi", _mi_name, re.compile(rf"^mi_(?P<mode>xt|ty|xy)_(?P<dataset>{_NAME})(?:_(?P<estimator>"
                                 rf"{'|'.join(ESTIMATORS)}))?(?:_layer(?P<layer>-?\d+))?(?P<holdout>_holdout)?$"),
                ("epoch", "mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds",
                 "estimator", "layer"),
                ("mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds", "layer"),
                {"mi": Quantity("mi", "mutual information", NATS),
-                "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}),
+                "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}, describe=_mi_facts),
 )
-FACTS = {"transfer": _transfer_facts, "transfer_concat": _transfer_facts,
-         "discriminability": _discriminability_facts, "mi": _mi_facts}
+KIND = {kind.name: kind for kind in KINDS}
 
 
-def args_from_name(kind, match):
-    """The flags a result file's name encodes (the writers' naming), for a file without .args.json."""
+def flags_from_name(kind, match):
+    """The flags a result file's name encodes (`kind.naming`), for a file without a protocol record."""
     found = {k: v for k, v in match.groupdict().items() if v is not None}
     if kind.name == "transfer_concat":
         found["mode"] = "linear"
@@ -157,7 +198,7 @@ class Result:
     """One result file of one run (its shard files merged): rows with numbers parsed, and what it measured."""
     kind: ResultKind
     path: str
-    args: dict
+    flags: dict                 # the flags its sweep recorded ({} without a protocol record)
     rows: list
     facts: dict = field(default_factory=dict)
 
@@ -176,35 +217,19 @@ def damaged(path, line, why):
                      "code); fix or delete that line, or recompute it with the sweep's --force, then plot again.")
 
 
-def csv_lines(path):
-    """(line number, values) of each non-empty line; a file that is not CSV text is a UserError naming the line."""
-    try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            try:
-                for values in reader:
-                    if values:
-                        yield reader.line_num, values
-            except (csv.Error, UnicodeDecodeError) as err:
-                raise damaged(path, reader.line_num + 1, f"it is not CSV text ({err})") from None
-    except OSError as err:
-        raise UserError(f"{path} could not be read ({err.strerror}).") from None
+PLOT_WORDS = DamageWords(
+    error=damaged,
+    not_text=lambda err: f"it is not CSV text ({err})",
+    no_header=lambda key, values: f"the first line {','.join(values)!r} is not a header with an '{key}' column",
+    length=lambda values, header: f"{len(values)} values for the {len(header)} columns of the header",
+    epoch=lambda text: f"column 'epoch' holds {text!r}, not a number")
 
 
 def parse_rows(path, kind):
     """The rows of one CSV file, numbers parsed; a malformed line is a UserError naming the file and line."""
-    lines = csv_lines(path)
-    _, header = next(lines, (0, None))
-    if header is None:
-        return []
     key = "epoch" if kind.by_epoch else kind.columns[0]
-    if key not in header:
-        raise damaged(path, 1, f"the first line {','.join(header)!r} is not a header with an '{key}' column")
     rows = []
-    for line, values in lines:
-        if len(values) != len(header):
-            raise damaged(path, line, f"{len(values)} values for the {len(header)} columns of the header")
-        row = dict(zip(header, values))
+    for line, row in csv_records(path, key, PLOT_WORDS):
         for column in (("epoch",) if kind.by_epoch else ()) + kind.numeric:
             text = row.get(column, "")
             try:
@@ -221,13 +246,13 @@ def read_args(path):
         return None
     try:
         with open(path) as f:
-            args = json.load(f)
+            flags = json.load(f)
     except (OSError, ValueError) as err:
         raise UserError(f"{path} could not be read as JSON ({err}); it records the arguments of the results "
                         "beside it. Restore it, or delete it and the panel is described from the file name.") from None
-    if not isinstance(args, dict):
+    if not isinstance(flags, dict):
         raise UserError(f"{path} holds no argument record (a JSON object is expected).")
-    return args
+    return flags
 
 
 def read_result(path, kind, match):
@@ -236,12 +261,12 @@ def read_result(path, kind, match):
     rows = [row for file in files for row in parse_rows(file, kind)]
     if kind.by_epoch:
         rows = sorted({row["epoch"]: row for row in rows}.values(), key=lambda row: row["epoch"])
-    args = next((a for a in (read_args(os.path.splitext(f)[0] + ".args.json") for f in files) if a is not None), None)
-    result = Result(kind, path, args or {}, rows)
-    result.facts = FACTS[kind.name](args if args is not None else args_from_name(kind, match))
-    result.facts["described_by"] = "args" if args is not None else "name"
-    if args is None and kind.saves_args:
-        print(f"note: {path} has no .args.json beside it; its panel is described from the file name")
+    flags = next((a for a in (read_args(protocol_record_path(f)) for f in files) if a is not None), None)
+    result = Result(kind, path, flags or {}, rows)
+    result.facts = kind.describe(flags if flags is not None else flags_from_name(kind, match))
+    result.facts["described_by"] = "args" if flags is not None else "name"
+    if flags is None and kind.saves_args:
+        print(f"note: {path} has no {PROTOCOL_RECORD} beside it; its panel is described from the file name")
     return result
 
 

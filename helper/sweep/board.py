@@ -21,12 +21,6 @@ SWEEP_SUBDIR = "sweeps"
 DEFAULT_TB_PATH = "./save/tensorboard"      # training's --tb_path default (tests point it at a temporary folder)
 
 
-def add_board_args(group):
-    group.add_argument("--tb_path", default=DEFAULT_TB_PATH,
-                       help=f"TensorBoard root, as in training (default {DEFAULT_TB_PATH}): each row also goes to "
-                            f"<tb_path>/<run folder name>/{SWEEP_SUBDIR}/ as scalars; '' for none")
-
-
 def sweep_log_dir(tb_path, run_dir):
     """`<tb_path>/<run folder name>/sweeps`: beside the training events of the same run."""
     return os.path.join(tb_path, os.path.basename(os.path.normpath(run_dir)), SWEEP_SUBDIR)

@@ -3,17 +3,25 @@
 Transfer (linear probe), retrieval metrics and MINE all need the same thing: the
 features a checkpoint gives a whole data set. `extract_features` computes them once
 in eval mode; `cached_features` stores them so a sweep over checkpoints can re-run
-without touching the images again.
+without touching the images again. The sweeps get them through one call,
+
+    features, labels = split_features(lambda: model, dataset, split, ckpt_path, config, device, layer=-1)
+
+with a `FeatureConfig` (data folder, loader, batch size, speed, cache) built once in the script's main.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
+from dataset import DATASETS, eval_loader, get_dataset, get_info
+from dataset.device_loader import gpu_loader_works
 from helper.core.checkpoint import save_atomic
 from helper.core.errors import UserError
 from helper.core.speed import autocast, compiled
@@ -119,3 +127,58 @@ def cached_features(cache_dir, key, compute_fn):
     tensors = tuple(compute_fn())
     save_atomic(list(tensors), path)
     return tensors
+
+
+# ------------------------------------------------------------------ a sweep's splits and their features
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Where a sweep reads its data and how it extracts (and caches) a checkpoint's features."""
+    data_folder: str = "./data"
+    num_workers: int = 0
+    extract_batch: int = 256
+    loader: str = "auto"            # gpu, cpu or auto (gpu on CUDA for array data sets that fit), see --loader
+    amp: bool = False               # bf16 autocast on CUDA (the paper's features are fp32)
+    compile: bool = False           # torch.compile the feature function
+    channels_last: bool = False     # the models are loaded NHWC, so the device loader yields NHWC batches
+    cache_dir: str | None = None    # keep features on disk, keyed by checkpoint file, data set, split and layer
+    progress: bool = True           # tqdm bars
+
+
+def load_split(name, split, data_folder, augment="none"):
+    """One split of data set `name` (DataNotFoundError names the missing path)."""
+    get_info(name, split)
+    return get_dataset(name, split=split, augment=augment, root=data_folder,
+                       download=split == DATASETS[name].train_split)
+
+
+def feature_loader(dataset, config, device):
+    """Unshuffled, unaugmented batches of `dataset` for feature extraction, by `config.loader`.
+
+    Built once per split and sweep (`_sweep_loader`), so a --loader gpu upload happens once, not
+    once per checkpoint.
+    """
+    on_device = config.loader == "gpu" or (config.loader == "auto" and device.type == "cuda"
+                                           and gpu_loader_works(dataset, device))
+    return _sweep_loader(dataset, config.extract_batch, device, on_device, config.num_workers,
+                         bool(config.channels_last))
+
+
+_sweep_loader = functools.lru_cache(maxsize=4)(eval_loader)
+
+
+def split_features(load_model, dataset, split, ckpt_path, config, device, layer=-1):
+    """(features (N, D) float32, labels (N,) int64) on CPU of the checkpoint at `ckpt_path` on `dataset`
+    (its split `split`), in eval mode, at `layer` (-1: the pooled penultimate feature).
+
+    `load_model()` returns the checkpoint's model; with `config.cache_dir` it is called only on a cache
+    miss, so a cached checkpoint is never read (the key holds its path, mtime and size).
+    """
+    def compute():
+        return extract_features(load_model(), feature_loader(dataset, config, device), device, layer=layer,
+                                amp=config.amp, progress=config.progress, compile=config.compile)
+
+    if not config.cache_dir:
+        return compute()
+    key = {"checkpoint": file_fingerprint(ckpt_path), "dataset": dataset.info.name, "split": split,
+           "root": os.path.abspath(config.data_folder), "layer": layer, "size": len(dataset), "amp": config.amp}
+    return cached_features(config.cache_dir, key, compute)

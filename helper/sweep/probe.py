@@ -11,6 +11,7 @@ how a batch of training features is obtained:
 feature set, for targets whose evaluation split is too small to resolve a few points.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,23 @@ from helper.sweep.features import features_fn, iter_batch_features, model_mode
 from helper.core.meters import AverageMeter, accuracy
 from helper.core.speed import autocast
 from helper.core.stats import mean_std
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """SGD settings of a new head trained on a target (transfer.py's linear probe, and its fine-tuning)."""
+    epochs: int = 30
+    lr: float = 0.4                 # initial learning rate, cosine-annealed to 0
+    weight_decay: float = 5e-4
+    batch_size: int = 512
+    seed: int = 0                   # the head's init and the shuffle
+    momentum: float = 0.9
+
+    def kwargs(self, num_classes, device, progress=False):
+        """The keywords of `probe_cached` / `probe_backbone` / `cross_validated_probe` for these settings."""
+        return dict(num_classes=num_classes, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                    momentum=self.momentum, batch_size=self.batch_size, seed=self.seed, device=device,
+                    progress=progress)
 
 
 def seeded_linear(feat_dim, num_classes, seed):

@@ -12,8 +12,8 @@ other architectures). transfer.py transfers it with three protocols, one row eac
 
 DISTILLn (distill_cat.py) trains one network to reproduce CATn's concatenated features (`CatRegression`).
 """
-import argparse
 import os
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +24,14 @@ from helper.core.checkpoint import load_checkpoint
 from helper.core.errors import UserError
 from models.base import ImageClassifier
 
-# The flags that decide what a fine-tuned member is; a saved one is reused only when they all agree.
-FINETUNE_FLAGS = ("target_dataset", "epoch", "lr", "wd", "batch", "seed")
+
+
+def finetune_flags(config):
+    """{flag: value} of the transfer.py flags that decide what a fine-tuned member is (a saved one is reused
+    only when they all agree with the ones it records), from a `TransferConfig`."""
+    train = config.train
+    return {"target_dataset": config.target_dataset, "epoch": train.epochs, "lr": train.lr,
+            "wd": train.weight_decay, "batch": train.batch_size, "seed": train.seed}
 
 
 class ConcatNet(ImageClassifier):
@@ -48,17 +54,17 @@ class ConcatNet(ImageClassifier):
         return [torch.cat([member.penultimate(x) for member in self.members], dim=1)]
 
 
-def load_members(members, target, args, device):
+def load_members(members, target, config, device):
     """The members' models (eval mode, on `device`), checked against the target's input."""
-    models = [T.load_member(label, path, args, device)[0] for label, path in members]
+    models = [T.load_member(label, path, config.source, device)[0] for label, path in members]
     T.check_inputs(models, [label for label, _ in members], target["train"])
     return models
 
 
-def finetune_concat(members, target, args, device):
+def finetune_concat(members, target, config, device):
     """[init]cat: the members side by side, a fresh seeded head, every weight fine-tuned on the target."""
-    net = ConcatNet(load_members(members, target, args, device)).to(device)
-    return {**T.probe_result(T.finetune(net, target, args, device)), "feat_size": net.feat_dim}
+    net = ConcatNet(load_members(members, target, config, device)).to(device)
+    return {**T.probe_result(T.finetune(net, target, config, device)), "feat_size": net.feat_dim}
 
 
 # ------------------------------------------------------------------ two-stage fine-tuning
@@ -68,52 +74,52 @@ def finetuned_path(path, target_dataset):
                         os.path.basename(path))
 
 
-def saved_finetune_differences(saved_path, source_sha1, args):
-    """'' when the fine-tuned checkpoint at `saved_path` was made from this source with these flags,
-    else what differs (one line)."""
+def saved_finetune_differences(saved_path, source_sha1, config):
+    """'' when the fine-tuned checkpoint at `saved_path` was made from this source with `config`'s
+    fine-tuning flags, else what differs (one line)."""
     saved = load_checkpoint(saved_path)
     recorded = saved.get("args") or {}
     if saved.get("finetuned_from") != source_sha1:
         return "its source checkpoint has changed since" if saved.get("finetuned_from") else \
             "it does not record its source checkpoint"
-    return "; ".join(f"--{flag} was {recorded.get(flag)!r}, now {getattr(args, flag)!r}"
-                     for flag in FINETUNE_FLAGS if recorded.get(flag) != getattr(args, flag))
+    return "; ".join(f"--{flag} was {recorded.get(flag)!r}, now {value!r}"
+                     for flag, value in finetune_flags(config).items() if recorded.get(flag) != value)
 
 
-def finetuned_member(label, path, target, args, device):
+def finetuned_member(label, path, target, config, device):
     """(path of the member fine-tuned on the target, its final accuracy, whether it was trained now).
 
     Reused when present with the same source and flags; a mismatch is refused unless --force, which
     fine-tunes that member again.
     """
-    out = finetuned_path(path, args.target_dataset)
+    out = finetuned_path(path, config.target_dataset)
     source_sha1 = T.file_sha1(path)
     if os.path.isfile(out):
-        differences = saved_finetune_differences(out, source_sha1, args)
+        differences = saved_finetune_differences(out, source_sha1, config)
         if not differences:
             return out, load_checkpoint(out).get("accuracy"), False
-        if not args.force:
-            raise UserError(f"{out} (member {label} fine-tuned on {args.target_dataset}) was made otherwise: "
+        if not config.force:
+            raise UserError(f"{out} (member {label} fine-tuned on {config.target_dataset}) was made otherwise: "
                             f"{differences}. Pass the same flags to reuse it, or --force to fine-tune it again.")
-    model, ckpt = T.load_member(label, path, args, device)
+    model, ckpt = T.load_member(label, path, config.source, device)
     T.check_inputs([model], [label], target["train"])
-    row = T.probe_result(T.finetune(model, target, args, device))
-    T.save_finetuned(model, ckpt.get("epoch") or 0, row["final_acc"], ckpt.get("arch") or args.model, args, out,
-                     source_sha1)
+    row = T.probe_result(T.finetune(model, target, config, device))
+    T.save_finetuned(model, ckpt.get("epoch") or 0, row["final_acc"], ckpt.get("arch") or config.source.arch,
+                     config, out, source_sha1)
     return out, row["final_acc"], True
 
 
-def two_stage(members, target, args, device):
+def two_stage(members, target, config, device):
     """[2ft]cat: fine-tune each member alone (or reuse it), then linear-probe the concatenated
     features of the fine-tuned members with --probe_lr."""
     tuned, accs = [], []
     for label, path in members:
-        out, acc, trained = finetuned_member(label, path, target, args, device)
+        out, acc, trained = finetuned_member(label, path, target, config, device)
         print(f"two_stage: member {label} {'fine-tuned' if trained else 'reused'}: {out}", flush=True)
         tuned.append((out, out))
         accs.append(acc)
-    probe_args = argparse.Namespace(**{**vars(args), "lr": args.probe_lr})
-    row = T.concat_probe(tuned, target, probe_args, device)
+    probe = replace(config, train=replace(config.train, lr=config.probe_lr))
+    row = T.concat_probe(tuned, target, probe, device)
     return {**row, "members_acc": ";".join(f"{acc:.2f}" for acc in accs)}
 
 

@@ -2,9 +2,10 @@
 
 transfer.py, discriminability.py and mine.py all follow the same pattern:
 
-    run_dir = resolve_run_dir(args.ckpt_path)
     results = ResultsCSV(os.path.join(run_dir, "transfer_cinic10_linear.csv"), FIELDS)
-    return run_sweep(args, run_dir, results, evaluate_one, label="transfer")
+    return run_sweep(sweep, flags, run_dir, results, evaluate_one, label="transfer")
+
+(`sweep`: a `SweepConfig`, `flags`: the script's flags as a dict, both built in its main.)
 
 `evaluate_one(epoch, path) -> dict` computes one row. Rows are appended and
 flushed as each checkpoint finishes, so an interrupted sweep resumes where it
@@ -18,7 +19,8 @@ all shard files with the main one, so shards never write to the same file.
 
 One writer per file: run_sweep holds an flock on `<results>.lock` while it works (a second
 sweep stops, or waits with --wait). Rows are complete or absent, damaged files are refused by
-file and line, and the flags are kept in `<results>.args.json` (see docs/run_folder.md).
+file and line, and the flags are kept beside the results file, in its protocol record (`PROTOCOL_RECORD`,
+see docs/run_folder.md).
 """
 import contextlib
 import csv
@@ -30,30 +32,37 @@ import json
 import os
 import socket
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 from tqdm import tqdm
 
 from helper.core.checkpoint import CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints, plain
 from helper.core.errors import UserError
-from helper.sweep.board import SweepBoard, add_board_args
+from helper.sweep.board import DEFAULT_TB_PATH, SweepBoard
 
 
-def add_sweep_args(parser, start_epoch=2, skip=2):
-    g = parser.add_argument_group("checkpoint sweep")
-    g.add_argument("--ckpt_path", required=True,
-                   help="run folder: a name under --model_path (as in the original) or any path")
-    g.add_argument("--model_path", default="./save/model", help="where run folders live")
-    g.add_argument("--start_epoch", type=int, default=start_epoch, help="first checkpoint epoch")
-    g.add_argument("--skip", type=int, default=skip, help="epoch step between checkpoints (even, as saved)")
-    g.add_argument("--end_epoch", type=int, default=None, help="last checkpoint epoch (default: newest present)")
-    g.add_argument("--force", action="store_true", help="recompute checkpoints already in the results file")
-    g.add_argument("--shard", default=None, metavar="I/N",
-                   help="take every N-th checkpoint starting at the I-th (0-based); default from RANK/WORLD_SIZE")
-    g.add_argument("--wait", action="store_true",
-                   help="when another sweep is writing the same results file, wait for it instead of stopping")
-    g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    add_board_args(g)
-    return parser
+@dataclass(frozen=True)
+class Selection:
+    """Which checkpoint epochs a sweep takes: start, start + skip, ... up to end (None: the newest present)."""
+    start_epoch: int = 2
+    skip: int = 2
+    end_epoch: int | None = None
+
+    def epochs(self, available):
+        """The selected epochs, present or not, for {epoch: path} `available`."""
+        return select_epochs(available, self.start_epoch, self.skip, self.end_epoch)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """How a sweep walks a run's checkpoints and keeps its results file."""
+    selection: Selection = Selection()
+    force: bool = False             # recompute checkpoints already in the file (another protocol: start it anew)
+    shard: tuple = (0, 1)           # (I, N): this process takes every N-th selected checkpoint from the I-th
+    wait: bool = False              # wait for another writer of the same file instead of stopping
+    progress: bool = True           # tqdm bars
+    tb_path: str | None = DEFAULT_TB_PATH   # TensorBoard root for the rows as scalars ('' or None: none)
 
 
 def parse_shard(text, environ=os.environ):
@@ -86,6 +95,7 @@ class DamagedResultsError(UserError):
 
 
 def warn(message):
+    """One 'warning: ...' line on stderr, as the sweeps print them."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
@@ -94,6 +104,71 @@ def _csv_line(values):
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class DamageWords:
+    """How one reader of results files words each damage for its user: a sweep can start the file anew
+    (--force), plot.py and the tables can only refuse it. Each entry returns the `why` of the message."""
+    error: Callable             # (path, line, why) -> the UserError raised
+    not_text: Callable          # (UnicodeDecodeError or csv.Error) -> why
+    no_header: Callable         # (key column, values of the first line) -> why
+    length: Callable            # (values, header) -> why
+    epoch: Callable             # (epoch text that is not a whole number) -> why
+
+
+SWEEP_WORDS = DamageWords(
+    error=lambda path, line, why: DamagedResultsError(
+        f"results file {path} is damaged at line {line}: {why}. Nothing was read from it or appended to it. Fix "
+        f"or delete that line, or pass --force to the sweep to start the file anew (the old one is kept as "
+        f"{path}.bak)."),
+    not_text=lambda err: "it is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else str(err),
+    no_header=lambda key, values: (f"it should be the header, with a {key!r} column, but reads "
+                                   f"{','.join(values)[:80]!r}"),
+    length=lambda values, header: f"it has {len(values)} values where the header has {len(header)} columns",
+    epoch=lambda text: f"its epoch {text!r} is not a number")
+
+
+def csv_records(path, key, words):
+    """Yield (line number, row dict) of each row of the results file `path`, the one reader of results files.
+
+    The first non-empty line must be a header with the `key` column; every row has its length, and with
+    key 'epoch' a whole-number epoch. Any damage raises `words.error` naming the file and the line. An
+    incomplete last line (a writer killed mid-write on a file system without atomic appends) is left out
+    with a warning.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise UserError(f"{path} could not be read ({err.strerror}).") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise words.error(path, data[:err.start].count(b"\n") + 1, words.not_text(err)) from None
+    if text and not text.endswith("\n"):
+        warn(f"{path}: its last line is incomplete (a sweep stopped while writing it); it is left out, "
+             "and the next sweep on this file drops it and recomputes that checkpoint.")
+        text = text[:text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(text))
+    header = None
+    try:
+        for values in reader:
+            if not values:
+                continue
+            if header is None:
+                if key not in values:
+                    raise words.error(path, reader.line_num, words.no_header(key, values))
+                header = values
+                continue
+            if len(values) != len(header):
+                raise words.error(path, reader.line_num, words.length(values, header))
+            row = dict(zip(header, values))
+            if key == "epoch" and not row["epoch"].strip().isdigit():
+                raise words.error(path, reader.line_num, words.epoch(row["epoch"]))
+            yield reader.line_num, row
+    except csv.Error as err:
+        raise words.error(path, reader.line_num, words.not_text(err)) from None
 
 
 class ResultsCSV:
@@ -118,49 +193,12 @@ class ResultsCSV:
 
     def read_file(self, path):
         """The rows of one file as dicts; `DamagedResultsError` names the file and line of any damage."""
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                text = f.read()
-        except UnicodeDecodeError:
-            raise self._damaged(path, "?", "it is not UTF-8 text") from None
-        if text and not text.endswith("\n"):
-            warn(f"{path}: its last line is incomplete (a sweep stopped while writing it); it is left out, "
-                 "and the next sweep on this file drops it and recomputes that checkpoint.")
-            text = text[:text.rfind("\n") + 1]
-        reader = csv.reader(io.StringIO(text))
-        header, rows = None, []
-        try:
-            for record in reader:
-                if not record:
-                    continue
-                if header is None:
-                    header = record
-                    if self.key not in header:
-                        raise self._damaged(path, reader.line_num, f"it should be the header, with a "
-                                            f"{self.key!r} column, but reads {','.join(record)[:80]!r}")
-                    continue
-                if len(record) != len(header):
-                    raise self._damaged(path, reader.line_num, f"it has {len(record)} values where the header "
-                                        f"has {len(header)} columns")
-                row = dict(zip(header, record))
-                if self.key == "epoch" and not row["epoch"].strip().isdigit():
-                    raise self._damaged(path, reader.line_num, f"its epoch {row['epoch']!r} is not a number")
-                rows.append(row)
-        except csv.Error as err:
-            raise self._damaged(path, reader.line_num, str(err)) from None
-        return rows
+        return [row for _, row in csv_records(path, self.key, SWEEP_WORDS)]
 
     def header(self, path):
         """The column names on the first line of `path` (None when the file is empty)."""
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
             return next(csv.reader(f), None)
-
-    @staticmethod
-    def _damaged(path, line, why):
-        return DamagedResultsError(
-            f"results file {path} is damaged at line {line}: {why}. Nothing was read from it or appended "
-            f"to it. Fix or delete that line, or pass --force to the sweep to start the file anew (the old "
-            f"one is kept as {path}.bak).")
 
     def all_rows(self):
         """Every row of the main file and then the shard files, as written (duplicates included)."""
@@ -212,7 +250,7 @@ class ResultsCSV:
 
     def start_anew(self):
         """Move the file this process writes and its protocol record to `<name>.bak`; say so."""
-        for path in (self.write_path, args_json_path(self)):
+        for path in (self.write_path, protocol_record_path(self.write_path)):
             if os.path.isfile(path):
                 os.replace(path, path + ".bak")
                 print(f"note: kept the previous {os.path.basename(path)} as {path}.bak", flush=True)
@@ -275,22 +313,27 @@ SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch"
                    "channels_last", "compile", "loader", "tb_path"}
 
 
-def args_json_path(results):
-    return os.path.splitext(results.write_path)[0] + ".args.json"
+PROTOCOL_RECORD = ".args.json"     # `<results stem>` + this: the flags the rows were computed with
 
 
-def check_protocol(results, args):
+def protocol_record_path(results_path):
+    """The protocol record beside a results file: its stem + `PROTOCOL_RECORD`."""
+    return os.path.splitext(results_path)[0] + PROTOCOL_RECORD
+
+
+def check_protocol(results, flags, force=False):
     """Refuse to append rows computed with other protocol flags (probe epochs, MINE lr, seed, ...), or
-    of an unknown protocol (no or a damaged `.args.json`), to a file that holds rows: one file, one protocol.
+    of an unknown protocol (no or a damaged protocol record), to a file that holds rows: one file, one protocol.
 
-    With --force such a file is started anew, the old one kept as `<name>.bak`; --force on a file of
-    the same protocol recomputes the selected checkpoints and appends (later rows win).
+    `flags`: the sweep's flags as a dict. With `force` (--force) such a file is started anew, the old one
+    kept as `<name>.bak`; --force on a file of the same protocol recomputes the selected checkpoints and
+    appends (later rows win).
     """
-    path, target = args_json_path(results), results.write_path
+    path, target = protocol_record_path(results.write_path), results.write_path
     try:
         has_rows = os.path.isfile(target) and bool(results.read_file(target))
     except DamagedResultsError:
-        if not args.force:
+        if not force:
             raise
         return results.start_anew()
     if not has_rows:
@@ -298,7 +341,7 @@ def check_protocol(results, args):
     if not os.path.isfile(path):
         problem = (f"{target} holds rows but not its protocol record {path} (deleted?), so the flags they "
                    "were computed with are unknown and new rows could mix two protocols in one curve.")
-        if args.force:
+        if force:
             return results.start_anew()
         raise UserError(f"{problem} Restore {os.path.basename(path)}, or pass --force to start the file anew "
                         f"(the old one is kept as {os.path.basename(target)}.bak).")
@@ -308,14 +351,14 @@ def check_protocol(results, args):
         if not isinstance(saved, dict):
             raise ValueError("it does not hold a JSON object of flags")
     except (ValueError, UnicodeDecodeError) as err:
-        if args.force:
+        if force:
             return results.start_anew()
         raise UserError(f"the protocol record {path} is damaged ({err}), so the flags the rows of {target} "
                         f"were computed with are unknown. Restore it, or pass --force to start the results "
                         f"file anew (both old files are kept as <name>.bak).") from None
-    current = plain(vars(args))
+    current = plain(flags)
     changed = changed_flags(saved, current, SWEEP_FREE_ARGS)
-    if changed and args.force:
+    if changed and force:
         return results.start_anew()
     if changed:
         raise UserError(f"{target} already holds rows computed with other flags: "
@@ -325,30 +368,34 @@ def check_protocol(results, args):
     return None
 
 
-def write_args_json(results, args):
-    text = json.dumps(plain(vars(args)), indent=1, sort_keys=True)
-    atomic_write(args_json_path(results), lambda f: f.write(text.encode()))
+def write_args_json(results, flags):
+    """Record the sweep's flags (a plain dict) beside its results file, as its protocol record."""
+    text = json.dumps(plain(flags), indent=1, sort_keys=True)
+    atomic_write(protocol_record_path(results.write_path), lambda f: f.write(text.encode()))
 
 
-def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
+def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):
     """Evaluate the selected checkpoints of `run_dir`; return the exit status (0, or 1 on failures).
+
+    `config`: a `SweepConfig`; `flags`: the sweep's flags as a dict (`vars(args)`), the protocol record
+    kept beside the results file.
 
     Holds the results file's lock throughout, so a second sweep on it waits (--wait) or stops, and
     reads what is done only once it holds it: every checkpoint is computed once.
     """
     available = list_checkpoints(run_dir)
-    shard = parse_shard(args.shard)
-    epochs = select_epochs(available, args.start_epoch, args.skip, args.end_epoch)[shard[0]::shard[1]]
-    with results.lock(wait=getattr(args, "wait", False)):
+    index, count = config.shard
+    epochs = config.selection.epochs(available)[index::count]
+    with results.lock(wait=config.wait):
         results.repair()
-        check_protocol(results, args)
-        done = set() if args.force else results.done()
+        check_protocol(results, flags, config.force)
+        done = set() if config.force else results.done()
         todo = [e for e in epochs if e not in done]
         if done & set(epochs):
             print(f"{label}: {len(done & set(epochs))} checkpoints already in {results.path}; "
                   f"{len(todo)} to go (--force recomputes)", flush=True)
-        write_args_json(results, args)
-        missing, failed = sweep_checkpoints(args, run_dir, results, evaluate_one, label, available, todo)
+        write_args_json(results, flags)
+        missing, failed = sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, todo)
     if missing:
         print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, missing))}")
     if failed:
@@ -357,11 +404,11 @@ def run_sweep(args, run_dir, results, evaluate_one, label="sweep"):
     return 1 if failed else 0
 
 
-def sweep_checkpoints(args, run_dir, results, evaluate_one, label, available, todo):
+def sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, todo):
     """Evaluate and append each epoch of `todo`; returns (missing epochs, [(epoch, error)] of unreadable ones)."""
     missing, failed = [], []
-    board = SweepBoard(args.tb_path, run_dir, results.path)
-    for epoch in tqdm(todo, desc=label, disable=args.no_progress, dynamic_ncols=True):
+    board = SweepBoard(config.tb_path, run_dir, results.path)
+    for epoch in tqdm(todo, desc=label, disable=not config.progress, dynamic_ncols=True):
         path = available.get(epoch)
         if path is None:
             missing.append(epoch)
