@@ -1,0 +1,86 @@
+"""The layers of the code base: nothing imports upward (README, "Layout").
+
+    helper.core < models, dataset, crd < helper.train < helper.sweep < helper.report < helper.cli < scripts
+
+helper.sweep may use helper.train's loops (fine-tuning is training); helper.train never uses a sweep.
+"""
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PROJECT = ("helper", "models", "dataset", "crd", "benchmarks")
+# What each package may import from the project, besides itself.
+ALLOWED = {
+    "helper.core": set(),
+    "models": {"helper.core"},
+    "dataset": {"helper.core"},
+    "crd": {"helper.core"},
+    "helper.train": {"helper.core", "models", "dataset", "crd"},
+    "helper.sweep": {"helper.core", "models", "dataset", "crd", "helper.train"},
+    "helper.report": {"helper.core", "models", "dataset", "crd", "helper.train", "helper.sweep"},
+}
+
+
+def layer_of(module):
+    for layer in sorted(ALLOWED, key=len, reverse=True):
+        if module == layer or module.startswith(layer + "."):
+            return layer
+    return None
+
+
+def project_imports(path):
+    """Every project module `path` imports, at any depth (lazy imports inside functions count)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            found.add(max((n for n in names if layer_of(n)), key=len, default=node.module))
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] in PROJECT}
+
+
+def modules(layer):
+    folder = ROOT.joinpath(*layer.split("."))
+    return sorted(folder.rglob("*.py"))
+
+
+def upward_imports(layer, paths):
+    """'<file> imports <module>' for each import of `paths` (modules of `layer`) that the layer may not make."""
+    wrong = []
+    for path in paths:
+        for name in sorted(project_imports(path)):
+            target = layer_of(name) or name.split(".")[0]
+            if target != layer and target not in ALLOWED[layer] and name != "helper":
+                wrong.append(f"{path.name} imports {name}")
+    return wrong
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_no_module_imports_upward(layer):
+    assert modules(layer), f"{layer} has no modules"
+    wrong = upward_imports(layer, modules(layer))
+    assert not wrong, "\n".join(wrong)
+
+
+def test_library_code_never_reads_the_argparse_namespace():
+    """Only helper/cli turns flags into configs; below it, functions take configs or plain values."""
+    hits = []
+    for layer in ALLOWED:
+        for path in modules(layer):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                code = line.replace("args.json", "")          # the file a run's flags are recorded in
+                if "args." in code:
+                    hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_the_layer_check_sees_a_violation(tmp_path):
+    """The checker itself: a lazy upward import inside a function is found, a downward one is not."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from helper.core.errors import UserError\n\n\ndef f():\n"
+                   "    from helper.sweep.runner import ResultsCSV\n")
+    assert upward_imports("helper.train", [bad]) == ["bad.py imports helper.sweep.runner.ResultsCSV"]
+    assert upward_imports("helper.report", [bad]) == []
