@@ -29,16 +29,12 @@ from helper.core.checkpoint import CheckpointError, unwrap
 from models import load_model
 from helper.cli import HelpFormatter
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import (loader_config, prepare_training_args, run_config, schedule_config, sgd_config,
-                              training_parser)
+from helper.cli.train import prepare_training_args, sgd_config, train_supervised, training_parser
 from helper.core.distributed import average_gradients
 from helper.core.errors import UserError, run_cli
 from helper.sweep.rrl import CatRegression
 from helper.train.ctc import freeze
-from helper.train.engine import TrainingRun, fit
-from helper.train.schedule import make_lr_schedule
-from helper.train.setup import (build_model, build_sgd, format_float, load_source_data, start_training,
-                                train_loader_for, validation)
+from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 
 
 def get_args_parser():
@@ -103,15 +99,12 @@ def main(args):
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment)
         resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
-        speed, loader = speed_config(args), loader_config(args)
+        speed = speed_config(args)
         teachers = load_teachers(paths, args, device)
         model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
         regression = CatRegression(unwrap(model).feat_dim, sum(t.feat_dim for t in teachers)).to(device)
         optimizer = build_sgd(list(model.parameters()) + list(regression.parameters()), sgd_config(args))
         optimizer.register_step_pre_hook(lambda *_: average_gradients(regression.parameters()))
-        run = TrainingRun(run_config(args), vars(args), run_name(args, len(teachers)), model, optimizer,
-                          state={"regression": regression}, evaluate_fn=validation(loader, model, val_set, device))
-        start = run.prepare()
 
         def compute_loss(batch):
             images, targets = batch[0], batch[1]
@@ -122,10 +115,8 @@ def main(args):
             loss = args.ce_weight * F.cross_entropy(logits, targets) + args.distill_weight * distill
             return loss, logits, targets, {"distill": distill.detach()}
 
-        fit(run, optimizer, train_loader_for(loader, train_set, device), compute_loss,
-            make_lr_schedule(schedule_config(args)), device, start, progress=not args.no_progress, amp=speed.amp,
-            print_freq=args.print_freq)
-        return run
+        return train_supervised(args, run_name(args, len(teachers)), model, optimizer, train_set, val_set,
+                                compute_loss, device, state={"regression": regression})
 
 
 if __name__ == "__main__":

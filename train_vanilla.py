@@ -15,13 +15,9 @@ import torch.nn.functional as F
 
 from helper.cli import HelpFormatter
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import (loader_config, prepare_training_args, run_config, schedule_config, sgd_config,
-                              training_parser)
+from helper.cli.train import prepare_training_args, sgd_config, train_supervised, training_parser
 from helper.core.errors import run_cli
-from helper.train.engine import TrainingRun, fit
-from helper.train.schedule import make_lr_schedule
-from helper.train.setup import (build_model, build_sgd, format_float, load_source_data, start_training,
-                                train_loader_for, validation)
+from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 
 
 # The original train_vanilla.py's cosine: 5 warm-up epochs, annealed to 0.1 x learning_rate.
@@ -44,22 +40,16 @@ def main(args):
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment)
         resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
-        speed, loader = speed_config(args), loader_config(args)
+        speed = speed_config(args)
         model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
         optimizer = build_sgd(model.parameters(), sgd_config(args))
-        run = TrainingRun(run_config(args), vars(args), run_name(args), model, optimizer,
-                          evaluate_fn=validation(loader, model, val_set, device))
-        start = run.prepare()
 
         def compute_loss(batch):
             images, targets = batch[0], batch[1]
             logits = model(images)
             return F.cross_entropy(logits, targets), logits, targets, {}
 
-        fit(run, optimizer, train_loader_for(loader, train_set, device), compute_loss,
-            make_lr_schedule(schedule_config(args)), device, start, progress=not args.no_progress, amp=speed.amp,
-            print_freq=args.print_freq)
-        return run
+        return train_supervised(args, run_name(args), model, optimizer, train_set, val_set, compute_loss, device)
 
 
 if __name__ == "__main__":

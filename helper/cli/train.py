@@ -12,12 +12,12 @@ from dataset import dataset_names
 from helper.cli import add_original_training_flags
 from helper.cli.flags import (FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, int_list,
                               number_in)
-from helper.cli.speed import add_speed_args
+from helper.cli.speed import add_speed_args, speed_config
 from helper.core.errors import UserError
 from helper.train.ctc import CTCConfig
-from helper.train.engine import RunConfig
-from helper.train.schedule import ScheduleConfig
-from helper.train.setup import LoaderConfig, SGDConfig, default_workers
+from helper.train.engine import RunConfig, TrainingRun, fit
+from helper.train.schedule import ScheduleConfig, make_lr_schedule
+from helper.train.setup import LoaderConfig, SGDConfig, default_workers, train_loader_for, validation
 from models import available_models
 
 
@@ -159,6 +159,20 @@ def loader_config(args):
 
 def ctc_config(args):
     return _config_of(CTCConfig, args)
+
+
+def train_supervised(args, name, model, optimizer, train_set, val_set, compute_loss, device, state=None):
+    """Open (or resume) the run `name` of `args` and train it with `compute_loss` on the flags' schedule,
+    validating every epoch on `val_set`; returns the finished `TrainingRun`. `state`: further objects the
+    run's resume file keeps (e.g. a regression head)."""
+    loader = loader_config(args)
+    run = TrainingRun(run_config(args), vars(args), name, model, optimizer, state=state,
+                      evaluate_fn=validation(loader, model, val_set, device))
+    start = run.prepare()
+    fit(run, optimizer, train_loader_for(loader, train_set, device), compute_loss,
+        make_lr_schedule(schedule_config(args)), device, start, progress=not args.no_progress,
+        amp=speed_config(args).amp, print_freq=args.print_freq)
+    return run
 
 
 def _config_of(config_class, args):

@@ -19,24 +19,21 @@ ROWS = ("teacher", "student", "kd", "crd", "itrd")
 ROW_LABELS = {"teacher": "Teacher", "student": "Student", "kd": "KD", "crd": "CRD", "itrd": "ITRD"}
 DISTILL_METHODS = ("kd", "crd", "itrd")
 
-# (teacher, student): published top-1 % for ROWS, in ITRD's column order.
-SAME_FAMILY = {
-    ("wrn_40_2", "wrn_16_2"): (75.61, 73.26, 74.92, 75.48, 76.12),
-    ("wrn_40_2", "wrn_40_1"): (75.61, 71.98, 73.54, 74.14, 75.18),
-    ("resnet56", "resnet20"): (72.34, 69.06, 70.66, 71.16, 71.47),
-    ("resnet110", "resnet20"): (74.31, 69.06, 70.67, 71.46, 71.99),
-    ("resnet110", "resnet32"): (74.31, 71.14, 73.08, 73.48, 74.26),
-    ("resnet32x4", "resnet8x4"): (79.42, 72.50, 73.33, 75.51, 76.69),
-    ("vgg13", "vgg8"): (74.64, 70.36, 72.98, 73.94, 74.93),
-}
-CROSS_FAMILY = {
-    ("vgg13", "MobileNetV2"): (74.64, 64.60, 67.37, 69.73, 70.39),
-    ("ResNet50", "MobileNetV2"): (79.34, 64.60, 67.35, 69.11, 71.34),
-    ("ResNet50", "vgg8"): (79.34, 70.36, 73.81, 74.30, 75.49),
-    ("resnet32x4", "ShuffleV1"): (79.42, 70.50, 74.07, 75.11, 76.69),
-    ("resnet32x4", "ShuffleV2"): (79.42, 71.82, 74.45, 75.65, 77.40),
-    ("wrn_40_2", "ShuffleV1"): (75.61, 70.50, 74.83, 76.05, 77.09),
-}
+PUBLISHED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "itrd_cifar100.tsv")
+
+
+def published_tables(path=PUBLISHED_FILE):
+    """{table: {(teacher, student): published top-1 % for ROWS}} from ITRD's tables, kept as data in `path`."""
+    tables = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            pair = (row["teacher_model"], row["student_model"])
+            tables.setdefault(row["table"], {})[pair] = tuple(float(row[name]) for name in ROWS)
+    return tables
+
+
+_PUBLISHED = published_tables()
+SAME_FAMILY, CROSS_FAMILY = _PUBLISHED["same"], _PUBLISHED["cross"]
 TABLES = {"same": ("Teacher and student of the same family", SAME_FAMILY),
           "cross": ("Teacher and student of different families", CROSS_FAMILY)}
 METRICS = {"last": "val_acc1", "best": "best_acc"}
