@@ -16,7 +16,7 @@ from helper.core.checkpoint import plain
 from helper.core.device import get_device
 from helper.sweep import board
 from helper.sweep.features import FeatureConfig
-from helper.sweep.mine_config import MineConfig
+from helper.sweep.mi import MineConfig
 from helper.sweep.probe import ProbeConfig
 from helper.sweep.runner import Selection, SweepConfig, parse_shard
 from helper.sweep.source_run import SourceConfig

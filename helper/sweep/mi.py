@@ -12,6 +12,7 @@ import contextlib
 import functools
 import math
 import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -357,6 +358,28 @@ def _progress_postfix(steps, history, step, holdout_best):
     values = torch.stack(shown).tolist()
     names = ("bound", "held_out_best")
     steps.set_postfix({name: f"{value:.3f}" for name, value in zip(names, values)}, refresh=False)
+
+
+@dataclass(frozen=True)
+class MineConfig:
+    """mine.py's estimator flags: which bound, how long and how the statistics network trains."""
+    estimator: str = "mine"         # a bound of ESTIMATORS (paper: mine, Donsker-Varadhan)
+    iters: int = 10000
+    batch_size: int = 5000          # pairs per iteration
+    lr: float = 1e-4                # Adam learning rate of the statistics network
+    hidden_size: int = 1024
+    ma_rate: float = 0.01           # weight of each batch in MINE's moving average of E[exp T]
+    window: int = 500               # last iterations averaged for the reported value
+    holdout: float | None = None    # fraction of rows held out to pick and score the critic
+    seed: int = 0
+    amp: bool = False               # bf16 autocast on CUDA (bounds reduced in fp32)
+    tf32: bool = True               # TF32 matmuls on CUDA when amp is off
+    compile: bool = False
+    progress: bool = True
+
+    def kwargs(self):
+        """These settings as `estimate_mi`'s keyword arguments."""
+        return asdict(self)
 
 
 def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
