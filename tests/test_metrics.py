@@ -9,8 +9,8 @@ from sklearn.metrics import normalized_mutual_info_score
 from torch import nn
 
 from helper.core.errors import UserError
-from helper.sweep.metrics import (AverageMeter, accuracy, conv_blocks, nmi_kmeans, parameter_distance_transferability,
-                            recall_at_1, topk_correct)
+from helper.sweep.metrics import conv_blocks, nmi_kmeans, parameter_distance_transferability, recall_at_1
+from helper.core.meters import AverageMeter, accuracy, topk_correct
 from models import create_model
 
 

@@ -17,7 +17,6 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from helper.core.errors import UserError
 from helper.sweep.kmeans import kmeans
-from helper.core.meters import AverageMeter, accuracy, topk_correct  # noqa: F401  (re-exported)
 
 KMEANS_BACKENDS = ("torch", "sklearn")
 
