@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter
+from helper.cli.flags import POSITIVE_INT
 from helper.cli.sweep import (feature_args_parser, feature_config, run_flags, selection, source_config,
                               sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
@@ -42,7 +43,7 @@ def get_args_parser():
                    help="data set to measure on (default: the source data set the checkpoints record; paper: cifar100)")
     g.add_argument("--train_split", action="store_true",
                    help="measure on the unaugmented training split instead of the evaluation split")
-    g.add_argument("--n_init", type=int, default=10, help="k-means restarts (default 10)")
+    g.add_argument("--n_init", type=POSITIVE_INT, default=10, help="k-means restarts (default 10)")
     g.add_argument("--kmeans", default="torch", choices=KMEANS_BACKENDS,
                    help="torch: k-means on --device, all restarts batched (default); sklearn: scikit-learn's "
                         "KMeans on the CPU, the reference (minutes per checkpoint at 10,000 x 512, k=100). "
@@ -59,8 +60,6 @@ def metrics_of(features, labels, num_classes, n_init=10, seed=0, kmeans="torch",
 
 
 def main(args):
-    if args.extract_batch < 1 or args.n_init < 1:
-        raise UserError(f"--extract_batch and --n_init must be at least 1 (got {args.extract_batch}, {args.n_init}).")
     device = sweep_device(args)
     features = feature_config(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)

@@ -42,7 +42,7 @@ from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
 from helper.sweep.runner import ResultsCSV, run_sweep, warn
 from helper.sweep.source_run import open_run
 
-# best_step last, so files written before it existed keep their columns in place.
+# A file written before best_step existed is read by plot.py; appending to it asks for --force.
 FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer",
           "best_step"]
 SHORT_FIT = 1000            # iterations below which a ~0 estimate more likely means "not learned yet"
@@ -107,8 +107,6 @@ def get_args_parser():
 
 
 def check_args(args):
-    if args.extract_batch < 1:
-        raise UserError(f"--extract_batch must be at least 1, got {args.extract_batch}.")
     if args.window > args.iter_num:
         raise UserError(f"--window {args.window} is longer than the fit (--iter_num {args.iter_num}): the "
                         "reported value would average every iteration, the untrained first ones included. "

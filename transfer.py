@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter, NoEffectFlag
-from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, int_list
+from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, int_list
 from helper.cli.sweep import (feature_args_parser, run_flags, selection, sweep_args_parser, sweep_config, sweep_device,
                               transfer_config)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
@@ -54,8 +54,10 @@ from helper.sweep.features import load_split
 from helper.sweep.runner import ResultsCSV, run_sweep, warn
 from helper.sweep.source_run import open_run, source_acc
 
+# A file of fewer columns (written before param_transferability_blocks) is read by plot.py; appending to it
+# asks for --force.
 FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
-          "param_transferability_blocks"]   # last, so rows still line up under an older file's header
+          "param_transferability_blocks"]
 CV_FIELDS = FIELDS + ["final_acc_std", "final_acc_sem", "folds"]
 CONCAT_FIELDS = ["protocol", "epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch",
                  "members_acc", "seconds"]
@@ -76,14 +78,14 @@ def get_args_parser():
     g.add_argument("--mode", default="linear", choices=["linear", "finetune", "two_stage"],
                    help="linear: frozen backbone, new linear head (paper); finetune: train every weight; "
                         "two_stage (with --concat/--concat_paths only): fine-tune each member, then probe")
-    g.add_argument("--epoch", "--epochs", type=int, default=30,
+    g.add_argument("--epoch", "--epochs", type=POSITIVE_INT, default=30,
                    help="epochs of probe / fine-tuning training (paper: 30; seed 002's fine-tuning: 100)")
     g.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
                    help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune "
                         "and two_stage)")
     g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=5e-4,
                    help="SGD weight decay (paper: 5e-4; seed 002's fine-tuning: 1e-4)")
-    g.add_argument("--batch", "--batch_size", type=int, default=512,
+    g.add_argument("--batch", "--batch_size", type=POSITIVE_INT, default=512,
                    help="training batch size (paper: 512; seed 002's fine-tuning: 18)")
     g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
                    help="linear mode only. eval (default): BatchNorm frozen, features extracted once per "
@@ -115,9 +117,6 @@ def check_args(args):
     """Fill mode-dependent defaults and reject values the loops cannot use."""
     if args.lr is None:
         args.lr = DEFAULT_LR[args.mode]
-    for name in ("epoch", "batch", "extract_batch"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     if args.mode == "two_stage" and not (args.concat or args.concat_paths):
         raise UserError("--mode two_stage fine-tunes the members of a concatenation: pass --concat E1,E2 "
                         "and/or --concat_paths p1,p2 (a single checkpoint is --mode finetune).")
@@ -156,8 +155,8 @@ def run_concat(args, config, run_dir, target, device):
     results = ResultsCSV(os.path.join(run_dir, KIND["transfer_concat"].file_name(vars(args))), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
-        upgrade_concat_csv(results.path)
-        results.repair()
+        results.repair()                  # first: an upgrade would turn a cut-off last line into a whole row
+        upgrade_concat_csv(results)
         if not args.force and any(row["paths"] == paths and row["protocol"] == args.mode
                                   for row in results.all_rows()):
             print(f"concat: these checkpoints are already in {results.path} with --mode {args.mode} "
@@ -173,9 +172,10 @@ def run_concat(args, config, run_dir, target, device):
     return 0
 
 
-def upgrade_concat_csv(path):
+def upgrade_concat_csv(results):
     """Give a concat file written before the protocol column its column (its rows are linear probes)."""
-    if not os.path.isfile(path):
+    path = results.path
+    if not os.path.isfile(path) or "protocol" in (results.header(path) or ["protocol"]):
         return
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -208,7 +208,7 @@ def main(args):
         start = time.time()
         model, ckpt = source.load(path, device)
         if args.mode == "finetune":
-            row = T.finetune_checkpoint(model, epoch, init_state, target, config, device, run_dir, source_path=path)
+            row = T.finetune_checkpoint(model, epoch, init_state, target, config, device, path)
         else:
             row = T.linear_probe(model, path, target, config, device)
         row.update(source_acc=source_acc(ckpt), seconds=time.time() - start)

@@ -57,9 +57,10 @@ def test_init_cat_protocol_moves_every_member_and_shares_the_concat_file(fresh, 
     monkeypatch.setattr(T, "finetune", spy)
     concat_csv = os.path.join(fresh, "transfer_digits_b_concat.csv")
     with open(concat_csv, "w") as f:      # a linear probe's row, written before the protocol column existed
-        f.write("epochs,paths,feat_size,final_acc,best_acc_on_eval,best_epoch,seconds\n1;2,a;b,128,50,60,1,3.0\n")
-    code, out, _ = cat(fresh, capsys, "--concat", "1,3", "--mode", "finetune")
-    assert code == 0 and "finetune, feature size 128" in out
+        f.write("epochs,paths,feat_size,final_acc,best_acc_on_eval,best_epoch,seconds\n1;2,a;b,128,50,60,1,3.0\n"
+                "1;3,a;c,128,5")          # and a row cut short by a kill: dropped, not upgraded into a whole row
+    code, out, err = cat(fresh, capsys, "--concat", "1,3", "--mode", "finetune")
+    assert code == 0 and "finetune, feature size 128" in out and "dropped its incomplete last line" in err
     old, row = read_rows(concat_csv)
     assert old["protocol"] == "linear" and old["final_acc"] == "50" and old["epochs"] == "1;2"
     assert row["protocol"] == "finetune" and row["epochs"] == "1;3" and 0 <= float(row["final_acc"]) <= 100

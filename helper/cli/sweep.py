@@ -10,9 +10,9 @@ parsers, and the settings they resolve to.
 import argparse
 import os
 
-from helper.cli.flags import NON_NEGATIVE_INT
+from helper.cli.flags import NON_NEGATIVE_INT, POSITIVE_INT
 from helper.cli.speed import LOADERS, add_layout_args, resolve_speed_args
-from helper.core.checkpoint import plain
+from helper.core.checkpoint import DEFAULT_MODEL_ROOT, plain
 from helper.core.device import get_device
 from helper.sweep import board
 from helper.sweep.features import FeatureConfig
@@ -21,6 +21,7 @@ from helper.sweep.probe import ProbeConfig
 from helper.sweep.runner import Selection, SweepConfig, parse_shard
 from helper.sweep.source_run import SourceConfig
 from helper.sweep.transfer import TransferConfig
+from helper.train import run_folder
 
 AMP_HELP = "bf16 autocast on CUDA for feature extraction; default off: fp32 features as in the paper"
 NO_AMP_HELP = "fp32 (the default here)"
@@ -33,7 +34,7 @@ def sweep_args_parser(start_epoch=2, skip=2):
     g = parser.add_argument_group("checkpoint sweep")
     g.add_argument("--ckpt_path", required=True,
                    help="run folder: a name under --model_path (as in the original) or any path")
-    g.add_argument("--model_path", default="./save/model", help="where run folders live")
+    g.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders live")
     g.add_argument("--start_epoch", type=int, default=start_epoch, help="first checkpoint epoch")
     g.add_argument("--skip", type=int, default=skip, help="epoch step between checkpoints (even, as saved)")
     g.add_argument("--end_epoch", type=int, default=None, help="last checkpoint epoch (default: newest present)")
@@ -43,8 +44,8 @@ def sweep_args_parser(start_epoch=2, skip=2):
     g.add_argument("--wait", action="store_true",
                    help="when another sweep is writing the same results file, wait for it instead of stopping")
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
-    g.add_argument("--tb_path", default=board.DEFAULT_TB_PATH,       # read here: the tests point it elsewhere
-                   help=f"TensorBoard root, as in training (default {board.DEFAULT_TB_PATH}): each row also goes to "
+    g.add_argument("--tb_path", default=run_folder.DEFAULT_TB_PATH,       # read here: the tests point it elsewhere
+                   help=f"TensorBoard root, as in training (default {run_folder.DEFAULT_TB_PATH}): each row also goes to "
                         f"<tb_path>/<run folder name>/{board.SWEEP_SUBDIR}/ as scalars; '' for none")
     return parser
 
@@ -65,7 +66,7 @@ def feature_args_parser(model_default=None, extract_batch=256, amp_help=AMP_HELP
     g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=min(8, os.cpu_count() or 1),
                    help="DataLoader worker processes")
     g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
-    g.add_argument("--extract_batch", type=int, default=extract_batch,
+    g.add_argument("--extract_batch", type=POSITIVE_INT, default=extract_batch,
                    help=f"batch size of feature extraction (default {extract_batch})")
     g.add_argument("--seed", type=int, default=0, help=seed_help)
     g.add_argument("--amp", action="store_true", help=amp_help)
