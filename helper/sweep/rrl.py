@@ -68,12 +68,6 @@ def finetune_concat(members, target, config, device):
 
 
 # ------------------------------------------------------------------ two-stage fine-tuning
-def finetuned_path(path, target_dataset):
-    """<member's folder>/finetuned_<target>/<member's file name>: where --save_finetuned writes, too."""
-    return os.path.join(os.path.dirname(os.path.abspath(path)), f"finetuned_{target_dataset}",
-                        os.path.basename(path))
-
-
 def saved_finetune_differences(saved_path, source_sha1, config):
     """'' when the fine-tuned checkpoint at `saved_path` was made from this source with `config`'s
     fine-tuning flags, else what differs (one line)."""
@@ -92,7 +86,7 @@ def finetuned_member(label, path, target, config, device):
     Reused when present with the same source and flags; a mismatch is refused unless --force, which
     fine-tunes that member again.
     """
-    out = finetuned_path(path, config.target_dataset)
+    out = T.finetuned_path(path, config.target_dataset)
     source_sha1 = T.file_sha1(path)
     if os.path.isfile(out):
         differences = saved_finetune_differences(out, source_sha1, config)

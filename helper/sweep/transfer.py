@@ -155,28 +155,34 @@ def file_sha1(path):
     return digest.hexdigest()
 
 
-def save_finetuned(model, epoch, accuracy, arch, config, out, source_sha1=None):
-    """Write a fine-tuned model to `out` as a checkpoint of the target (recording `config.flags`); with the
-    SHA-1 of the checkpoint it was fine-tuned from, transfer.py --mode two_stage can tell when to reuse it."""
+def finetuned_path(path, target_dataset):
+    """<source checkpoint's folder>/finetuned_<target>/<its file name>: where a fine-tuned checkpoint is kept,
+    by --save_finetuned and by --mode two_stage, which reuses it."""
+    return os.path.join(os.path.dirname(os.path.abspath(path)), f"finetuned_{target_dataset}",
+                        os.path.basename(path))
+
+
+def save_finetuned(model, epoch, accuracy, arch, config, out, source_sha1):
+    """Write a fine-tuned model to `out` as a checkpoint of the target (recording `config.flags`), with the
+    SHA-1 of the checkpoint it was fine-tuned from, so transfer.py --mode two_stage can tell when to reuse it."""
     saved = model_checkpoint(model, epoch, accuracy, arch, config.target_dataset, config.flags)
-    save_atomic({**saved, "finetuned_from": source_sha1} if source_sha1 else saved, out)
+    save_atomic({**saved, "finetuned_from": source_sha1}, out)
 
 
-def finetune_checkpoint(model, epoch, init_state, target, config, device, run_dir, source_path=None):
-    """Fine-tune one checkpoint; add param_transferability (the mean over blocks) and
+def finetune_checkpoint(model, epoch, init_state, target, config, device, source_path):
+    """Fine-tune the checkpoint at `source_path`; add param_transferability (the mean over blocks) and
     param_transferability_blocks (JSON {block: T}), both None without `init_state`, and
     with --save_finetuned write the fine-tuned weights (with the SHA-1 of `source_path`, so
     transfer.py --mode two_stage can reuse them)."""
-    source_state = {k: v.detach().clone() for k, v in model_state(model).items()}
+    source_state = None if init_state is None else {k: v.detach().clone() for k, v in model_state(model).items()}
     row = probe_result(finetune(model, target, config, device))
     if init_state is not None:
         scores = param_transferability(init_state, source_state, model)
         row["param_transferability"] = scores["mean"]
         row["param_transferability_blocks"] = json.dumps(scores["blocks"])
     if config.save_finetuned:
-        out = os.path.join(run_dir, f"finetuned_{config.target_dataset}", f"ckpt_epoch_{epoch}.pth")
-        save_finetuned(model, epoch, row["final_acc"], config.source.arch, config, out,
-                       file_sha1(source_path) if source_path else None)
+        save_finetuned(model, epoch, row["final_acc"], config.source.arch, config,
+                       finetuned_path(source_path, config.target_dataset), file_sha1(source_path))
     return row
 
 
