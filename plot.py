@@ -25,6 +25,7 @@ import os
 import sys
 
 from helper.cli import HelpFormatter
+from helper.core.checkpoint import DEFAULT_MODEL_ROOT
 from helper.core.errors import UserError, run_cli
 from helper.report.figures import FIGURES, load_series, save
 from helper.report.seed_groups import group_runs
@@ -33,7 +34,7 @@ from helper.report.seed_groups import group_runs
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders (paths, or names under --model_path)")
-    parser.add_argument("--model_path", default="./save/model", help="where run folders live (default ./save/model)")
+    parser.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders live (default ./save/model)")
     parser.add_argument("--labels", default=None,
                         help="comma-separated legend labels: one per run, or with --group_seeds one per group "
                              "(default: the run folder names)")

@@ -38,5 +38,5 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def sweep_events_in_tmp(tmp_path_factory, monkeypatch):
     """Sweeps write TensorBoard events under --tb_path (default ./save/tensorboard): keep the tests' out of ./save."""
-    import helper.sweep.board
-    monkeypatch.setattr(helper.sweep.board, "DEFAULT_TB_PATH", str(tmp_path_factory.getbasetemp() / "tensorboard"))
+    import helper.train.run_folder
+    monkeypatch.setattr(helper.train.run_folder, "DEFAULT_TB_PATH", str(tmp_path_factory.getbasetemp() / "tensorboard"))

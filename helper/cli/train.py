@@ -13,9 +13,11 @@ from helper.cli import add_original_training_flags
 from helper.cli.flags import (FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, int_list,
                               number_in)
 from helper.cli.speed import add_speed_args, speed_config
+from helper.core.checkpoint import DEFAULT_MODEL_ROOT
 from helper.core.errors import UserError
 from helper.train.ctc import CTCConfig
 from helper.train.engine import RunConfig, TrainingRun, fit
+from helper.train.run_folder import DEFAULT_TB_PATH
 from helper.train.schedule import ScheduleConfig, make_lr_schedule
 from helper.train.setup import LoaderConfig, SGDConfig, default_workers, train_loader_for, validation
 from models import available_models
@@ -62,11 +64,11 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     g.add_argument("--save_freq", type=int, default=2, help="write ckpt_epoch_<E>.pth every this many epochs")
     g.add_argument("--note", "--notes", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
     g.add_argument("-t", "--trial", default="0", help="trial id, part of the run folder name")
-    g.add_argument("--model_path", default="./save/model", help="where run folders are created")
+    g.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders are created")
     g.add_argument("--run_dir", default=None,
                    help="the run folder itself, instead of <model_path>/<name from the flags>; e.g. to continue a "
                         "run with a new learning rate: --resume --allow_arg_changes --run_dir <its folder>")
-    g.add_argument("--tb_path", default="./save/tensorboard", help="where TensorBoard logs are written")
+    g.add_argument("--tb_path", default=DEFAULT_TB_PATH, help="where TensorBoard logs are written")
     g.add_argument("--resume", action="store_true", help="continue the run from its newest state (resume.pth)")
     g.add_argument("--overwrite", action="store_true",
                    help="start again in an existing run folder (its checkpoints, logs and resume state are removed)")

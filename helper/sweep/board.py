@@ -17,13 +17,14 @@ a resumed training run tells TensorBoard to drop every later step of its folder.
 import numbers
 import os
 
+from helper.train.run_folder import tb_dir
+
 SWEEP_SUBDIR = "sweeps"
-DEFAULT_TB_PATH = "./save/tensorboard"      # training's --tb_path default (tests point it at a temporary folder)
 
 
 def sweep_log_dir(tb_path, run_dir):
     """`<tb_path>/<run folder name>/sweeps`: beside the training events of the same run."""
-    return os.path.join(tb_path, os.path.basename(os.path.normpath(run_dir)), SWEEP_SUBDIR)
+    return os.path.join(tb_dir(tb_path, run_dir), SWEEP_SUBDIR)
 
 
 def tag_prefix(results_path):

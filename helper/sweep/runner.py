@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 from helper.core.checkpoint import CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints, plain
 from helper.core.errors import UserError
-from helper.sweep.board import DEFAULT_TB_PATH, SweepBoard
+from helper.sweep.board import SweepBoard
+from helper.train.run_folder import DEFAULT_TB_PATH
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from helper.core.seed import rng_state, set_rng_state
 from helper.train.loops import NonFiniteLossError, train_one_epoch
 from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line,
                                      check_writable, continue_command, log_lines_through, read_log,
-                                     remove_stale_temporaries, similar_runs)
+                                     remove_stale_temporaries, similar_runs, tb_dir)
 from helper.train.schedule import set_lr
 
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
@@ -94,7 +94,7 @@ class TrainingRun:
         self.state = state or {}
         self.evaluate_fn = evaluate_fn
         self.run_dir = config.run_dir or os.path.join(config.model_path, name)
-        self.tb_dir = os.path.join(config.tb_path, os.path.basename(os.path.normpath(self.run_dir)))
+        self.tb_dir = tb_dir(config.tb_path, self.run_dir)
         self.best_acc = None
         self.best_epoch = None
         self.saved_epoch = None         # the epoch resume.pth on disk holds

@@ -15,11 +15,17 @@ RESUME_FILE = "resume.pth"
 FLAGS_FILE = "args.json"    # the run's flags, as a JSON object
 TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
 # The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
+DEFAULT_TB_PATH = "./save/tensorboard"      # --tb_path's default: the root of every run's TensorBoard events
 RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
                  "kd_weight"}
 
 
 # ------------------------------------------------------------------ log.txt
+def tb_dir(tb_path, run_dir):
+    """`<tb_path>/<run folder name>`: where a run's training events go (its sweeps' go to a sub-folder)."""
+    return os.path.join(tb_path, os.path.basename(os.path.normpath(run_dir)))
+
+
 def append_log_line(path, record):
     """`record` as one complete JSON line appended to `path` in a single write."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
