@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from dataset.device_loader import gpu_loader_works
 from helper.core.checkpoint import save_atomic
 from helper.core.errors import UserError
 from helper.core.speed import autocast, compiled
+from helper.sweep.runner import warn
 
 
 @contextlib.contextmanager
@@ -122,8 +122,7 @@ def cached_features(cache_dir, key, compute_fn):
         try:
             return tuple(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as err:        # truncated or damaged (a copy cut short, a full disk): recompute it
-            print(f"warning: the feature cache file {path} is damaged ({type(err).__name__}); recomputing it.",
-                  file=sys.stderr, flush=True)
+            warn(f"the feature cache file {path} is damaged ({type(err).__name__}); recomputing it.")
     tensors = tuple(compute_fn())
     save_atomic(list(tensors), path)
     return tensors

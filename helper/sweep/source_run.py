@@ -30,7 +30,6 @@ class SourceConfig:
 class SourceRun:
     """The checkpoints of one run folder; `first` is the dict of its first readable selected checkpoint
     (None when none of them is readable: the sweep reports each)."""
-    run_dir: str
     config: SourceConfig
     first: dict | None
 
@@ -76,7 +75,7 @@ def open_run(run_dir, selection, config, source_dataset=None):
     first = first_readable(available, selected, config.arch)
     if source_dataset is not None:
         check_source(first, source_dataset)
-    return SourceRun(run_dir, config, first)
+    return SourceRun(config, first)
 
 
 def first_readable(available, selected, arch):
