@@ -75,7 +75,7 @@ def fill_run(run, level):
                          "batch_size": 256, "seconds": 1.0, "estimator": estimator, "layer": -1,
                          "mi_train": (level / 50 + 0.2 * e) if holdout else None,
                          "best_step": 200 if holdout else None} for e in EPOCHS]
-                sweep_file(run, KIND["mi"].file_name(vars(args)), KIND["mi"].columns, rows,
+                sweep_file(run, KIND["mi"].file_name(vars(args)), mine.FIELDS, rows,
                            mine, m)
 
 

@@ -4,8 +4,8 @@
         result.kind.name, result.facts, result.series("mi")
 
 An entry says how its writer names a file (`file_name(flags)`, from the sweep's flags) and which
-files belong to it (the pattern that reads such a name back), which columns its writer writes,
-and what each plotted column means (quantity, unit). What a file measured (data set, split,
+files belong to it (the pattern that reads such a name back), the column that names a row, which
+columns hold numbers, and what each plotted column means (quantity, unit). What a file measured (data set, split,
 estimator, probe protocol, ...) is read from the flags the sweep saved beside it (its protocol
 record, `<results stem>` + `PROTOCOL_RECORD`); only a file without one is described from its name. A value
 that is not a number is refused with the file and line named, never plotted.
@@ -42,12 +42,16 @@ class ResultKind:
     name: str
     naming: Callable            # the sweep's flags (dict) -> the main file's stem; `stem` reads it back
     stem: re.Pattern            # main file's stem -> the flags its name encodes (for files without a protocol record)
-    columns: tuple              # what the sweep writes, in order
     numeric: tuple              # columns that must hold numbers (or be empty)
     quantities: dict            # plotted column -> Quantity
-    by_epoch: bool = True       # one row per checkpoint epoch (the concat probe has one row per combination)
+    key: str = "epoch"          # the column that names a row: the checkpoint epoch (the concat probe: its epochs)
     saves_args: bool = True     # its writer saves its protocol record (run_sweep does; the concat probe does not)
     describe: Callable = None   # the flags (recorded, or read from the name) -> facts: data set, split, detail, ...
+
+    @property
+    def by_epoch(self):
+        """One row per checkpoint epoch (the concat probe has one row per combination of checkpoints)."""
+        return self.key == "epoch"
 
     def file_name(self, flags):
         """The results file a sweep with `flags` (its flags as a dict) writes: '<stem>.csv'."""
@@ -137,15 +141,12 @@ PCT, NATS = "%", "nats"
 KINDS = (
     ResultKind("transfer_concat", lambda flags: f"transfer_{flags['target_dataset']}_concat",
                re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
-               ("epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
                ("feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
-               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, by_epoch=False, saves_args=False,
+               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, key="epochs", saves_args=False,
                describe=_transfer_facts),
     ResultKind("transfer", _transfer_name,
                re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
                           r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
-               ("epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability",
-                "seconds"),
                ("final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"),
                {"final_acc": Quantity("final_acc", "target accuracy", PCT),
                 "best_acc_on_eval": Quantity("best_acc_on_eval", "best target accuracy over probe epochs", PCT),
@@ -154,14 +155,11 @@ KINDS = (
                                                   "mean |w - w0|")}, describe=_transfer_facts),
     ResultKind("discriminability", _discriminability_name,
                re.compile(rf"^discriminability_(?P<dataset>{_NAME})(?P<train>_train)?$"),
-               ("epoch", "recall_at_1", "nmi", "source_acc", "seconds"),
                ("recall_at_1", "nmi", "source_acc", "seconds"),
                {"recall_at_1": Quantity("recall_at_1", "Recall@1", PCT),
                 "nmi": Quantity("nmi", "NMI of k-means clusters", "0-1")}, describe=_discriminability_facts),
     ResultKind("mi", _mi_name, re.compile(rf"^mi_(?P<mode>xt|ty|xy)_(?P<dataset>{_NAME})(?:_(?P<estimator>"
                                 rf"{'|'.join(ESTIMATORS)}))?(?:_layer(?P<layer>-?\d+))?(?P<holdout>_holdout)?$"),
-               ("epoch", "mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds",
-                "estimator", "layer"),
                ("mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds", "layer"),
                {"mi": Quantity("mi", "mutual information", NATS),
                 "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}, describe=_mi_facts),
@@ -227,9 +225,8 @@ PLOT_WORDS = DamageWords(
 
 def parse_rows(path, kind):
     """The rows of one CSV file, numbers parsed; a malformed line is a UserError naming the file and line."""
-    key = "epoch" if kind.by_epoch else kind.columns[0]
     rows = []
-    for line, row in csv_records(path, key, PLOT_WORDS):
+    for line, row in csv_records(path, kind.key, PLOT_WORDS):
         for column in (("epoch",) if kind.by_epoch else ()) + kind.numeric:
             text = row.get(column, "")
             try:
