@@ -29,8 +29,7 @@ from helper.core.checkpoint import CheckpointError, unwrap
 from models import load_model
 from helper.cli import HelpFormatter
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import prepare_training_args, sgd_config, train_supervised, training_parser
-from helper.core.distributed import average_gradients
+from helper.cli.train import resolve_warmup, sgd_config, train_run, training_parser
 from helper.core.errors import UserError, run_cli
 from helper.sweep.rrl import CatRegression
 from helper.train.ctc import freeze
@@ -94,7 +93,7 @@ def load_teachers(paths, args, device):
 
 def main(args):
     paths = teacher_paths(args)
-    prepare_training_args(args)
+    resolve_warmup(args, 0)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment)
@@ -103,8 +102,7 @@ def main(args):
         teachers = load_teachers(paths, args, device)
         model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
         regression = CatRegression(unwrap(model).feat_dim, sum(t.feat_dim for t in teachers)).to(device)
-        optimizer = build_sgd(list(model.parameters()) + list(regression.parameters()), sgd_config(args))
-        optimizer.register_step_pre_hook(lambda *_: average_gradients(regression.parameters()))
+        optimizer = build_sgd(model.parameters(), sgd_config(args), heads=regression.parameters())
 
         def compute_loss(batch):
             images, targets = batch[0], batch[1]
@@ -115,7 +113,7 @@ def main(args):
             loss = args.ce_weight * F.cross_entropy(logits, targets) + args.distill_weight * distill
             return loss, logits, targets, {"distill": distill.detach()}
 
-        return train_supervised(args, run_name(args, len(teachers)), model, optimizer, train_set, val_set,
+        return train_run(args, run_name(args, len(teachers)), model, optimizer, train_set, val_set,
                                 compute_loss, device, state={"regression": regression})
 
 

@@ -34,7 +34,8 @@ from helper.report.seed_groups import group_runs
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders (paths, or names under --model_path)")
-    parser.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders live (default ./save/model)")
+    parser.add_argument("--model_path", default=DEFAULT_MODEL_ROOT,
+                        help="where run folders live (default ./save/model)")
     parser.add_argument("--labels", default=None,
                         help="comma-separated legend labels: one per run, or with --group_seeds one per group "
                              "(default: the run folder names)")

@@ -28,13 +28,11 @@ import argparse
 
 from helper.cli import HelpFormatter
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import (check_ctc_args, ctc_config, loader_config, prepare_training_args, run_config,
-                              schedule_config, sgd_config, training_parser)
+from helper.cli.train import (check_ctc_args, ctc_config, loader_config, resolve_warmup, sgd_config,
+                              train_run, training_parser)
 from helper.core.errors import run_cli
 from helper.train.ctc import CTCData, CTCObjective, load_teacher
-from helper.train.engine import TrainingRun, fit
-from helper.train.schedule import make_lr_schedule
-from helper.train.setup import build_model, format_float, load_source_data, start_training, validation
+from helper.train.setup import build_model, format_float, load_source_data, start_training
 
 
 def get_args_parser():
@@ -101,7 +99,7 @@ def run_name(args, teacher_arch=None):
 
 def main(args):
     check_ctc_args(args)
-    prepare_training_args(args)
+    resolve_warmup(args, 0)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment, variant="instance")
@@ -113,14 +111,9 @@ def main(args):
                                               args.kd_weight, device) if args.teacher else (None, None))
         ctc = CTCObjective(config, sgd_config(args), model, len(train_set), device, teacher)
         optimizer = ctc.build_optimizer()
-        run = TrainingRun(run_config(args), vars(args), run_name(args, teacher_arch), model, optimizer,
-                          state=ctc.state(), evaluate_fn=validation(loader, model, val_set, device))
-        start = run.prepare()
-        fit(run, optimizer, data.loader_for, ctc.compute_loss,
-            make_lr_schedule(schedule_config(args), ctc.lr_phases(args.epochs)), device, start,
-            before_epoch=lambda epoch: ctc.before_epoch(epoch, optimizer, data), progress=not args.no_progress,
-            amp=speed.amp, print_freq=args.print_freq)
-        return run
+        return train_run(args, run_name(args, teacher_arch), model, optimizer, train_set, val_set, ctc.compute_loss,
+                         device, state=ctc.state(), loader_for=data.loader_for, lr_phases=ctc.lr_phases(args.epochs),
+                         before_epoch=lambda epoch: ctc.before_epoch(epoch, optimizer, data))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from helper.cli import HelpFormatter
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import prepare_training_args, sgd_config, train_supervised, training_parser
+from helper.cli.train import resolve_warmup, sgd_config, train_run, training_parser
 from helper.core.errors import run_cli
 from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 
@@ -35,7 +35,7 @@ def run_name(args):
 
 
 def main(args):
-    prepare_training_args(args, cosine_warmup=WARMUP_EPOCHS)
+    resolve_warmup(args, WARMUP_EPOCHS)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment)
@@ -49,7 +49,7 @@ def main(args):
             logits = model(images)
             return F.cross_entropy(logits, targets), logits, targets, {}
 
-        return train_supervised(args, run_name(args), model, optimizer, train_set, val_set, compute_loss, device)
+        return train_run(args, run_name(args), model, optimizer, train_set, val_set, compute_loss, device)
 
 
 if __name__ == "__main__":

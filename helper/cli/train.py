@@ -10,7 +10,8 @@ from dataclasses import fields
 
 from dataset import dataset_names
 from helper.cli import add_original_training_flags
-from helper.cli.flags import (FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, int_list,
+from helper.cli.flags import (FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
+                              int_list,
                               number_in)
 from helper.cli.speed import add_speed_args, speed_config
 from helper.core.checkpoint import DEFAULT_MODEL_ROOT
@@ -27,7 +28,7 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     """A `parents=` parser with the flags every training script shares; defaults are the paper's.
 
     `epochs`, `warmup_epochs`, `min_lr_scale`: the script's defaults, its cosine schedule as in its
-    original (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `prepare_training_args` must get the
+    original (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `resolve_warmup` must get the
     same `warmup_epochs` to resolve an absent --warmup_epochs.
     """
     parser = argparse.ArgumentParser(add_help=False)
@@ -41,8 +42,8 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=default_workers(), help="DataLoader worker processes")
 
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (paper: {epochs})")
-    g.add_argument("--batch_size", type=int, default=64,
+    g.add_argument("--epochs", type=POSITIVE_INT, default=epochs, help=f"training epochs (paper: {epochs})")
+    g.add_argument("--batch_size", type=POSITIVE_INT, default=64,
                    help="batch size per process; under torchrun the global batch is this x processes (paper: 64)")
     g.add_argument("--learning_rate", type=POSITIVE_FLOAT, default=0.05, help="initial SGD learning rate (paper: 0.05)")
     g.add_argument("--lr_decay_epochs", type=int_list, default=[],
@@ -61,7 +62,7 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     g.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
 
     g = parser.add_argument_group("run folder and logging")
-    g.add_argument("--save_freq", type=int, default=2, help="write ckpt_epoch_<E>.pth every this many epochs")
+    g.add_argument("--save_freq", type=POSITIVE_INT, default=2, help="write ckpt_epoch_<E>.pth every this many epochs")
     g.add_argument("--note", "--notes", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
     g.add_argument("-t", "--trial", default="0", help="trial id, part of the run folder name")
     g.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders are created")
@@ -87,29 +88,12 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     return add_speed_args(parser)
 
 
-def check_training_args(args):
-    for name in ("epochs", "batch_size", "save_freq"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if not 0 < args.learning_rate < float("inf"):           # also refuses NaN
-        raise UserError(f"--learning_rate must be a positive finite number, got {args.learning_rate}.")
-
-
 def resolve_warmup(args, cosine_warmup):
-    """Fill an absent `--warmup_epochs`: `cosine_warmup` (the script's default) under cosine
-    annealing, 0 under step decay, whose CRD / ITRD protocol has no warm-up; returns `args`."""
+    """Fill an absent `--warmup_epochs` before args.json records it: `cosine_warmup` (the script's default)
+    under cosine annealing, 0 under step decay, whose CRD / ITRD protocol has no warm-up; returns `args`."""
     if args.warmup_epochs is None:
         args.warmup_epochs = 0 if args.lr_decay_epochs else cosine_warmup
-    if args.warmup_epochs < 0:
-        raise UserError(f"--warmup_epochs must be 0 or more, got {args.warmup_epochs}.")
     return args
-
-
-def prepare_training_args(args, cosine_warmup=0):
-    """Check the shared flags and resolve --warmup_epochs (`cosine_warmup`: the script's default under cosine
-    annealing), before args.json records them; returns `args`."""
-    check_training_args(args)
-    return resolve_warmup(args, cosine_warmup)
 
 
 def check_ctc_args(args):
@@ -163,17 +147,22 @@ def ctc_config(args):
     return _config_of(CTCConfig, args)
 
 
-def train_supervised(args, name, model, optimizer, train_set, val_set, compute_loss, device, state=None):
+def train_run(args, name, model, optimizer, train_set, val_set, compute_loss, device, state=None, loader_for=None,
+              lr_phases=None, before_epoch=None):
     """Open (or resume) the run `name` of `args` and train it with `compute_loss` on the flags' schedule,
-    validating every epoch on `val_set`; returns the finished `TrainingRun`. `state`: further objects the
-    run's resume file keeps (e.g. a regression head)."""
+    validating every epoch on `val_set`; returns the finished `TrainingRun`.
+
+    `state`: further objects the run's resume file keeps (CTC's heads and memory, a regression head);
+    `loader_for(epoch)`: the epoch's loader (default: `train_set` by the flags); `lr_phases`: the
+    schedule's phases (CTC's restart at stage two); `before_epoch(epoch)`: as in `fit`.
+    """
     loader = loader_config(args)
     run = TrainingRun(run_config(args), vars(args), name, model, optimizer, state=state,
                       evaluate_fn=validation(loader, model, val_set, device))
     start = run.prepare()
-    fit(run, optimizer, train_loader_for(loader, train_set, device), compute_loss,
-        make_lr_schedule(schedule_config(args)), device, start, progress=not args.no_progress,
-        amp=speed_config(args).amp, print_freq=args.print_freq)
+    fit(run, loader_for or train_loader_for(loader, train_set, device), compute_loss,
+        make_lr_schedule(schedule_config(args), lr_phases), device, start, before_epoch=before_epoch,
+        progress=not args.no_progress, amp=speed_config(args).amp, print_freq=args.print_freq)
     return run
 
 

@@ -44,7 +44,7 @@ from crd import CRDLoss, InstanceDiscrimination, ITRDLoss, kd_loss
 from dataset import DATASETS, build_transform, get_loader, same_classes
 from dataset.variants import wrap_arrays
 from helper.core.checkpoint import CheckpointError, unwrap
-from helper.core.distributed import all_gather_cat, all_reduce_mean, average_gradients, is_main_process, shard_sampler
+from helper.core.distributed import all_gather_cat, all_reduce_mean, is_main_process, shard_sampler
 from helper.core.errors import UserError
 from helper.train.setup import build_sgd, train_loader_for
 from models import load_model
@@ -212,10 +212,8 @@ class CTCObjective:
     def build_optimizer(self):
         """SGD over `parameters()`; under torchrun it first averages the heads' gradients over ranks
         (DDP averages the model's)."""
-        optimizer = build_sgd(self.parameters(), self.sgd, weight_decay=self.initial_weight_decay())
-        heads = self.head_parameters()
-        optimizer.register_step_pre_hook(lambda *_: average_gradients(heads))
-        return optimizer
+        return build_sgd(self.model.parameters(), self.sgd, weight_decay=self.initial_weight_decay(),
+                         heads=self.head_parameters())
 
     def initial_weight_decay(self):
         c = self.config

@@ -202,7 +202,7 @@ class TrainingRun:
             seed_this_rank(self.config.seed)
 
     # ------------------------------------------------------------- per epoch
-    def end_epoch(self, epoch, lr, train, val, extra_log=None):
+    def end_epoch(self, epoch, lr, train, val):
         """Log the epoch, then write the epoch's checkpoints and the resume state."""
         seconds = time.time() - self._epoch_start
         improved = self.best_acc is None or val["acc1"] > self.best_acc
@@ -210,7 +210,7 @@ class TrainingRun:
             self.best_acc, self.best_epoch = val["acc1"], epoch
         record = {"epoch": epoch, "lr": lr, **{f"train_{k}": v for k, v in train.items()},
                   **{f"val_{k}": v for k, v in val.items()}, "best_acc": self.best_acc,
-                  "seconds": round(seconds, 2), **(extra_log or {})}
+                  "seconds": round(seconds, 2)}
         if self.main:
             for key, value in record.items():
                 if key != "epoch" and isinstance(value, (int, float)):
@@ -359,16 +359,15 @@ class TrainingRun:
             tqdm.write(message)
 
 
-def fit(run, optimizer, loader_for, compute_loss, lr_at, device, start, before_epoch=None, progress=True, amp=False,
-        print_freq=0):
+def fit(run, loader_for, compute_loss, lr_at, device, start, before_epoch=None, progress=True, amp=False, print_freq=0):
     """The epoch loop: schedule, train, evaluate, log and checkpoint; returns the last val metrics.
 
-    `loader_for(epoch)` gives the epoch's training loader, `before_epoch(epoch)`
-    runs first (CTC's stage switch); `amp` and `print_freq` as in `train_one_epoch`.
+    Trains `run.model` with `run.optimizer`; `loader_for(epoch)` gives the epoch's training loader,
+    `before_epoch(epoch)` runs first (CTC's stage switch); `amp` and `print_freq` as in `train_one_epoch`.
     A NaN/inf loss stops the run with a message naming the epoch, step and the last
     good checkpoint, which stays untouched.
     """
-    config, val = run.config, None
+    config, optimizer, val = run.config, run.optimizer, None
     epochs = range(start, config.epochs + 1)
     if not epochs:
         run.complete_finished()

@@ -107,7 +107,7 @@ def _check_finite(losses, epoch, last_step):
 def evaluate(model, loader, device, progress=False, sharded=False):
     """Cross-entropy and top-1 / top-5 accuracy (percent) of `model` on `loader`.
 
-    sharded: `loader` holds this rank's part of the data (helper.core.distributed.eval_shard);
+    sharded: `loader` holds this rank's part of the data (dataset.variants.eval_shard);
     the sums are then added over ranks, so every rank returns the metrics of the whole set.
     """
     was_training = model.training

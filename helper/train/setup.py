@@ -10,8 +10,9 @@ from tqdm import tqdm
 from dataset import device_loader_for, eval_loader, get_dataset, get_loader
 from dataset.device_loader import gpu_loader_works
 from dataset.variants import eval_shard
-from helper.core.distributed import (describe, get_rank, get_world_size, is_main_process, main_process_first,
-                                     process_group, rank_seed, shard_sampler, sync_buffers, wrap_model)
+from helper.core.distributed import (average_gradients, describe, get_rank, get_world_size, is_main_process,
+                                     main_process_first, process_group, rank_seed, shard_sampler, sync_buffers,
+                                     wrap_model)
 from helper.core.seed import set_seed
 from helper.core.speed import prepare_model
 from helper.train.loops import evaluate
@@ -55,11 +56,11 @@ def start_training(device=None, seed=0, batch_size=None):
         yield env
 
 
-def load_source_data(dataset, root, augment, variant="plain", **variant_kw):
+def load_source_data(dataset, root, augment, variant="plain"):
     """(train_set, val_set) of the source data set `dataset` under `root`; val is its evaluation split,
     unaugmented, and the training split has the `augment` augmentation."""
     with main_process_first():      # under torchrun, rank 0 downloads / decodes before the others read
-        train_set = get_dataset(dataset, split="train", variant=variant, augment=augment, root=root, **variant_kw)
+        train_set = get_dataset(dataset, split="train", variant=variant, augment=augment, root=root)
         val_set = get_dataset(dataset, split=train_set.info.eval_split, root=root, download=False)
     return train_set, val_set
 
@@ -113,10 +114,16 @@ def validation(config, model, val_set, device):
     return run
 
 
-def build_sgd(params, config, weight_decay=None):
-    """SGD over `params` with the `SGDConfig` `config`; `weight_decay` replaces its weight decay when given."""
-    return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
-                           weight_decay=config.weight_decay if weight_decay is None else weight_decay)
+def build_sgd(params, config, weight_decay=None, heads=()):
+    """SGD over `params` and then `heads` with the `SGDConfig` `config`; `weight_decay` replaces its weight
+    decay when given. `heads`: trained parameters outside the (DDP-wrapped) model, whose gradients DDP does
+    not average, so under torchrun the optimizer averages them over ranks before each step."""
+    heads = list(heads)
+    optimizer = torch.optim.SGD(list(params) + heads, lr=config.learning_rate, momentum=config.momentum,
+                                weight_decay=config.weight_decay if weight_decay is None else weight_decay)
+    if heads:
+        optimizer.register_step_pre_hook(lambda *_: average_gradients(heads))
+    return optimizer
 
 
 def format_float(value):
