@@ -355,3 +355,15 @@ def test_the_nan_message_gives_the_command_that_continues_the_run(in_tmp, capsys
     assert not isinstance(code, int), err
     resume = load_checkpoint(os.path.join(run_folder(), "resume.pth"))
     assert resume["epoch"] == 2 and resume["args"]["learning_rate"] == 0.025
+
+
+@pytest.mark.parametrize("flags, script", [({"model": "resnet8"}, "train_vanilla.py"),
+                                           ({"stage_two_epoch": 200}, "train_ctc.py"),
+                                           ({"teachers": "a.pth,b.pth"}, "distill_cat.py")])
+def test_the_continue_command_names_the_script_that_wrote_the_run(flags, script):
+    """The NaN message's command continues the run with its own script (a DISTILL run's optimizer holds
+    the regression head, which train_vanilla.py would not build)."""
+    from helper.train.run_folder import continue_command
+    command = continue_command(flags, "save/model/run", learning_rate=0.025)
+    assert command == (f"python {script} <the same flags> --learning_rate 0.025 --resume --allow_arg_changes "
+                       "--run_dir save/model/run")

@@ -21,6 +21,7 @@ from helper.core.errors import UserError
 CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)\.pth$")
 DEFAULT_MODEL_ROOT = os.path.join(".", "save", "model")
 FORMAT_VERSION = 1
+TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
 
 
 class CheckpointError(UserError):
@@ -34,7 +35,7 @@ def atomic_write(path, write):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.splitext(path)[1], dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -7,15 +7,14 @@ import sys
 
 import torch
 
-from helper.core.checkpoint import save_atomic
+from helper.core.checkpoint import TEMP_PREFIX, save_atomic
 from helper.core.errors import UserError
 
 LOG_FILE = "log.txt"
 RESUME_FILE = "resume.pth"
 FLAGS_FILE = "args.json"    # the run's flags, as a JSON object
-TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
-# The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
 DEFAULT_TB_PATH = "./save/tensorboard"      # --tb_path's default: the root of every run's TensorBoard events
+# The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
 RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
                  "kd_weight"}
 
@@ -112,15 +111,22 @@ def similar_runs(model_root, current, changed):
             continue
         if (isinstance(saved, dict) and os.path.isfile(os.path.join(folder, RESUME_FILE))
                 and saved.get("note") == current.get("note")
-                and ("stage_two_epoch" in saved) == ("stage_two_epoch" in current)):
+                and script_of(saved) == script_of(current)):
             found.append((folder, changed(saved, current)))
     return found
 
 
+def script_of(flags):
+    """The training script that wrote a run with these flags (a dict): each has flags of its own."""
+    if "stage_two_epoch" in flags:
+        return "train_ctc.py"
+    return "distill_cat.py" if "teachers" in flags else "train_vanilla.py"
+
+
 def continue_command(flags, run_dir, learning_rate=None):
     """The command that continues the run in `run_dir` with this invocation's flags (and `learning_rate`);
-    `flags` (the run's flags dict) tells train_ctc.py's runs from the others."""
-    script = "train_ctc.py" if "stage_two_epoch" in flags else "train_vanilla.py"
+    `flags` (the run's flags dict) names the script."""
+    script = script_of(flags)
     replaced = {"--resume", "--allow_arg_changes", "--overwrite", "--run_dir"} | (
         {"--learning_rate"} if learning_rate is not None else set())
     if os.path.basename(sys.argv[0]) == script:
