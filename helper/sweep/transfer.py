@@ -148,11 +148,8 @@ def param_transferability(init_state, source_state, model):
 
 def file_sha1(path):
     """The SHA-1 of a file's bytes: names a source checkpoint wherever its run folder is moved."""
-    digest = hashlib.sha1()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def finetuned_path(path, target_dataset):
