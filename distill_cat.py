@@ -25,14 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from dataset import DATASETS, same_classes
-from helper.core.checkpoint import CheckpointError, unwrap
-from models import load_model
 from helper.cli import HelpFormatter
 from helper.cli.speed import resolve_speed_args, speed_config
 from helper.cli.train import resolve_warmup, sgd_config, train_run, training_parser
+from helper.core.checkpoint import unwrap
 from helper.core.errors import UserError, run_cli
 from helper.sweep.rrl import CatRegression
-from helper.train.ctc import freeze
+from helper.train.ctc import load_frozen_teacher
 from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 
 
@@ -75,11 +74,8 @@ def load_teachers(paths, args, device):
     """The frozen teachers; each must have been trained on the classes of --dataset (the data distilled on)."""
     teachers = []
     for path in paths:
-        try:
-            teacher, ckpt = load_model(path, arch=args.teacher_model, device=device)
-        except CheckpointError as err:
-            raise UserError(f"--teachers: {str(err).replace('--model', '--teacher_model')}") from None
-        taught_on = ckpt.get("dataset") if isinstance(ckpt, dict) else None
+        teacher, ckpt = load_frozen_teacher(path, args.teacher_model, device, flag="--teachers")
+        taught_on = ckpt.get("dataset")
         if (taught_on in DATASETS and not same_classes(taught_on, args.dataset)) \
                 or teacher.num_classes != DATASETS[args.dataset].num_classes:
             raise UserError(f"teacher {path} was trained on {taught_on or 'unrecorded data'} with "
@@ -87,7 +83,7 @@ def load_teachers(paths, args, device):
                             f"were trained on: --dataset {args.dataset} ({DATASETS[args.dataset].num_classes} "
                             "classes). Use teachers trained on --dataset, or pass the --dataset they were "
                             "trained on.")
-        teachers.append(freeze(teacher))
+        teachers.append(teacher)
     return teachers
 
 

@@ -76,25 +76,36 @@ class CTCConfig:
     lambda_mutual: float
     alpha_it: float
 
+    def stage_of(self, epoch):
+        """1 for the epochs up to --stage_two_epoch, 2 after."""
+        return 1 if epoch <= self.stage_two_epoch else 2
+
+
+def load_frozen_teacher(path, arch, device, flag="--teacher"):
+    """(frozen network, checkpoint dict) of the teacher checkpoint `path` (`arch`: --teacher_model, for a
+    checkpoint that does not record it); a checkpoint that does not load is a UserError naming `flag`."""
+    try:
+        teacher, ckpt = load_model(path, arch=arch, device=device)
+    except CheckpointError as err:
+        raise UserError(f"{flag}: {str(err).replace('--model', '--teacher_model')}") from None
+    return freeze(teacher), (ckpt if isinstance(ckpt, dict) else {})
+
 
 def load_teacher(path, arch, num_classes, dataset, kd_weight, device):
     """The external frozen network of --teacher `path` and its architecture name (`arch`: the one of a
     checkpoint that does not record it); checks KD's classes against those of `dataset`."""
-    try:
-        teacher, ckpt = load_model(path, arch=arch, device=device)
-    except CheckpointError as err:
-        raise UserError(f"--teacher: {str(err).replace('--model', '--teacher_model')}") from None
-    arch = (ckpt.get("arch") if isinstance(ckpt, dict) else None) or arch
+    teacher, ckpt = load_frozen_teacher(path, arch, device)
+    arch = ckpt.get("arch") or arch
     if kd_weight > 0 and teacher.num_classes != num_classes:
         raise UserError(f"--kd_weight {kd_weight} compares logits, but teacher {path} ({arch}) has "
                         f"{teacher.num_classes} classes and {dataset} has {num_classes}; use a teacher "
                         "trained on the same classes or --kd_weight 0 (feature distillation alone works).")
-    taught_on = ckpt.get("dataset") if isinstance(ckpt, dict) else None
+    taught_on = ckpt.get("dataset")
     if kd_weight > 0 and taught_on in DATASETS and not same_classes(taught_on, dataset):
         raise UserError(f"--kd_weight {kd_weight} compares logits class by class, but teacher {path} "
                         f"was trained on {taught_on}, whose classes are not those of {dataset} (the same "
                         "count is not enough); use a teacher of the same classes or --kd_weight 0.")
-    return freeze(teacher), arch
+    return teacher, arch
 
 
 def freeze(net):
@@ -158,7 +169,7 @@ class CTCData:
         Only the current stage's is kept (epochs only move forward), so the device never
         holds the training set twice.
         """
-        stage = 1 if epoch <= self.config.stage_two_epoch else 2
+        stage = self.config.stage_of(epoch)
         if stage not in self._loaders:
             self._loaders.clear()            # free stage 1's device copy before uploading stage 2's
             dataset = self.stage_one if stage == 1 else self.stage_two
@@ -196,7 +207,7 @@ class CTCObjective:
         else:
             self.criterion = ITRDLoss(feat_s, feat_t, config.lambda_corr, config.lambda_mutual, config.alpha_it)
         self.criterion.to(device)
-        self.stage = 1 if config.stage_two_epoch > 0 else 2
+        self.stage = config.stage_of(1)            # the first epoch's stage
 
     def head_parameters(self):
         """The trained parameters outside the model: the stage-2 heads (+ the projector if asked)."""
@@ -241,7 +252,7 @@ class CTCObjective:
 
         Whether the switch happened is saved, so it runs exactly once whatever the resume point.
         """
-        self.stage = 1 if epoch <= self.config.stage_two_epoch else 2
+        self.stage = self.config.stage_of(epoch)
         if self.stage == 2 and not self.switch.done:
             self.start_stage_two(optimizer, data.fill_loader())
             self.switch.done = True
