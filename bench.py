@@ -43,11 +43,12 @@ import traceback
 
 import torch
 
-from benchmarks.common import SPEED_FLAGS, device_record, print_table, write_bench_json
+from benchmarks.common import device_record, print_table, write_bench_json
 from helper.cli import HelpFormatter
 from helper.cli.speed import add_speed_args
 from helper.core.device import get_device
 from helper.core.errors import UserError, run_cli
+from helper.core.speed import SPEED_FLAGS
 from helper.train.setup import default_workers
 
 # name -> (module of benchmarks/, its function of (args, device) returning a row or a list of rows)

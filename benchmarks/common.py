@@ -8,7 +8,6 @@ import time
 
 import torch
 
-SPEED_FLAGS = ("amp", "channels_last", "compile")     # the switches of helper.core.speed.Speed
 
 
 def device_name(device):

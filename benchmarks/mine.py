@@ -60,13 +60,16 @@ def reference_loop(a, b, args, device):
     return time.perf_counter() - start
 
 
+def fit(a, b, args, device, iters, amp, tf32=True):
+    """One seeded MINE fit of I(a; b) with the benchmark's critic settings: `estimate_mi`'s result dict."""
+    return estimate_mi(a, b, "mine", iters=iters, batch_size=args.batch_size, lr=args.lr,
+                       hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=min(500, iters), seed=0,
+                       device=device, amp=amp, tf32=tf32)
+
+
 def ours(a, b, args, device, iters):
     """`estimate_mi` seconds for `iters` iterations (table copy included)."""
-    result = estimate_mi(torch.from_numpy(a), torch.from_numpy(b), "mine", iters=iters,
-                         batch_size=args.batch_size, lr=args.lr, hidden_size=args.hidden_size,
-                         ma_rate=args.ma_rate, window=min(500, iters), seed=0,
-                         device=device, amp=args.amp)
-    return result["seconds"]
+    return fit(torch.from_numpy(a), torch.from_numpy(b), args, device, iters, args.amp)["seconds"]
 
 
 def validate(args):
@@ -139,9 +142,7 @@ def check(args, device):
         a, b, truth = build(args)
         fp32 = None
         for precision, amp, tf32 in precisions(device):
-            result = estimate_mi(a, b, "mine", iters=args.iters, batch_size=args.batch_size, lr=args.lr,
-                                 hidden_size=args.hidden_size, ma_rate=args.ma_rate,
-                                 window=min(500, args.iters), seed=0, device=device, amp=amp, tf32=tf32)
+            result = fit(a, b, args, device, args.iters, amp, tf32)
             fp32 = result["mi"] if fp32 is None else fp32
             records.append({"case": name, "truth": truth, "precision": precision, "mi": result["mi"],
                             "std": result["std"], "minus_fp32": result["mi"] - fp32,

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import SPEED_FLAGS, ratio_row, time_calls
+from benchmarks.common import ratio_row, time_calls
 from dataset import DATASETS, build_transform, get_loader
 from dataset.device_loader import DeviceLoader
 from dataset.variants import ArrayDataset
 from helper.cli.speed import describe, resolve_speed_args, speed_config
-from helper.core.speed import autocast, prepare_model
+from helper.core.speed import SPEED_FLAGS, autocast, prepare_model
 from models import create_model
 
 

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from helper.core.checkpoint import CheckpointError, resolve_run_dir
+from helper.core.checkpoint import resolve_run_dir
 from helper.cli import HelpFormatter
 from helper.core.errors import UserError, run_cli
 from helper.report.tradeoff_table import TableSpec, summarise_method, to_markdown
@@ -41,10 +41,7 @@ def main(args):
     for name, *runs in args.group:
         if not runs:
             raise UserError(f"--group {name} names no run folder: pass --group NAME RUN [RUN ...].")
-        try:
-            run_dirs = [resolve_run_dir(run, args.model_path) for run in runs]
-        except CheckpointError as err:
-            raise UserError(str(err)) from None
+        run_dirs = [resolve_run_dir(run, args.model_path) for run in runs]   # a CheckpointError is a UserError
         summaries.append(summarise_method(name, run_dirs, spec))
     text = to_markdown(summaries, spec)
     print(text, end="")

@@ -6,7 +6,7 @@ import torch
 
 from dataset.device_loader import gpu_loader_works
 from helper.core.errors import UserError
-from helper.core.speed import Speed
+from helper.core.speed import SPEED_FLAGS, Speed
 
 LOADERS = ("auto", "gpu", "cpu")
 
@@ -75,13 +75,13 @@ def resolve_speed_args(args, device, dataset=None, pick_loader=True):
 
 def speed_argv(args):
     """The command-line flags that reproduce args' (resolved) amp, channels_last and compile."""
-    return [f"--{'' if getattr(args, name) else 'no_'}{name}" for name in ("amp", "channels_last", "compile")]
+    return [f"--{'' if getattr(args, name) else 'no_'}{name}" for name in SPEED_FLAGS]
 
 
 def describe(args):
     """'amp=on channels_last=off compile=off loader=gpu': for logs and benchmark records."""
     on_off = {True: "on", False: "off", None: "auto"}
-    flags = [f"{name}={on_off[getattr(args, name, None)]}" for name in ("amp", "channels_last", "compile")]
+    flags = [f"{name}={on_off[getattr(args, name, None)]}" for name in SPEED_FLAGS]
     return " ".join(flags + ([f"loader={args.loader}"] if hasattr(args, "loader") else []))
 
 

@@ -6,7 +6,7 @@ channels_last on for training, the sweeps' --amp off by default (the paper's fp3
 """
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -25,6 +25,9 @@ class Speed:
     amp: bool = False            # bf16 autocast (CUDA only)
     channels_last: bool = False  # NHWC weights and inputs
     compile: bool = False        # torch.compile
+
+
+SPEED_FLAGS = tuple(f.name for f in fields(Speed))     # "amp", "channels_last", "compile": each a flag
 
 
 def prepare_model(model, speed):
