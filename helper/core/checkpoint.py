@@ -10,6 +10,7 @@ File format (compatible with the original CRD / dt-tradeoff code, which wrote
 Everything is plain Python types or tensors, so `torch.load(weights_only=True)`
 reads it; original checkpoints without the metadata load as well.
 """
+import json
 import os
 import re
 import tempfile
@@ -105,6 +106,13 @@ def plain(value):
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     return str(value)
+
+
+def write_flags(path, flags):
+    """Record `flags` (a dict) at `path` as sorted, indented JSON, atomically: a training run's args.json and
+    a sweep's protocol record."""
+    text = json.dumps(plain(flags), indent=1, sort_keys=True)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def changed_flags(saved, current, free=()):

@@ -37,7 +37,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from helper.core.checkpoint import CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints, plain
+from helper.core.checkpoint import (CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints,
+                                    plain, write_flags)
 from helper.core.errors import UserError
 from helper.sweep.board import SweepBoard
 from helper.train.run_folder import DEFAULT_TB_PATH
@@ -371,8 +372,7 @@ def check_protocol(results, flags, force=False):
 
 def write_args_json(results, flags):
     """Record the sweep's flags (a plain dict) beside its results file, as its protocol record."""
-    text = json.dumps(plain(flags), indent=1, sort_keys=True)
-    atomic_write(protocol_record_path(results.write_path), lambda f: f.write(text.encode()))
+    write_flags(protocol_record_path(results.write_path), flags)
 
 
 def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):

@@ -23,7 +23,6 @@ finished run writes any missing `<arch>_last.pth` / `<arch>_best.pth`).
 Under torchrun every rank runs the same TrainingRun; rank 0 alone writes files and
 prints, every rank reads resume.pth (which holds each rank's RNG state).
 """
-import json
 import os
 import shutil
 import time
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from helper.core.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, describe_changes,
                                     list_checkpoints, load_checkpoint, model_checkpoint, model_state, plain,
-                                    save_atomic, unwrap)
+                                    save_atomic, unwrap, write_flags)
 from helper.core.distributed import (all_gather_objects, barrier, get_rank, get_world_size, is_main_process,
                                      seed_this_rank)
 from helper.core.errors import UserError
@@ -137,8 +136,8 @@ class TrainingRun:
             if self.main:
                 if overwrite:
                     self._clear_previous_run()
-                text = json.dumps(self.flags, indent=1, sort_keys=True)
-                self._write(os.path.join(self.run_dir, FLAGS_FILE), lambda f: f.write(text.encode()))
+                path = os.path.join(self.run_dir, FLAGS_FILE)
+                self._guarded(path, lambda: write_flags(path, self.flags))
             val = self.evaluate_fn() if self.evaluate_fn else {}
             self._save_model(ckpt_name(0), 0, val.get("acc1"))
             self._save_resume(0)  # so a failure in epoch 1 can still be resumed
