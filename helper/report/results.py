@@ -20,7 +20,8 @@ from typing import Callable
 from dataset.registry import DATASETS
 from helper.core.errors import UserError
 from helper.sweep.mi import ESTIMATORS
-from helper.sweep.runner import PROTOCOL_RECORD, DamageWords, ResultsCSV, csv_records, protocol_record_path
+from helper.sweep.runner import (PROTOCOL_RECORD, DamageWords, ResultsCSV, csv_records, main_results_path,
+                                 protocol_record_path)
 
 MI_QUANTITIES = {"xt": "I(X;T)", "ty": "I(T;Y)", "xy": "I(X;Y)"}
 
@@ -269,18 +270,19 @@ def read_result(path, kind, match):
 
 def find_results(run_dir):
     """{stem: Result} of every result file in a run folder (a sweep run only as shards counts too)."""
-    found = {}
+    found, read = {}, set()
     for name in sorted(os.listdir(run_dir)):
         if not name.endswith(".csv"):
             continue
-        main = re.sub(r"\.shard\d+of\d+\.csv$", ".csv", name)
+        main = main_results_path(name)
         stem = os.path.splitext(main)[0]
         kind, match = kind_of(stem)
         if kind is None:
             print(f"note: {os.path.join(run_dir, name)} is not a result file plot.py knows; left out")
             continue
-        if stem in found:
+        if stem in read:                    # its shards were merged when the first of its files came up
             continue
+        read.add(stem)
         result = read_result(os.path.join(run_dir, main), kind, match)
         if result.rows:
             found[stem] = result

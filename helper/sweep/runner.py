@@ -30,6 +30,7 @@ import glob
 import io
 import json
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass
@@ -171,6 +172,14 @@ def csv_records(path, key, words):
             yield reader.line_num, row
     except csv.Error as err:
         raise words.error(path, reader.line_num, words.not_text(err)) from None
+
+
+SHARD_SUFFIX = re.compile(r"\.shard(\d+)of(\d+)(\.\w+)$")     # <stem>.shard<I>of<N><ext>: shard I of N's file
+
+
+def main_results_path(path):
+    """The main results file a shard's file belongs to ('x.shard1of4.csv' -> 'x.csv'); others unchanged."""
+    return SHARD_SUFFIX.sub(r"\3", path)
 
 
 class ResultsCSV:
