@@ -1,4 +1,4 @@
-"""The torch k-means (helper/sweep/kmeans.py) against scikit-learn's, and Recall@1 on larger random features."""
+"""The torch k-means (helper/sweep/kmeans.py) against scikit-learn's."""
 import os
 
 import numpy as np
@@ -6,14 +6,12 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
-from sklearn.metrics import normalized_mutual_info_score
 
 from dataset import get_dataset, get_loader
 from models import load_model
 from helper.sweep.features import extract_features
 from helper.sweep.kmeans import kmeans, kmeans_restarts
-from helper.sweep.metrics import nmi_kmeans, recall_at_1
-from tests.test_metrics import brute_force_recall_at_1
+from helper.sweep.metrics import nmi_kmeans
 
 
 def blobs(n=600, dim=16, centers=10, std=8.0, seed=0):
@@ -89,12 +87,3 @@ def test_unknown_backend_is_a_user_error():
     from helper.core.errors import UserError
     with pytest.raises(UserError, match="sklearn"):
         nmi_kmeans(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]), backend="faiss")
-
-
-def test_recall_at_1_equals_brute_force_on_random_features():
-    generator = torch.Generator().manual_seed(0)
-    features = torch.randn(2500, 32, generator=generator)
-    labels = torch.randint(0, 20, (2500,), generator=generator)
-    expected = brute_force_recall_at_1(features.double().numpy(), labels.numpy())
-    for block_size in (333, 1024, 4096):
-        assert recall_at_1(features, labels, block_size=block_size) == pytest.approx(expected)

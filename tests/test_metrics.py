@@ -22,13 +22,14 @@ def brute_force_recall_at_1(features, labels):
     return 100.0 * np.mean(labels[similarity.argmax(axis=1)] == labels)
 
 
-def test_recall_at_1_matches_brute_force_across_blocks():
+@pytest.mark.parametrize("rows, dim, classes, block_sizes", [(50, 6, 3, (7, 1024)), (2500, 32, 20, (333, 1024, 4096))])
+def test_recall_at_1_matches_brute_force_across_blocks(rows, dim, classes, block_sizes):
     rng = np.random.default_rng(0)
-    features = rng.normal(size=(50, 6)).astype(np.float32)
-    labels = rng.integers(0, 3, size=50)
+    features = rng.normal(size=(rows, dim)).astype(np.float32)
+    labels = rng.integers(0, classes, size=rows)
     expected = brute_force_recall_at_1(features.astype(np.float64), labels)
     assert 0.0 < expected < 100.0
-    for block_size in (7, 1024):
+    for block_size in block_sizes:
         assert recall_at_1(torch.from_numpy(features), torch.from_numpy(labels),
                            block_size=block_size) == pytest.approx(expected)
 
