@@ -2,12 +2,14 @@
 import csv
 import os
 import shutil
+import subprocess
 import sysconfig
 
 import pytest
 
 from helper.train.engine import TrainingRun
 from helper.core.errors import run_cli
+from tests.conftest import REPO_ROOT
 
 # torch.compile's CPU backend (inductor) builds C++ against Python's headers: without both, nothing to test.
 needs_compiler = pytest.mark.skipif(
@@ -53,3 +55,17 @@ def stop_after(monkeypatch, last_epoch):
             raise KeyboardInterrupt
     monkeypatch.setattr(TrainingRun, "end_epoch", end_epoch)
     return original
+
+
+def dry_run(script, tmp_path, **env_vars):
+    """Run a paper pipeline with a `python` that only records its arguments: the commands, in order."""
+    shim = tmp_path / "bin"
+    shim.mkdir(exist_ok=True)
+    log = tmp_path / "calls.txt"
+    (shim / "python").write_text(f'#!/usr/bin/env bash\necho "$*" >> "{log}"\n')
+    (shim / "python").chmod(0o755)
+    env = dict(os.environ, NO_SETUP="1", PATH=f"{shim}:{os.environ['PATH']}", **env_vars)
+    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", script)], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return log.read_text().splitlines()

@@ -9,7 +9,9 @@ import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT
+
+ROOT = pathlib.Path(REPO_ROOT)
 PROJECT = ("helper", "models", "dataset", "crd", "benchmarks")
 # What each package may import from the project, besides itself.
 ALLOWED = {

@@ -13,7 +13,7 @@ from helper.core.checkpoint import load_checkpoint, save_atomic
 from models import load_model
 from helper.core.errors import UserError
 from models import create_model
-from tests.helpers import cli, copy_run, read_rows
+from tests.helpers import cli, copy_run, dry_run, read_rows
 
 
 @pytest.fixture
@@ -176,7 +176,6 @@ def test_distill_refuses_teachers_of_other_classes(digits_run, tmp_path, capsys)
 
 
 def test_rrl_cifar_pipeline_runs_every_protocol_once(tmp_path):
-    from tests.test_scripts import dry_run
     calls = dry_run("rrl_cifar.sh", tmp_path, EPOCHS="4")
     training = [c for c in calls if c.startswith("train_vanilla.py")]
     assert [c.split("--seed ")[1].split()[0] for c in training] == ["0", "1", "2", "3"]

@@ -10,6 +10,7 @@ import train_vanilla
 from helper.cli.train import resolve_warmup, schedule_config
 from helper.train.schedule import make_lr_schedule
 from tests.conftest import REPO_ROOT
+from tests.helpers import dry_run
 
 SCRIPTS = sorted(glob.glob(os.path.join(REPO_ROOT, "scripts", "*.sh"))) + [os.path.join(REPO_ROOT, ".ci", "run")]
 
@@ -41,20 +42,6 @@ def test_quickstart_is_the_cpu_experiment_at_its_size(tmp_path):
     (tmp_path / "three").mkdir()
     three = dry_run("quickstart.sh", tmp_path / "three", WORKDIR=str(tmp_path / "three"), SEEDS="3")
     assert sum("scripts.run_steps" in c for c in three) == 6
-
-
-def dry_run(script, tmp_path, **env_vars):
-    """Run a paper pipeline with a `python` that only records its arguments: the commands, in order."""
-    shim = tmp_path / "bin"
-    shim.mkdir(exist_ok=True)
-    log = tmp_path / "calls.txt"
-    (shim / "python").write_text(f'#!/usr/bin/env bash\necho "$*" >> "{log}"\n')
-    (shim / "python").chmod(0o755)
-    env = dict(os.environ, NO_SETUP="1", PATH=f"{shim}:{os.environ['PATH']}", **env_vars)
-    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", script)], env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return log.read_text().splitlines()
 
 
 def test_alleviate_runs_both_paper_settings_then_plots_them_together(tmp_path):
