@@ -53,6 +53,9 @@ def test_stats_by_hand():
     mean, low, high = t_interval([-6.0, -7.0, -11.0])
     half = T_975_DF2 * math.sqrt(7.0) / math.sqrt(3)        # std of the drops: sqrt((4 + 1 + 9) / 2)
     assert mean == -8.0 and (low, high) == (pytest.approx(-8.0 - half, abs=1e-5), pytest.approx(-8.0 + half, abs=1e-5))
+    mean, low, high = t_interval([1.0, 2.0, 3.0, 6.0])
+    half = 3.182446 * math.sqrt(14 / 3) / 2                  # sample variance 14 / 3, t_0.975 with 3 df
+    assert mean == 3.0 and (low, high) == pytest.approx((3.0 - half, 3.0 + half), rel=1e-6)
     diff, low, high = welch_interval([74.0, 75.0, 73.0], [78.0, 80.0, 79.0])
     half = T_975_DF4 * math.sqrt(1 / 3 + 1 / 3)              # both stds 1, n 3: df = 4
     assert diff == 5.0 and low == pytest.approx(5.0 - half, abs=1e-5) and high == pytest.approx(5.0 + half, abs=1e-5)
