@@ -82,7 +82,7 @@ def test_last_feature_is_penultimate(built, images):
 def test_head_is_linear_that_made_logits(built):
     _name, model, feats, logits = built
     head = model.head
-    assert isinstance(head, nn.Linear)
+    assert isinstance(head, nn.Linear) and model.num_classes == 100
     assert (head.in_features, head.out_features) == (model.feat_dim, 100)
     with torch.no_grad():
         assert torch.allclose(head(feats[-1]), logits, atol=1e-5)
