@@ -40,10 +40,11 @@ NUM_WORKERS="${NUM_WORKERS:-8}"
 NCE_K="${NCE_K:-16384}"
 read -ra EXTRA <<< "${EXTRA_TRAIN_ARGS:-}"
 
-SAME_PAIRS="wrn_40_2:wrn_16_2,wrn_40_2:wrn_40_1,resnet56:resnet20,resnet110:resnet20,resnet110:resnet32"
-SAME_PAIRS+=",resnet32x4:resnet8x4,vgg13:vgg8"
-CROSS_PAIRS="vgg13:MobileNetV2,ResNet50:MobileNetV2,ResNet50:vgg8,resnet32x4:ShuffleV1,resnet32x4:ShuffleV2"
-CROSS_PAIRS+=",wrn_40_2:ShuffleV1"
+# The teacher:student pairs of ITRD's two tables, from the file of published numbers the results table reads.
+PUBLISHED="$REPO_ROOT/helper/report/itrd_cifar100.tsv"
+table_pairs() { awk -F'\t' -v table="$1" '$1 == table {print $2 ":" $3}' "$PUBLISHED" | paste -sd, -; }
+SAME_PAIRS="$(table_pairs same)"
+CROSS_PAIRS="$(table_pairs cross)"
 ALL_METHODS="student kd crd itrd"
 
 # Per method: train_ctc.py flags, and the part of the run folder name train_ctc.py derives from them.
