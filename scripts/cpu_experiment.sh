@@ -75,6 +75,17 @@ if (( JOBS > 1 )); then QUIET=(--no_progress); fi   # progress bars would fill t
 
 vanilla_run() { echo "${MODEL}_${SOURCE}_lr_0.05_trial_$1_vanilla"; }
 ctc_run() { echo "${MODEL}_${SOURCE}_a0.5_b1.0_ctc_s$1"; }
+# mine_steps DATASET [FLAG...]: append one_run's I(X;T) and I(T;Y) fits on DATASET to its `steps` (with its `sweep`).
+mine_steps() {
+  local dataset="$1" mode iters lr
+  shift
+  for mode in xt ty; do
+    iters="MINE_${mode^^}_ITERS" lr="MINE_${mode^^}_LR"
+    steps+=(:: mine.py --mode "$mode" --dataset "$dataset" --source_dataset "$SOURCE" --lr "${!lr}"
+            --iter_num "${!iters}" --batch_size "$MINE_BATCH" --hidden_size "$MINE_HIDDEN" --window "$MINE_WINDOW"
+            "$@" "${sweep[@]}")
+  done
+}
 
 # one_run METHOD SEED: train (or resume, or find finished) one run, then every sweep on every checkpoint,
 # all in one Python process (python -m scripts.run_steps).
@@ -98,21 +109,10 @@ one_run() {
   steps+=(:: transfer.py --source_dataset "$SOURCE" --target_dataset "$TARGET" --epoch "$PROBE_EPOCHS" "${CV_FLAGS[@]}"
           "${sweep[@]}")
   steps+=(:: discriminability.py --dataset "$SOURCE" "${sweep[@]}")
-  for dataset in "$SOURCE" "$TARGET"; do
-    for mode in xt ty; do
-      local iters="MINE_${mode^^}_ITERS" lr="MINE_${mode^^}_LR"
-      steps+=(:: mine.py --mode "$mode" --dataset "$dataset" --source_dataset "$SOURCE" --lr "${!lr}"
-              --iter_num "${!iters}" --batch_size "$MINE_BATCH" --hidden_size "$MINE_HIDDEN" --window "$MINE_WINDOW"
-              "${sweep[@]}")
-    done
-  done
+  mine_steps "$SOURCE"
+  mine_steps "$TARGET"
   if [ -n "$HOLDOUT" ]; then   # the same two fits on the target, scored on rows the critic never trained on
-    for mode in xt ty; do
-      local iters="MINE_${mode^^}_ITERS" lr="MINE_${mode^^}_LR"
-      steps+=(:: mine.py --mode "$mode" --dataset "$TARGET" --source_dataset "$SOURCE" --lr "${!lr}"
-              --iter_num "${!iters}" --batch_size "$MINE_BATCH" --hidden_size "$MINE_HIDDEN" --window "$MINE_WINDOW"
-              --holdout "$HOLDOUT" "${sweep[@]}")
-    done
+    mine_steps "$TARGET" --holdout "$HOLDOUT"
   fi
   OMP_NUM_THREADS="$THREADS" python -m scripts.run_steps "${steps[@]}"
 }
