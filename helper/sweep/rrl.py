@@ -68,10 +68,9 @@ def finetune_concat(members, target, config, device):
 
 
 # ------------------------------------------------------------------ two-stage fine-tuning
-def saved_finetune_differences(saved_path, source_sha1, config):
-    """'' when the fine-tuned checkpoint at `saved_path` was made from this source with `config`'s
+def saved_finetune_differences(saved, source_sha1, config):
+    """'' when the fine-tuned checkpoint `saved` (a loaded dict) was made from this source with `config`'s
     fine-tuning flags, else what differs (one line)."""
-    saved = load_checkpoint(saved_path)
     recorded = saved.get("args") or {}
     if saved.get("finetuned_from") != source_sha1:
         return "its source checkpoint has changed since" if saved.get("finetuned_from") else \
@@ -89,9 +88,10 @@ def finetuned_member(label, path, target, config, device):
     out = T.finetuned_path(path, config.target_dataset)
     source_sha1 = T.file_sha1(path)
     if os.path.isfile(out):
-        differences = saved_finetune_differences(out, source_sha1, config)
+        saved = load_checkpoint(out)
+        differences = saved_finetune_differences(saved, source_sha1, config)
         if not differences:
-            return out, load_checkpoint(out).get("accuracy"), False
+            return out, saved.get("accuracy"), False
         if not config.force:
             raise UserError(f"{out} (member {label} fine-tuned on {config.target_dataset}) was made otherwise: "
                             f"{differences}. Pass the same flags to reuse it, or --force to fine-tune it again.")
