@@ -1,9 +1,11 @@
 """discriminability.py on the tiny digits_a run shared by the sweep tests (trained once per session)."""
 import json
+import math
 
 import pytest
 
 import discriminability
+from helper.sweep.metrics import CODING_RATE_EPS2
 from tests.helpers import cli, copy_run, read_rows
 
 
@@ -28,7 +30,9 @@ def test_sweep_writes_metrics_and_resumes(run, tmp_path, capsys, monkeypatch):
         assert 0 <= float(row["recall_at_1"]) <= 100
         assert 0 <= float(row["nmi"]) <= 1
         assert 0 <= float(row["source_acc"]) <= 100
-    assert "Source Epoch: 3, Recall@1: " in out
+        assert float(row["nc1"]) > 0 and 1 <= float(row["effective_rank"]) <= 64    # resnet8's features: 64 wide
+        assert 0 < float(row["coding_rate"]) <= 64 / 2 * math.log(1 + 1 / CODING_RATE_EPS2)   # its maximum
+    assert "Source Epoch: 3, Recall@1: " in out and ", coding rate: " in out
     with open(f"{fresh}/discriminability_digits_a.args.json") as f:
         assert json.load(f)["kmeans"] == "torch"                       # the default, part of the protocol
     code, _, err = sweep(fresh, capsys, "--kmeans", "sklearn")
