@@ -54,3 +54,22 @@ def test_sweep_writes_metrics_and_resumes(run, tmp_path, capsys, monkeypatch):
 def test_wrong_architecture_exits_2(run, tmp_path, capsys):
     code, _, err = sweep(copy_run(run, tmp_path / "run"), capsys, "--model", "resnet14")
     assert code == 2 and "resnet8" in err and "resnet14" in err
+
+
+def test_a_file_written_before_the_compression_columns_is_kept_and_force_starts_it_anew(run, tmp_path, capsys):
+    fresh = copy_run(run, tmp_path / "run")
+    code, _, _ = sweep(fresh, capsys, "--end_epoch", "1")
+    assert code == 0
+    path = f"{fresh}/discriminability_digits_a.csv"
+    old = [{k: r[k] for k in ("epoch", "recall_at_1", "nmi", "source_acc", "seconds")} for r in read_rows(path)]
+    with open(path, "w") as f:                           # the columns an older discriminability.py wrote
+        f.write("epoch,recall_at_1,nmi,source_acc,seconds\n" + "".join(",".join(r.values()) + "\n" for r in old))
+    code, out, _ = sweep(fresh, capsys, "--end_epoch", "1")
+    assert code == 0 and "2 checkpoints already" in out   # a rerun reads it and recomputes nothing
+    code, _, err = sweep(fresh, capsys)
+    assert code == 2 and "--force" in err                  # new rows would not fit its columns
+    code, out, _ = sweep(fresh, capsys, "--force")
+    assert code == 0 and "kept the previous discriminability_digits_a.csv" in out
+    rows = read_rows(path)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"] and all(r["nc1"] for r in rows)
+    assert len(read_rows(path + ".bak")) == 2
