@@ -5,7 +5,7 @@
 # final transfer? Vanilla and CTC training, SEEDS seeds each, every sweep on every checkpoint, then the
 # figures (mean +- std over seeds) and the results table. docs/results_cpu.md reports against this protocol.
 #
-# PROTOCOL (fixed before any outcome was seen; the numbers are the SCALE=cpu defaults)
+# PROTOCOL, DATA=digits, the default (fixed before any outcome was seen; the numbers are the SCALE=cpu defaults)
 # - Data: source digits_a (scikit-learn's digits 0-4: 720 train / 180 test images, 32x32), target digits_b
 #   (digits 5-9: 718 train / 179 test). Model resnet8; batch 64, lr 0.05, weight decay 5e-4, momentum 0.9;
 #   90 epochs for both methods, a checkpoint every 3 epochs (31 with the initialisation, epoch 0).

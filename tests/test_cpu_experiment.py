@@ -130,9 +130,10 @@ def test_fashion_runs_its_protocol_on_two_targets_with_the_three_measures(tmp_pa
                    for steps in runs for _, flags in steps)
 
 
-@pytest.mark.parametrize("env, message", [({"DATA": "fashion", "SCALE": "gpu"}, "DATA=fashion is a SCALE=cpu"),
-                                          ({"DATA": "cifar"}, "DATA must be digits or fashion"),
-                                          ({"DATA": "fashion", "SOURCE_PER_CLASS": "many"}, "SOURCE_PER_CLASS must be")])
+@pytest.mark.parametrize("env, message", [
+    ({"DATA": "fashion", "SCALE": "gpu"}, "DATA=fashion is a SCALE=cpu"),
+    ({"DATA": "cifar"}, "DATA must be digits or fashion"),
+    ({"DATA": "fashion", "SOURCE_PER_CLASS": "many"}, "SOURCE_PER_CLASS must be")])
 def test_bad_data_configurations_are_refused(tmp_path, env, message):
     result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "cpu_experiment.sh")], capture_output=True,
                             text=True, env=dict(os.environ, NO_SETUP="1", WORKDIR=str(tmp_path), **env), timeout=60)
