@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Discriminability of every saved checkpoint of a run: Recall@1 and k-means NMI of its frozen features.
+"""Discriminability and compression of every saved checkpoint of a run: Recall@1, k-means NMI, NC1,
+effective rank and coding rate of its frozen features.
 
     python discriminability.py --ckpt_path <run folder> --start_epoch 2 --skip 2
 
@@ -8,8 +9,12 @@ For each checkpoint the penultimate features of the data set's evaluation split 
 eval mode; Recall@1 is the percent of samples whose leave-one-out cosine nearest neighbour
 has the same label, NMI compares seeded k-means clusters (k = number of classes) with the
 labels. Both run on the sweep's device (--device); --kmeans sklearn clusters with scikit-learn
-on the CPU instead, the reference the torch k-means is tested against. Results: <run folder>/discriminability_<dataset>[_train].csv, one row per
-checkpoint, resumable (--force recomputes).
+on the CPU instead, the reference the torch k-means is tested against. Three measures of how
+compressed the features are, exact and in float64 on the CPU (helper/sweep/metrics.py): NC1, the
+within-class variability relative to the spread of the class means (0: every class collapsed to a
+point); the effective rank of the feature matrix; the coding rate of the unit-normalised features
+in nats, at epsilon^2 = 0.5. Results: <run folder>/discriminability_<dataset>[_train].csv, one row
+per checkpoint, resumable (--force recomputes).
 """
 import argparse
 import os
@@ -27,11 +32,13 @@ from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
 from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
-from helper.sweep.metrics import KMEANS_BACKENDS, nmi_kmeans, recall_at_1
+from helper.sweep.metrics import KMEANS_BACKENDS, coding_rate, effective_rank, nc1, nmi_kmeans, recall_at_1
 from helper.sweep.runner import ResultsCSV, run_sweep
 from helper.sweep.source_run import open_run, source_acc
 
-FIELDS = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds"]
+# A file written before nc1, effective_rank and coding_rate existed is read by plot.py and the results table (those
+# columns empty); appending to it asks for --force.
+FIELDS = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds", "nc1", "effective_rank", "coding_rate"]
 
 
 def get_args_parser():
@@ -52,11 +59,14 @@ def get_args_parser():
 
 
 def metrics_of(features, labels, num_classes, n_init=10, seed=0, kmeans="torch", device="cpu"):
-    """{'recall_at_1' (percent), 'nmi' ([0, 1])} of features (N, D) and labels (N,), computed on `device`;
-    NMI of `n_init` seeded k-means restarts with the `kmeans` backend."""
+    """{'recall_at_1' (percent), 'nmi' ([0, 1]), 'nc1', 'effective_rank', 'coding_rate' (nats)} of features
+    (N, D) and labels (N,): Recall@1 and NMI (of `n_init` seeded k-means restarts with the `kmeans` backend)
+    computed on `device`, the three compression measures in float64 on the CPU."""
     features, labels = features.to(device), labels.to(device)
     return {"recall_at_1": recall_at_1(features, labels),
-            "nmi": nmi_kmeans(features, labels, num_classes=num_classes, n_init=n_init, seed=seed, backend=kmeans)}
+            "nmi": nmi_kmeans(features, labels, num_classes=num_classes, n_init=n_init, seed=seed, backend=kmeans),
+            "nc1": nc1(features, labels), "effective_rank": effective_rank(features),
+            "coding_rate": coding_rate(features)}
 
 
 def main(args):
@@ -83,8 +93,9 @@ def main(args):
         feats, labels = split_features(lambda: model, data, split, path, features, device)
         row = metrics_of(feats, labels, info.num_classes, args.n_init, args.seed, args.kmeans, device)
         row.update(source_acc=source_acc(ckpt), seconds=time.time() - start)
-        tqdm.write(f"Source Epoch: {epoch}, Recall@1: {row['recall_at_1']:.2f}, NMI: {row['nmi']:.4f} "
-                   f"({args.dataset} {split})")
+        tqdm.write(f"Source Epoch: {epoch}, Recall@1: {row['recall_at_1']:.2f}, NMI: {row['nmi']:.4f}, "
+                   f"NC1: {row['nc1']:.4g}, effective rank: {row['effective_rank']:.2f}, "
+                   f"coding rate: {row['coding_rate']:.2f} ({args.dataset} {split})")
         return row
 
     return run_sweep(sweep, run_flags(args), run_dir, results, evaluate_one,

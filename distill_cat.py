@@ -92,7 +92,8 @@ def main(args):
     resolve_warmup(args, 0)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
-        train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment)
+        train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment,
+                                              per_class=args.train_per_class)
         resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
         speed = speed_config(args)
         teachers = load_teachers(paths, args, device)

@@ -9,6 +9,7 @@ Writes, as PNG and PDF, whichever of these have results:
                        fine-tuning, other evaluation splits) vs source epoch; parameter distance
                        (fine-tuning); the source test accuracy each checkpoint records
   discriminability.*   Recall@1 and NMI vs epoch, per data set and split
+  compression.*        NC1 (log scale), effective rank and coding rate vs epoch, per data set and split
   information.*        I(X;T) and I(T;Y) vs epoch on each data set, per estimator / layer; held-out
                        estimates (mine.py --holdout) solid with the fitted-rows bound dashed
   information_plane.*  I(X;T) against I(T;Y): a colour per run, marker size growing with the epoch

@@ -102,7 +102,8 @@ def main(args):
     resolve_warmup(args, 0)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
-        train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment, variant="instance")
+        train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment, variant="instance",
+                                              per_class=args.train_per_class)
         resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
         speed, loader, config = speed_config(args), loader_config(args), ctc_config(args)
         data = CTCData(config, loader, train_set, device)  # checks --nce_k before anything is trained or written

@@ -15,17 +15,18 @@ from dataset.registry import (
     DATASETS, DataNotFoundError, DatasetInfo, check_choice, dataset_names, get_info, register_dataset, same_classes,
 )
 from dataset.transforms import AUGMENTS, build_transform
-from dataset.variants import MODES, VARIANTS, wrap_arrays
+from dataset.variants import MODES, VARIANTS, first_per_class, wrap_arrays
 
 
 def get_dataset(name, split="train", variant="plain", augment="none", root="./data",
-                k=4096, mode="exact", download=True):
+                k=4096, mode="exact", download=True, per_class=None):
     """The `split` of data set `name` as a `torch.utils.data.Dataset`.
 
     variant: "plain" -> (img, target); "instance" -> (img, target, index);
     "contrast" -> (img, target, index, contrast_idx (k+1,) int64), negatives drawn
     from other classes ("exact") or any other sample ("relax").
     augment: "standard", "none" or "auto" (see `build_transform`).
+    per_class: keep only the first `per_class` images of each class, in the files' order (None: all).
     Raises UserError for unknown names and DataNotFoundError for missing files.
     """
     info = get_info(name, split)
@@ -33,6 +34,8 @@ def get_dataset(name, split="train", variant="plain", augment="none", root="./da
     check_choice("contrast mode", mode, MODES)
     transform = build_transform(info, augment)
     data, targets = info.load(info, split, root, download)
+    if per_class is not None:
+        data, targets = first_per_class(data, targets, per_class, f"{name}'s {split} split")
     return wrap_arrays(data, targets, info, transform, variant, k, mode)
 
 

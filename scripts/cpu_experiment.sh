@@ -5,7 +5,7 @@
 # final transfer? Vanilla and CTC training, SEEDS seeds each, every sweep on every checkpoint, then the
 # figures (mean +- std over seeds) and the results table. docs/results_cpu.md reports against this protocol.
 #
-# PROTOCOL (fixed before any outcome was seen; the numbers are the SCALE=cpu defaults)
+# PROTOCOL, DATA=digits, the default (fixed before any outcome was seen; the numbers are the SCALE=cpu defaults)
 # - Data: source digits_a (scikit-learn's digits 0-4: 720 train / 180 test images, 32x32), target digits_b
 #   (digits 5-9: 718 train / 179 test). Model resnet8; batch 64, lr 0.05, weight decay 5e-4, momentum 0.9;
 #   90 epochs for both methods, a checkpoint every 3 epochs (31 with the initialisation, epoch 0).
@@ -32,11 +32,44 @@
 # epoch 1.7 s vanilla, 2.2 s CTC; per checkpoint 1.3 s CV probe, 0.3 s discriminability, 9.4 s for the
 # four MINE fits; one thread each). docs/results_cpu.md holds the measured time.
 #
-# Environment: SCALE=cpu|gpu (gpu: resnext32_16x4d, cifar100 -> cinic10, 300 epochs with stage two at 200,
-# a checkpoint every 2, nce_k 16384, the paper's MINE sizes, JOBS=1), SEEDS MODEL SOURCE TARGET EPOCHS
+# PROTOCOL, DATA=fashion (fixed before any outcome was seen; the same rules on real images)
+# - Data: source fashion_a (Fashion-MNIST classes 0-4: T-shirt/top, trouser, pullover, dress, coat; 32x32 RGB
+#   from the IDX files), training on the first SOURCE_PER_CLASS images of each class (--train_per_class; the
+#   same subset for every seed), evaluated on its 5,000 test images. Target fashion_b (classes 5-9: sandal,
+#   shirt, sneaker, bag, ankle boot: unseen classes of the same domain); second, cross-domain target digits_b
+#   (TARGET2; empty: none). Model resnet8 and the optimiser of the digits protocol; EPOCHS epochs for both
+#   methods, a checkpoint every SAVE_FREQ.
+# - SOURCE_PER_CLASS and EPOCHS are fixed from a timing pilot before the experiment runs, and only from it:
+#   vanilla training of one seed, reading its training throughput (log.txt seconds per epoch) and its source
+#   training accuracy per epoch (log.txt train_acc1), never a transfer, discriminability or MI result. They
+#   are chosen so that the whole experiment takes at most 90 minutes on 2 idle cores and the source training
+#   accuracy is within 1 point of its final value by two thirds of the epochs at the latest (so at least the
+#   last third comes after saturation). The defaults below (SOURCE_PER_CLASS=1000, EPOCHS=30, SAVE_FREQ=1)
+#   are placeholders until the pilot fixes them; docs/results_cpu.md records the pilot and the values used.
+# - vanilla and CTC as in the digits protocol: CTC's transferability setting, nce_k 256, stage two for the
+#   last third (STAGE_TWO = 2/3 of EPOCHS); seeds 0..SEEDS-1 (3), runs of a method differ only in seed.
+# - Transfer: the 5-fold cross-validated linear probe (transfer.py --cv 5, 30 probe epochs, lr 0.4, probe
+#   seed 0) over all fashion_b images (train + test), and the same over all digits_b images.
+# - Discriminability and compression (discriminability.py) on the test splits of fashion_a, fashion_b and
+#   digits_b, each with its own labels: Recall@1, NMI, NC1, effective rank and coding rate (eps^2 = 0.5) at
+#   every checkpoint. MINE I(X;T) and I(T;Y) on the fashion_a and fashion_b test splits (the digits sizes),
+#   and on fashion_b also held-out (HOLDOUT).
+# - Decision rules, on the target fashion_b (scripts/results_table.py; the same for digits_b as a secondary
+#   result): the digits protocol's smoothing, P and E; late drop, CTC lifting the final transfer and the MI
+#   trends as there. Plus, for NC1, effective rank and coding rate on the target: the 95 % t-interval over
+#   seeds of measure(E) - measure(P); a measure fell with the transfer when that interval lies entirely below
+#   0 (the paper's over-compression predicts a fall of all three after P). And per seed, the Spearman
+#   correlation across checkpoints between the unsmoothed target transfer and each unsmoothed measure; a
+#   measure tracks transfer when the 95 % t-interval of the mean correlation over seeds excludes 0.
+# - Every configuration tried is reported, not only one that shows the effect.
+#
+# Environment: DATA=digits|fashion (fashion: the protocol above; SCALE=cpu only), SCALE=cpu|gpu (gpu:
+# resnext32_16x4d, cifar100 -> cinic10, 300 epochs with stage two at 200, a checkpoint every 2, nce_k 16384,
+# the paper's MINE sizes, JOBS=1), TARGET2 SOURCE_PER_CLASS (fashion), SEEDS MODEL SOURCE TARGET EPOCHS
 # STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS MINE_TY_ITERS MINE_XT_LR
 # MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW HOLDOUT DATA_FOLDER NUM_WORKERS JOBS (runs at once) THREADS (per
-# run; default: the cores / JOBS) PLOT (0: no figures) OUT (default figures/cpu_experiment) WORKDIR.
+# run; default: the cores / JOBS) PLOT (0: no figures) OUT (default figures/cpu_experiment, with DATA=fashion
+# figures/cpu_experiment_fashion) WORKDIR.
 # Idempotent: a rerun finds every run finished and every row written, and only redraws figures and table.
 set -euo pipefail
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -47,6 +80,19 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"   # python -m scripts.* fro
 export WORKDIR="$PWD"                    # absolute, for the per-run processes of JOBS > 1
 
 SCALE="${SCALE:-cpu}"
+DATA="${DATA:-digits}"
+case "$DATA" in      # the data set's sizes; the SCALE defaults below fill the rest
+  digits) ;;
+  fashion) if [ "$SCALE" != cpu ]; then
+             echo "error: DATA=fashion is a SCALE=cpu configuration, got SCALE=$SCALE." >&2; exit 2
+           fi
+           : "${SOURCE:=fashion_a}" "${TARGET:=fashion_b}" "${TARGET2=digits_b}" "${EPOCHS:=30}" "${SAVE_FREQ:=1}" \
+             "${SOURCE_PER_CLASS=1000}" "${OUT:=figures/cpu_experiment_fashion}" ;;
+  *) echo "error: DATA must be digits or fashion, got '$DATA'." >&2; exit 2 ;;
+esac
+TARGET2="${TARGET2:-}" SOURCE_PER_CLASS="${SOURCE_PER_CLASS:-}"
+LOGS="save/logs/cpu_experiment"
+if [ "$DATA" != digits ]; then LOGS+="_$DATA"; fi
 case "$SCALE" in
   cpu) : "${MODEL:=resnet8}" "${SOURCE:=digits_a}" "${TARGET:=digits_b}" "${EPOCHS:=90}" "${SAVE_FREQ:=3}" \
          "${NCE_K:=256}" "${MINE_XT_ITERS:=300}" "${MINE_TY_ITERS:=300}" "${MINE_XT_LR:=1e-4}" "${MINE_TY_LR:=1e-4}" \
@@ -63,13 +109,22 @@ PROBE_EPOCHS="${PROBE_EPOCHS:-30}"
 DATA_FOLDER="${DATA_FOLDER:-./data}"
 PLOT="${PLOT:-1}"
 OUT="${OUT:-figures/cpu_experiment}"
-for name in SEEDS EPOCHS STAGE_TWO SAVE_FREQ CV JOBS ${THREADS:+THREADS}; do
+for name in SEEDS EPOCHS STAGE_TWO SAVE_FREQ CV JOBS ${THREADS:+THREADS} ${SOURCE_PER_CLASS:+SOURCE_PER_CLASS}; do
   [[ "${!name}" =~ ^[0-9]+$ ]] || { echo "error: $name must be a whole number, got '${!name}'." >&2; exit 2; }
 done
 (( SEEDS >= 1 && JOBS >= 1 )) || { echo "error: SEEDS and JOBS must be at least 1." >&2; exit 2; }
 THREADS="${THREADS:-$(( $(nproc) > JOBS ? $(nproc) / JOBS : 1 ))}"   # the cores shared among the runs at once
-TRANSFER="transfer_${TARGET}_linear"; CV_FLAGS=()
-if (( CV > 0 )); then TRANSFER+="_cv$CV"; CV_FLAGS=(--cv "$CV"); fi
+CV_FLAGS=()
+if (( CV > 0 )); then CV_FLAGS=(--cv "$CV"); fi
+transfer_stem() {   # transfer_stem TARGET: the stem of transfer.py's results file on TARGET
+  local stem="transfer_$1_linear"
+  if (( CV > 0 )); then stem+="_cv$CV"; fi
+  echo "$stem"
+}
+TRANSFER="$(transfer_stem "$TARGET")"
+TARGETS=("$TARGET" ${TARGET2:+"$TARGET2"})
+MEASURED=("$SOURCE")                             # discriminability.py's data sets: with DATA=fashion the targets too
+if [ "$DATA" = fashion ]; then MEASURED+=("${TARGETS[@]}"); fi
 QUIET=()
 if (( JOBS > 1 )); then QUIET=(--no_progress); fi   # progress bars would fill the log files
 
@@ -94,6 +149,7 @@ one_run() {
   local common=(--dataset "$SOURCE" --model "$MODEL" --epochs "$EPOCHS" --save_freq "$SAVE_FREQ" --batch_size 64
                 --learning_rate 0.05 --seed "$seed" --trial "$seed" --num_workers "$NUM_WORKERS"
                 --data_folder "$DATA_FOLDER" --resume "${QUIET[@]}")
+  if [ -n "$SOURCE_PER_CLASS" ]; then common+=(--train_per_class "$SOURCE_PER_CLASS"); fi
   local steps=()
   if [ "$method" = vanilla ]; then
     run="$(vanilla_run "$seed")"
@@ -106,9 +162,13 @@ one_run() {
   fi
   local sweep=(--ckpt_path "$run" --model "$MODEL" --start_epoch 0 --skip "$SAVE_FREQ" --num_workers "$NUM_WORKERS"
                --data_folder "$DATA_FOLDER" "${QUIET[@]}")
-  steps+=(:: transfer.py --source_dataset "$SOURCE" --target_dataset "$TARGET" --epoch "$PROBE_EPOCHS" "${CV_FLAGS[@]}"
-          "${sweep[@]}")
-  steps+=(:: discriminability.py --dataset "$SOURCE" "${sweep[@]}")
+  for dataset in "${TARGETS[@]}"; do
+    steps+=(:: transfer.py --source_dataset "$SOURCE" --target_dataset "$dataset" --epoch "$PROBE_EPOCHS"
+            "${CV_FLAGS[@]}" "${sweep[@]}")
+  done
+  for dataset in "${MEASURED[@]}"; do
+    steps+=(:: discriminability.py --dataset "$dataset" "${sweep[@]}")
+  done
   mine_steps "$SOURCE"
   mine_steps "$TARGET"
   if [ -n "$HOLDOUT" ]; then   # the same two fits on the target, scored on rows the critic never trained on
@@ -119,7 +179,7 @@ one_run() {
 
 # With JOBS > 1 every run is its own process (this script with --one), its output in a log file.
 if [ "${1:-}" = --one ]; then
-  log="save/logs/cpu_experiment/$2_seed$3.log"
+  log="$LOGS/$2_seed$3.log"
   mkdir -p "$(dirname "$log")"
   echo "== $2 seed $3: started (log: $log)"
   start=$SECONDS
@@ -133,8 +193,9 @@ if [ "${1:-}" = --one ]; then
 fi
 
 start=$SECONDS
-echo "== cpu_experiment: SCALE=$SCALE $MODEL, $SOURCE -> $TARGET, $SEEDS seeds x {vanilla, ctc}, $EPOCHS epochs" \
-     "(stage two at $STAGE_TWO), a checkpoint every $SAVE_FREQ, probe ${TRANSFER}, $JOBS run(s) at once"
+echo "== cpu_experiment: SCALE=$SCALE DATA=$DATA $MODEL, $SOURCE${SOURCE_PER_CLASS:+ ($SOURCE_PER_CLASS per class)}" \
+     "-> ${TARGETS[*]}, $SEEDS seeds x {vanilla, ctc}, $EPOCHS epochs (stage two at $STAGE_TWO), a checkpoint" \
+     "every $SAVE_FREQ, probe ${TRANSFER}, $JOBS run(s) at once"
 tasks=()
 for ((seed = 0; seed < SEEDS; seed++)); do tasks+=(vanilla "$seed" ctc "$seed"); done
 if (( JOBS == 1 )); then
@@ -145,7 +206,7 @@ if (( JOBS == 1 )); then
 else
   export NO_SETUP=1 SCALE SEEDS MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV PROBE_EPOCHS MINE_XT_ITERS \
          MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS THREADS \
-         HOLDOUT
+         HOLDOUT DATA TARGET2 SOURCE_PER_CLASS
   printf '%s\n' "${tasks[@]}" | xargs -n 2 -P "$JOBS" bash "$SELF" --one \
     || { echo "error: at least one run failed (see above); rerun this script to resume." >&2; exit 1; }
 fi
@@ -158,6 +219,12 @@ mkdir -p "$OUT"
 echo "== results table -> $OUT/results_table.md"
 python -m scripts.results_table --group vanilla "${vanilla[@]}" --group ctc "${ctc[@]}" \
     --transfer "$TRANSFER" --source "$SOURCE" --target "$TARGET" --out "$OUT/results_table.md"
+if [ -n "$TARGET2" ]; then
+  echo "== results table on the second target -> $OUT/results_table_$TARGET2.md"
+  python -m scripts.results_table --group vanilla "${vanilla[@]}" --group ctc "${ctc[@]}" \
+      --transfer "$(transfer_stem "$TARGET2")" --source "$SOURCE" --target "$TARGET2" \
+      --out "$OUT/results_table_$TARGET2.md"
+fi
 if [ "$PLOT" != 0 ]; then
   echo "== figures (mean +- std over seeds) -> $OUT/"
   python "$REPO/plot.py" "${vanilla[@]}" "${ctc[@]}" --group_seeds --labels vanilla,ctc --out "$OUT"
@@ -166,4 +233,4 @@ seconds=$((SECONDS - start))
 printf '%s\t%s\t%s seeds\t%s epochs\tJOBS=%s\t%s s\n' "$(date -u +%FT%TZ)" "$SCALE" "$SEEDS" "$EPOCHS" "$JOBS" \
     "$seconds" >> "$OUT/timings.tsv"
 echo "cpu_experiment done in $((seconds / 60)) min $((seconds % 60)) s: table $OUT/results_table.md, figures $OUT/," \
-     "runs save/model/, logs save/logs/cpu_experiment/ (wall times of every invocation: $OUT/timings.tsv)"
+     "runs save/model/, logs $LOGS/ (wall times of every invocation: $OUT/timings.tsv)"

@@ -1,6 +1,8 @@
 """The results table of a seeded experiment: per method, the peak-transfer epoch, transfer at the peak and
-at the end (mean +- std over seeds), the end-minus-peak drop and the MI trends with 95 % intervals, and
-each method's end transfer against the first method's (Welch's interval). Protocol: helper/report/tradeoff_table.py.
+at the end (mean +- std over seeds), the end-minus-peak drop and the MI trends with 95 % intervals, the
+same end-minus-peak change of NC1, effective rank and coding rate (discriminability_<data set>.csv, where
+measured) with each one's per-seed Spearman correlation with the target transfer, and each method's end
+transfer against the first method's (Welch's interval). Protocol: helper/report/tradeoff_table.py.
 
     python -m scripts.results_table --group vanilla RUN0 RUN1 RUN2 --group ctc RUN3 RUN4 RUN5 \\
         --transfer transfer_digits_b_linear_cv5 --source digits_a --target digits_b --out results.md

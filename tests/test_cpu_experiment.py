@@ -1,14 +1,16 @@
 """scripts/cpu_experiment.sh end to end at a tiny size (2 seeds x {vanilla, CTC}, 2 epochs, every sweep, the
-results table, a rerun that recomputes nothing) and scripts/run_steps.py, which runs each run's steps in one
-process."""
+results table, a rerun that recomputes nothing), the commands of its DATA=digits and DATA=fashion configurations
+(a dry run), and scripts/run_steps.py, which runs each run's steps in one process."""
 import glob
 import os
 import subprocess
 import sys
 
+import pytest
+
 from scripts import run_steps
 from tests.conftest import REPO_ROOT
-from tests.helpers import read_rows
+from tests.helpers import dry_run, read_rows
 
 RUNS = ["resnet8_digits_a_lr_0.05_trial_0_vanilla", "resnet8_digits_a_lr_0.05_trial_1_vanilla",
         "resnet8_digits_a_a0.5_b1.0_ctc_s0", "resnet8_digits_a_a0.5_b1.0_ctc_s1"]
@@ -47,6 +49,95 @@ def test_cpu_experiment_end_to_end_then_a_rerun_recomputes_nothing(tmp_path):
     assert {path: os.stat(path).st_mtime_ns for path in files} == stamps      # nothing rewritten
     assert (out / "results_table.md").read_text() == table
     assert len((out / "timings.tsv").read_text().splitlines()) == 2
+
+
+def planned(tmp_path, **env):
+    """The dry run's commands: per training run, [(program, {flag: value})] of its steps; then the other calls."""
+    runs, others = [], []
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for call in dry_run("cpu_experiment.sh", tmp_path, WORKDIR=str(tmp_path), JOBS="1", **env):
+        if not call.startswith("-m scripts.run_steps "):
+            others.append(call)
+            continue
+        steps = []
+        for command in call[len("-m scripts.run_steps "):].split(" :: "):
+            program, *words = command.split()
+            flags = {}
+            for i, word in enumerate(words):
+                if word.startswith("-"):
+                    flags[word] = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else True
+            steps.append((program, flags))
+        runs.append(steps)
+    return runs, others
+
+
+def step_names(steps):
+    """(program, the data set it reads) of each step: the shape of a run's work."""
+    return [(program, flags.get("--target_dataset") or flags.get("--dataset")) + (("--holdout" in flags),)
+            for program, flags in steps]
+
+
+def test_digits_is_the_default_and_its_commands_are_the_digits_protocol(tmp_path):
+    calls = {}
+    for name, env in (("default", {}), ("digits", {"DATA": "digits"})):
+        (tmp_path / name).mkdir()
+        calls[name] = dry_run("cpu_experiment.sh", tmp_path / name, WORKDIR=str(tmp_path / name), JOBS="1", **env)
+    assert calls["default"] == calls["digits"]
+    runs, others = planned(tmp_path / "again")
+    assert len(runs) == 6
+    for steps in runs:
+        assert step_names(steps)[1:] == [
+            ("transfer.py", "digits_b", False), ("discriminability.py", "digits_a", False),
+            ("mine.py", "digits_a", False), ("mine.py", "digits_a", False), ("mine.py", "digits_b", False),
+            ("mine.py", "digits_b", False), ("mine.py", "digits_b", True), ("mine.py", "digits_b", True)]
+        train = steps[0][1]
+        assert (train["--dataset"], train["--epochs"], train["--save_freq"]) == ("digits_a", "90", "3")
+        assert "--train_per_class" not in train
+    assert len(others) == 2 and others[1].split()[0].endswith("plot.py")
+    assert others[0].startswith("-m scripts.results_table")
+    assert others[0].endswith("--target digits_b --out figures/cpu_experiment/results_table.md")
+
+
+def test_fashion_runs_its_protocol_on_two_targets_with_the_three_measures(tmp_path):
+    runs, others = planned(tmp_path, DATA="fashion")
+    assert len(runs) == 6
+    for steps in runs:
+        assert step_names(steps)[1:] == [
+            ("transfer.py", "fashion_b", False), ("transfer.py", "digits_b", False),
+            ("discriminability.py", "fashion_a", False), ("discriminability.py", "fashion_b", False),
+            ("discriminability.py", "digits_b", False),
+            ("mine.py", "fashion_a", False), ("mine.py", "fashion_a", False), ("mine.py", "fashion_b", False),
+            ("mine.py", "fashion_b", False), ("mine.py", "fashion_b", True), ("mine.py", "fashion_b", True)]
+        program, train = steps[0]
+        assert (train["--dataset"], train["--train_per_class"], train["--epochs"]) == ("fashion_a", "1000", "30")
+        assert all(flags["--cv"] == "5" for program, flags in steps if program == "transfer.py")
+    programs = [steps[0][0] for steps in runs]
+    assert programs == ["train_vanilla.py", "train_ctc.py"] * 3
+    ctc = [steps[0][1] for steps in runs if steps[0][0] == "train_ctc.py"]
+    assert {(c["--stage_two_epoch"], c["-a"], c["--nce_t"]) for c in ctc} == {("20", "0.5", "0.10")}   # last third
+    assert sorted(c["--seed"] for c in ctc) == ["0", "1", "2"]
+    tables = [c for c in others if c.startswith("-m scripts.results_table")]
+    assert len(tables) == 2
+    assert "--transfer transfer_fashion_b_linear_cv5 --source fashion_a --target fashion_b" in tables[0]
+    assert "--transfer transfer_digits_b_linear_cv5 --source fashion_a --target digits_b" in tables[1]
+    assert tables[1].endswith("--out figures/cpu_experiment_fashion/results_table_digits_b.md")
+    assert others[-1].endswith("--out figures/cpu_experiment_fashion")
+
+    runs, _ = planned(tmp_path / "pilot", DATA="fashion", SOURCE_PER_CLASS="600", EPOCHS="45", TARGET2="")
+    assert {steps[0][1]["--train_per_class"] for steps in runs} == {"600"}
+    assert {steps[0][1]["--stage_two_epoch"] for steps in runs if steps[0][0] == "train_ctc.py"} == {"30"}
+    assert not any(flags.get("--target_dataset") == "digits_b" or flags.get("--dataset") == "digits_b"
+                   for steps in runs for _, flags in steps)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"DATA": "fashion", "SCALE": "gpu"}, "DATA=fashion is a SCALE=cpu"),
+    ({"DATA": "cifar"}, "DATA must be digits or fashion"),
+    ({"DATA": "fashion", "SOURCE_PER_CLASS": "many"}, "SOURCE_PER_CLASS must be")])
+def test_bad_data_configurations_are_refused(tmp_path, env, message):
+    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "cpu_experiment.sh")], capture_output=True,
+                            text=True, env=dict(os.environ, NO_SETUP="1", WORKDIR=str(tmp_path), **env), timeout=60)
+    assert result.returncode == 2 and message in result.stderr
 
 
 def test_run_steps_splits_commands_and_refuses_other_programs(capsys):

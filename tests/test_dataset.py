@@ -228,3 +228,14 @@ def test_planted_cifar_pickle_is_refused_before_it_runs(tmp_path, monkeypatch):
     load("cifar100", str(tmp_path), split="test")               # the untouched file still passes its check
     pickle.loads(planted.read_bytes())                            # what an unchecked read would have done
     assert os.path.isdir(marker)
+
+
+def test_per_class_keeps_the_first_images_of_each_class_and_refuses_too_many(root):
+    whole = load("cifar10", root)
+    subset = load("cifar10", root, per_class=3, variant="contrast", k=8)   # 10 per class in the fake set
+    assert len(subset) == 30 and np.bincount(subset.targets).tolist() == [3] * 10
+    keep = np.sort(np.concatenate([np.flatnonzero(whole.targets == c)[:3] for c in range(10)]))
+    np.testing.assert_array_equal(subset.data, whole.data[keep])             # in the files' order
+    assert subset[29][2] == 29 and subset[29][3].max() < 30                  # indices and negatives within it
+    with pytest.raises(UserError, match=r"--train_per_class 11: cifar10's train split has 10 images"):
+        load("cifar10", root, per_class=11)

@@ -1,4 +1,5 @@
-"""Discriminability metrics, parameter-distance transferability and top-k accuracy."""
+"""Discriminability metrics, the compression measures (NC1, effective rank, coding rate) against known answers,
+parameter-distance transferability and top-k accuracy."""
 import math
 
 import numpy as np
@@ -9,7 +10,8 @@ from sklearn.metrics import normalized_mutual_info_score
 from torch import nn
 
 from helper.core.errors import UserError
-from helper.sweep.metrics import conv_blocks, nmi_kmeans, parameter_distance_transferability, recall_at_1
+from helper.sweep.metrics import (CODING_RATE_EPS2, coding_rate, conv_blocks, effective_rank, nc1, nmi_kmeans,
+                                  parameter_distance_transferability, recall_at_1)
 from helper.core.meters import AverageMeter, accuracy, topk_correct
 from models import create_model
 
@@ -32,6 +34,49 @@ def test_recall_at_1_matches_brute_force_across_blocks(rows, dim, classes, block
     for block_size in block_sizes:
         assert recall_at_1(torch.from_numpy(features), torch.from_numpy(labels),
                            block_size=block_size) == pytest.approx(expected)
+
+
+def test_nc1_is_zero_for_collapsed_classes_and_the_closed_form_otherwise():
+    means = torch.tensor([[3.0, 0.0, 1.0], [-1.0, 2.0, 0.0], [0.0, -2.0, 5.0]])
+    labels = torch.tensor([0, 1, 2] * 7)
+    assert nc1(means[labels], labels) == pytest.approx(0.0, abs=1e-12)
+    # 1-D, two classes at -1 and +1, within-class deviations +-a: Sigma_B = 1, Sigma_W = a^2, NC1 = a^2 / 2
+    a = 0.3
+    x = torch.tensor([-1 - a, -1 + a, 1 - a, 1 + a], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    assert nc1(x[:, None], labels) == pytest.approx(a * a / 2, rel=1e-12)
+    # two more dimensions of within-class spread orthogonal to the class means do not count; scale does not either
+    spread = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 7.0], [0.0, -7.0]], dtype=torch.float64)
+    assert nc1(100 * torch.cat([x[:, None], spread], dim=1), labels) == pytest.approx(a * a / 2, rel=1e-9)
+    with pytest.raises(UserError, match="at least 2 classes"):
+        nc1(torch.randn(5, 3), torch.zeros(5, dtype=torch.long))
+
+
+def test_effective_rank_of_isotropic_low_rank_and_known_spectra():
+    generator = torch.Generator().manual_seed(0)
+    isotropic = torch.randn(20000, 16, generator=generator)
+    assert 15.8 < effective_rank(isotropic) <= 16
+    for r in (1, 3, 7):
+        low_rank = torch.randn(500, r, generator=generator) @ torch.randn(r, 16, generator=generator)
+        assert 0.9 < effective_rank(low_rank) <= r
+    # singular values 2 and 2 (and 0): exactly 2; singular values 3 and 1: p = (3/4, 1/4)
+    assert effective_rank(torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])) == pytest.approx(2.0, rel=1e-12)
+    expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert effective_rank(10 * torch.tensor([[3.0, 0.0], [0.0, 1.0]])) == pytest.approx(expected, rel=1e-12)
+    assert effective_rank(torch.zeros(4, 3)) == 0.0
+
+
+def test_coding_rate_against_its_closed_form():
+    d, eps2 = 6, CODING_RATE_EPS2
+    # every basis vector twice, at any length: Z^T Z = 2 I over N = 2d rows -> R = d/2 log(1 + 1/eps^2)
+    z = torch.cat([torch.eye(d), 3 * torch.eye(d)])
+    assert coding_rate(z) == pytest.approx(d / 2 * math.log(1 + 1 / eps2), rel=1e-12)
+    # all rows the same direction: Z^T Z = N u u^T -> R = 1/2 log(1 + d / eps^2), whatever N
+    same = torch.randn(1, d).repeat(50, 1) * torch.rand(50, 1)
+    assert coding_rate(same) == pytest.approx(0.5 * math.log(1 + d / eps2), rel=1e-9)
+    assert coding_rate(z, eps2=0.1) == pytest.approx(d / 2 * math.log(1 + 10), rel=1e-12)
+    with pytest.raises(UserError, match=r"N >= 2"):
+        coding_rate(torch.randn(1, d))
 
 
 def test_recall_at_1_is_100_on_duplicated_points_and_rejects_bad_input():

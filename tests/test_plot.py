@@ -58,8 +58,9 @@ def fill_run(run, level):
                      "param_transferability": 0.01 * e if "finetune" in name else None} for e in EPOCHS],
                    transfer, t + extra)
     sweep_file(run, "discriminability_digits_a.csv", discriminability.FIELDS,
-               [{"epoch": e, "recall_at_1": 50 + e, "nmi": 0.05 * e, "source_acc": 90.0, "seconds": 1.0}
-                for e in EPOCHS], discriminability, ["--dataset", "digits_a"])
+               [{"epoch": e, "recall_at_1": 50 + e, "nmi": 0.05 * e, "source_acc": 90.0, "seconds": 1.0,
+                 "nc1": level / e, "effective_rank": 20 - e, "coding_rate": level / 10 + e} for e in EPOCHS],
+               discriminability, ["--dataset", "digits_a"])
     for mode in ("xt", "ty"):
         for dataset in ("digits_a", "digits_b"):
             for estimator, holdout in (("mine", None), ("infonce", None), ("mine", 0.5)):
@@ -113,10 +114,10 @@ def test_every_kind_is_drawn_with_titles_from_the_argument_records(runs, tmp_pat
     out = tmp_path / "fig"
     code, text, err = run_plot([str(r) for r in runs] + ["--out", str(out), "--labels", "vanilla,ctc"], capsys)
     assert code == 0, err
-    for name in ("transfer", "discriminability", "information", "information_plane"):
+    for name in ("transfer", "discriminability", "compression", "information", "information_plane"):
         for ext in ("png", "pdf"):
             assert (out / f"{name}.{ext}").stat().st_size > 1000, name
-    assert "4 figures" in text and "left out of" not in text       # every run has a curve in every panel
+    assert "5 figures" in text and "left out of" not in text       # every run has a curve in every panel
     image = mpimg.imread(out / "discriminability.png")
     assert image.shape[1] > image.shape[0]                            # Recall@1 and NMI side by side
     series = figures.load_series([[r] for r in runs], ["vanilla", "ctc"])
@@ -131,6 +132,13 @@ def test_every_kind_is_drawn_with_titles_from_the_argument_records(runs, tmp_pat
     assert [ax.get_title() for ax in disc] == ["Recall@1 on digits_a (test split)", "NMI of k-means clusters on "
                                                "digits_a (test split)"]
     assert [ax.get_ylabel() for ax in disc] == ["Recall@1 [%]", "NMI of k-means clusters [0-1]"]
+    compression = axes_of(figures.compression_figure(series))
+    assert [ax.get_title() for ax in compression] == [
+        "within-class variability NC1 on digits_a (test split)",
+        "effective rank of the features on digits_a (test split)", "coding rate (ε² = 0.5) on digits_a (test split)"]
+    assert [ax.get_yscale() for ax in compression] == ["log", "linear", "linear"]
+    nc1_line = next(ln for ln in compression[0].get_lines() if ln.get_label() == "vanilla")
+    assert list(nc1_line.get_ydata()) == pytest.approx([60 / e for e in EPOCHS])
     info = axes_of(figures.information_figure(series))
     # infonce is an estimator, not part of the data set's name; each gets its own row, I(X;T) above I(T;Y)
     assert [ax.get_title() for ax in info] == [
@@ -223,12 +231,37 @@ def test_group_seeds_draws_mean_and_std_bands(tmp_path, capsys, unsaved):
     assert code == 2 and "--labels has 2 entries for 1 groups of seeds" in err
 
 
+def test_compression_measures_of_seed_groups_and_files_written_before_them(tmp_path, capsys, unsaved):
+    base = ["--dataset", "digits_a", "--model", "resnet8", "--epochs", "10"]
+    seeds = [make_run(tmp_path, train_vanilla, base + ["--trial", str(t), "--seed", str(t)]) for t in range(2)]
+    for t, run in enumerate(seeds):
+        sweep_file(run, "discriminability_digits_a.csv", discriminability.FIELDS,
+                   [{"epoch": e, "recall_at_1": 50.0, "nmi": 0.5, "nc1": 1.0 + t, "effective_rank": 10.0 + 2 * t,
+                     "coding_rate": 5.0} for e in EPOCHS], discriminability, ["--dataset", "digits_a"])
+    series = figures.load_series(group_runs([str(r) for r in seeds]), ["vanilla"])
+    rank = axes_of(figures.compression_figure(series))[1]
+    assert list(rank.get_lines()[0].get_ydata()) == pytest.approx([11.0] * len(EPOCHS))   # the mean over seeds
+    band = rank.collections[0].get_paths()[0].vertices[:, 1]          # +- the std over seeds, sqrt(2)
+    assert band.min() == pytest.approx(11 - 2 ** 0.5) and band.max() == pytest.approx(11 + 2 ** 0.5)
+    old = tmp_path / "old"     # a file written before the three columns: read, drawn without them
+    old.mkdir()
+    fields = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds"]
+    sweep_file(old, "discriminability_digits_a.csv", fields,
+               [{"epoch": e, "recall_at_1": 50.0 + e, "nmi": 0.5} for e in EPOCHS], discriminability,
+               ["--dataset", "digits_a"])
+    code, text, err = run_plot([str(old), "--out", str(tmp_path / "fig")], capsys)
+    assert code == 0, err
+    assert "discriminability_digits_a.csv has no nc1, effective_rank or coding_rate values" in text
+    assert "1 figures" in text
+    assert find_results(str(old))["discriminability_digits_a"].series("nc1") == {}
+
+
 def test_concat_results_get_their_own_figure(runs, tmp_path, capsys, unsaved):
     results = ResultsCSV(str(runs[0] / "transfer_digits_b_concat.csv"), transfer.CONCAT_FIELDS + ["protocol"])
     results.append({"epochs": "4;10", "paths": "a;b", "feat_size": 128, "final_acc": 71.5, "protocol": "linear"})
     out = tmp_path / "fig"
     code, text, _ = run_plot([str(r) for r in runs] + ["--out", str(out)], capsys)
-    assert code == 0 and "5 figures" in text
+    assert code == 0 and "6 figures" in text
     series = figures.load_series([[r] for r in runs])
     ax = axes_of(figures.concat_figure(series))[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"{runs[0].name}: epochs 4;10 (linear)"]
@@ -310,7 +343,7 @@ def test_no_results_is_an_error_and_missing_results_are_noted(runs, tmp_path, ca
     assert code == 0, err
     assert f"note: {runs[1].name} has no transfer_digits_b_finetune.csv; its curve is left out of transfer" in text
     assert "note: no run has I(T;Y) on digits_b (test split); that panel of information is left out" in text
-    assert "4 figures" in text
+    assert "5 figures" in text
 
 
 def test_unknown_run_folder_is_a_clear_error(tmp_path, capsys):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from helper.core.stats import mean_std, t_interval, welch_interval
+from helper.core.stats import mean_std, spearman, t_interval, welch_interval
 from helper.report.tradeoff_table import TableSpec, smooth, summarise_method, to_markdown
 from scripts import results_table
 from tests.helpers import cli
@@ -60,6 +60,10 @@ def test_stats_by_hand():
     half = T_975_DF4 * math.sqrt(1 / 3 + 1 / 3)              # both stds 1, n 3: df = 4
     assert diff == 5.0 and low == pytest.approx(5.0 - half, abs=1e-5) and high == pytest.approx(5.0 + half, abs=1e-5)
     assert all(math.isnan(x) for x in t_interval([1.0])[1:] + welch_interval([1.0], [2.0, 3.0])[1:])
+    # ranks (1, 4, 3, 2) against (4, 3, 2, 1): 1 - 6 * 12 / (4 * 15); with a tie, Pearson of the mean ranks
+    assert spearman([70, 80, 78, 74], [4, 3, 2, 1]) == pytest.approx(-0.2)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(math.sqrt(0.9))
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5])) and math.isnan(spearman([1, 2], [1, 2]))
 
 
 def test_smoothing_is_a_centred_moving_average_truncated_at_the_ends():
@@ -129,3 +133,28 @@ def test_memorisation_table_from_held_out_fits(runs):
     text = to_markdown([s, summarise_method("ctc", ctc, SPEC)], SPEC)
     assert "| vanilla | I(T;Y) | 0.800 ± 0.100 | 0.600 ± 0.100 | 0.100 ± 0.100 |" in text
     assert "| ctc | I(T;Y) |" not in text
+
+
+def test_compression_measures_end_minus_peak_and_rank_correlation_by_hand(runs):
+    vanilla, ctc = runs
+    nc1 = [(4, 3, 2, 1), (1, 2, 3, 4), (1, 4, 3, 2)]   # against VANILLA's transfer ranks (1, 4, 3, 2)
+    for run, values in zip(vanilla, nc1):
+        write_csv(os.path.join(run, "discriminability_digits_b.csv"), ["epoch", "recall_at_1", "nc1"],
+                  [{"epoch": e, "recall_at_1": 50, "nc1": v} for e, v in zip(EPOCHS, values)])
+    s = summarise_method("vanilla", vanilla, SPEC)
+    assert s["measures"][("nc1", "target")] == pytest.approx(t_interval([1 - 3, 4 - 2, 2 - 4]))   # E=12, P=6
+    assert s["spearman"][("nc1", "target")] == pytest.approx([-0.2, 0.2, 1.0])
+    assert s["measures"][("effective_rank", "target")] is None                   # a file written before the column
+    assert s["measures"][("nc1", "source")] is None and s["spearman"][("nc1", "source")] is None
+    text = to_markdown([s, summarise_method("ctc", ctc, SPEC)], SPEC)
+    mean, low, high = t_interval([-0.2, 0.2, 1.0])
+    assert f"| vanilla | -0.20, +0.20, +1.00; mean {mean:+.2f} [{low:+.2f}, {high:+.2f}] |" in text
+    assert "| method | NC1 on digits_b |" in text and "NC1 on digits_a" not in text   # sides nobody measured: left out
+    assert "| ctc | not measured |" in text
+
+
+def test_runs_without_compression_measures_say_so_once(runs):
+    vanilla, ctc = runs
+    text = to_markdown([summarise_method("vanilla", vanilla, SPEC), summarise_method("ctc", ctc, SPEC)], SPEC)
+    assert "Compression measures (NC1, effective rank, coding rate): not measured" in text
+    assert "Spearman" not in text

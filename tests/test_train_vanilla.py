@@ -156,6 +156,15 @@ def test_stop_and_resume_ends_with_the_same_weights(in_tmp, monkeypatch, flags, 
                                                     for e in range(1, epochs + 1)], abs=1e-12)
 
 
+def test_train_per_class_trains_on_a_class_balanced_subset(in_tmp):
+    run_dir = run(["--epochs", "1", "--train_per_class", "4"]).run_dir
+    with open(os.path.join(run_dir, "args.json")) as f:
+        assert json.load(f)["train_per_class"] == 4
+    (record,) = [json.loads(line) for line in open(os.path.join(run_dir, "log.txt"))]
+    correct = record["train_acc1"] * 20 / 100                              # of the 20 images, 5 % each
+    assert correct == pytest.approx(round(correct), abs=1e-6)
+
+
 def test_existing_run_folder_needs_resume_or_overwrite(in_tmp, capsys):
     run(["--epochs", "1"])
     with pytest.raises(SystemExit) as exc:

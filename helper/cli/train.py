@@ -40,6 +40,9 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     g.add_argument("--augment", default="standard", choices=["standard", "none", "auto"],
                    help="training augmentation: standard = crop 32 pad 4 + flip (paper), auto = AutoAugment + Cutout")
     g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=default_workers(), help="DataLoader worker processes")
+    g.add_argument("--train_per_class", type=POSITIVE_INT, default=None,
+                   help="train on the first N images of each class of the training split, the same for every "
+                        "seed (default: all; the evaluation split stays whole)")
 
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=POSITIVE_INT, default=epochs, help=f"training epochs (paper: {epochs})")

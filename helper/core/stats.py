@@ -3,6 +3,7 @@
     mean, std = mean_std([81.0, 84.5, 83.0])          # sample std (n - 1)
     mean, low, high = t_interval(drops)              # 95 % interval of the mean
     diff, low, high = welch_interval(vanilla, ctc)   # 95 % interval of mean(ctc) - mean(vanilla)
+    rho = spearman(transfer, nc1)                    # rank correlation of two paired sequences
 
 With one value there is no spread to learn from: the std is 0 and every interval is (nan, nan).
 """
@@ -48,3 +49,14 @@ def welch_interval(first, second, level=0.95):
     df = (var_a + var_b) ** 2 / (var_a ** 2 / (n_a - 1) + var_b ** 2 / (n_b - 1))
     half = _t_quantile(level, df) * se
     return diff, diff - half, diff + half
+
+
+def spearman(first, second):
+    """Spearman's rank correlation of two paired sequences (ties get their mean rank); nan with fewer than
+    3 pairs or when either sequence is constant (no ranking to correlate)."""
+    if len(first) != len(second):
+        raise ValueError(f"spearman needs paired sequences, got {len(first)} and {len(second)} values")
+    if len(first) < 3 or len(set(first)) < 2 or len(set(second)) < 2:
+        return math.nan
+    from scipy.stats import spearmanr
+    return float(spearmanr(first, second).statistic)

@@ -39,6 +39,7 @@ class Panel:
     title: str
     ylabel: str
     lines: list             # (stem, column, band column or None, linestyle, legend suffix)
+    yscale: str = "linear"  # "log" for a quantity that spans orders of magnitude (NC1)
 
 
 def stage_two_of(args):
@@ -129,7 +130,7 @@ def render(grid, series, name):
                                 else f"has no '{column}' values in {stem}.csv")
                         print(f"note: {s.label} {what}; its curve is left out of {name}")
             mark_stage_two(ax, series)
-            ax.set(title=panel.title, xlabel=EPOCH_AXIS, ylabel=panel.ylabel)
+            ax.set(title=panel.title, xlabel=EPOCH_AXIS, ylabel=panel.ylabel, yscale=panel.yscale)
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
     return with_legend(fig)
@@ -199,6 +200,27 @@ def discriminability_figure(series):
         grid.append([Panel(f"{quantities[q].name} on {where(f)}", quantities[q].label(), [(stem, q, None, "-", "")])
                      for q in ("recall_at_1", "nmi")])
     return render(grid, series, "discriminability")
+
+
+COMPRESSION = ("nc1", "effective_rank", "coding_rate")
+
+
+def compression_figure(series):
+    """NC1 (log scale), effective rank and coding rate, one row per data set and split measured; files written
+    before these columns are left out with a note."""
+    found = stems(series, "discriminability")
+    measured = {stem: [q for q in COMPRESSION if any(r.get(stem) and r[stem].series(q)
+                                                     for s in series for r in s.results)] for stem in found}
+    for stem in sorted(stem for stem, columns in measured.items() if not columns):
+        print(f"note: {stem}.csv has no nc1, effective_rank or coding_rate values (written before these columns; "
+              "discriminability.py --force recomputes it); left out of compression")
+    grid = []
+    for stem, columns in sorted(measured.items()):
+        f, quantities = found[stem].facts, found[stem].kind.quantities
+        if columns:
+            grid.append([Panel(f"{quantities[q].name} on {where(f)}", quantities[q].label(),
+                               [(stem, q, None, "-", "")], "log" if q == "nc1" else "linear") for q in columns])
+    return render(grid, series, "compression") if grid else None
 
 
 def mi_layout(found):
@@ -313,8 +335,8 @@ def concat_figure(series):
 
 
 FIGURES = {"transfer": transfer_figure, "discriminability": discriminability_figure,
-           "information": information_figure, "information_plane": information_plane_figure,
-           "transfer_concat": concat_figure}
+           "compression": compression_figure, "information": information_figure,
+           "information_plane": information_plane_figure, "transfer_concat": concat_figure}
 
 
 def save(fig, out, name):

@@ -17,14 +17,18 @@ The protocol (fixed before any outcome was seen; the same words head scripts/cpu
 - a method lifts the final transfer when Welch's interval of its smoothed(E) minus the baseline's lies
   entirely above 0 (Welch, not paired: two methods' runs of one seed share no randomness after the start);
 - MI trend = MI(E) - MI(P) per seed (same smoothing, the MI checkpoints nearest to E and P), mean and
-  t-interval: the paper expects both I(X;T) and I(T;Y) on the target to fall.
+  t-interval: the paper expects both I(X;T) and I(T;Y) on the target to fall;
+- the compression measures NC1, effective rank and coding rate (discriminability_<data set>.csv, on the
+  target and the source): the same end - peak interval as the MI trend, and per seed the Spearman
+  correlation across checkpoints between the unsmoothed target transfer and the unsmoothed measure (the
+  checkpoints both have), with its mean and t-interval over seeds. A side no run measured is left out.
 """
 import math
 import os
 from dataclasses import dataclass
 
 from helper.core.errors import UserError
-from helper.core.stats import mean_std, t_interval, welch_interval
+from helper.core.stats import mean_std, spearman, t_interval, welch_interval
 from helper.sweep.runner import ResultsCSV
 
 # (mode, data set side, results-file suffix): the held-out estimates (mine.py --holdout) on the target show how
@@ -32,6 +36,9 @@ from helper.sweep.runner import ResultsCSV
 MI_COLUMNS = (("xt", "target", ""), ("ty", "target", ""), ("xt", "source", ""), ("ty", "source", ""),
               ("xt", "target", "_holdout"), ("ty", "target", "_holdout"))
 MI_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
+# (column of discriminability_<data set>.csv, data set side): the estimator-free compression measures
+MEASURES = {"nc1": "NC1", "effective_rank": "effective rank", "coding_rate": "coding rate"}
+MEASURE_COLUMNS = tuple((column, side) for side in ("target", "source") for column in MEASURES)
 SATURATION_MARGIN = 1.0     # points: source accuracy within this of its maximum counts as saturated
 
 
@@ -90,14 +97,35 @@ def summarise_method(name, runs, spec):
     summary.update(source_summary(runs, spec))
     sems = [v for run in runs for v in read_curve(run, spec.transfer, "final_acc_sem").values()]
     summary["probe_se"] = mean_std(sems)[0] if sems else None
-    summary["mi"] = {}
-    for mode, side, suffix in MI_COLUMNS:
-        stem = f"mi_{mode}_{getattr(spec, side)}{suffix}"
-        curves = [smooth(read_curve(run, stem, "mi"), spec.window) for run in runs]
-        summary["mi"][mode, side, suffix] = (
-            t_interval([nearest(c, end) - nearest(c, peak) for c in curves], spec.level) if all(curves) else None)
+    summary["mi"] = {(mode, side, suffix): trend(runs, f"mi_{mode}_{getattr(spec, side)}{suffix}", "mi", spec,
+                                                 peak, end) for mode, side, suffix in MI_COLUMNS}
     summary["memorisation"] = {mode: memorisation(runs, spec, mode, end) for mode in MI_NAMES}
+    summary["measures"], summary["spearman"] = {}, {}
+    for column, side in MEASURE_COLUMNS:
+        stem = f"discriminability_{getattr(spec, side)}"
+        summary["measures"][column, side] = trend(runs, stem, column, spec, peak, end)
+        summary["spearman"][column, side] = rank_correlations(runs, spec, stem, column)
     return summary
+
+
+def trend(runs, stem, column, spec, peak, end):
+    """The t-interval over seeds of smoothed(E) - smoothed(P) of `column` in `<run>/<stem>.csv`, at the
+    checkpoints nearest the transfer's E and P; None unless every seed measured it."""
+    curves = [smooth(read_curve(run, stem, column), spec.window) for run in runs]
+    return t_interval([nearest(c, end) - nearest(c, peak) for c in curves], spec.level) if all(curves) else None
+
+
+def rank_correlations(runs, spec, stem, column):
+    """Per seed, Spearman's correlation across checkpoints between the target transfer and `column` of
+    `<run>/<stem>.csv` (unsmoothed, the epochs both have); None unless every seed measured it."""
+    rhos = []
+    for run in runs:
+        transfer, measure = read_curve(run, spec.transfer, "final_acc"), read_curve(run, stem, column)
+        epochs = sorted(set(transfer) & set(measure))
+        if not epochs:
+            return None
+        rhos.append(spearman([transfer[e] for e in epochs], [measure[e] for e in epochs]))
+    return rhos or None
 
 
 def memorisation(runs, spec, mode, epoch):
@@ -151,6 +179,15 @@ def fmt_mean_std(pair, digits=1):
     return "not measured" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
+def fmt_correlations(rhos, level):
+    """'+0.12, -0.30, +0.45; mean +0.09 [-0.9, +1.1]': each seed's correlation, then their mean and t-interval."""
+    if rhos is None:
+        return "not measured"
+    each = ", ".join("undefined" if math.isnan(r) else f"{r:+.2f}" for r in rhos)
+    defined = [r for r in rhos if not math.isnan(r)]
+    return each + (f"; mean {fmt_interval(t_interval(defined, level), 2)}" if defined else "")
+
+
 def fmt_interval(triple, digits=1):
     if triple is None:
         return "not measured"
@@ -196,6 +233,7 @@ def to_markdown(summaries, spec):
                 if m:
                     lines.append(f"| {s['name']} | {name} | {fmt_mean_std(m['all_rows'], 3)} | "
                                  f"{fmt_mean_std(m['training_rows'], 3)} | {fmt_mean_std(m['held_out'], 3)} |")
+    lines += measure_tables(measured, spec)
     if len(measured) > 1:
         base = measured[0]
         lines += ["", f"Transfer at the end against {base['name']} (points; Welch's {pct} interval):", "",
@@ -205,3 +243,26 @@ def to_markdown(summaries, spec):
             diff, low, high, verdict = lift(base, s, spec.level)
             lines.append(f"| {s['name']} | {fmt_interval((diff, low, high))} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def measure_tables(measured, spec):
+    """The compression measures' end - peak changes and their rank correlations with the target transfer,
+    over the data set sides some run measured (none: one line saying so)."""
+    columns = [key for key in MEASURE_COLUMNS if any(s["measures"][key] for s in measured)]
+    if not columns:
+        return ["", "Compression measures (NC1, effective rank, coding rate): not measured (no such columns in "
+                f"discriminability_{spec.target}.csv or discriminability_{spec.source}.csv)."]
+    pct = f"{spec.level:.0%}"
+    names = " | ".join(f"{MEASURES[column]} on {getattr(spec, side)}" for column, side in columns)
+    lines = ["", f"Compression measures, change from the peak-transfer epoch to the end [{pct}] (NC1 "
+             "tr(Σ_W Σ_B⁺)/C, effective rank in dimensions, coding rate in nats at ε² = 0.5):", "",
+             f"| method | {names} |", "|---|" + "---|" * len(columns)]
+    for s in measured:
+        lines.append(f"| {s['name']} | " + " | ".join(fmt_interval(s["measures"][key], 3) for key in columns) + " |")
+    lines += ["", f"Spearman correlation across checkpoints between transfer to {spec.target} and each measure "
+              f"(unsmoothed), per seed; their mean [{pct}]:", "",
+              f"| method | {names} |", "|---|" + "---|" * len(columns)]
+    for s in measured:
+        lines.append(f"| {s['name']} | " + " | ".join(fmt_correlations(s["spearman"][key], spec.level)
+                                                     for key in columns) + " |")
+    return lines

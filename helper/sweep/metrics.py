@@ -3,6 +3,9 @@
 - `recall_at_1`: leave-one-out nearest-neighbour retrieval (cosine), in percent, on the features' device;
 - `nmi_kmeans`: k-means clustering quality against the labels (NMI in [0, 1]), by the torch
   k-means of `helper.sweep.kmeans` on the features' device or by scikit-learn's KMeans (the reference);
+- `nc1`, `effective_rank`, `coding_rate`: how compressed the features are, computed exactly (float64,
+  on the CPU) without a neural estimator: within-class variability collapse, the spread of the singular
+  values, and the rate-distortion "entropy" of the normalised features;
 - `parameter_distance_transferability`: per-block ratio of distances between the
   random init, the source-trained and the fine-tuned weights, from "Rethinking Two
   Consensuses of Transferability of Pre-trained DNNs" (docs/param_transferability.md).
@@ -19,11 +22,15 @@ from helper.core.errors import UserError
 from helper.sweep.kmeans import kmeans
 
 KMEANS_BACKENDS = ("torch", "sklearn")
+# epsilon^2 of the coding rate: the distortion a feature may be coded with, on unit-norm features. 0.5 is the
+# value Yu et al. (2020) use for all their experiments; it is fixed so that rates compare across checkpoints
+# and runs (a rate depends on epsilon, so only rates with the same epsilon and feature width compare).
+CODING_RATE_EPS2 = 0.5
 
 
-def _features_and_labels(features, labels, min_samples):
-    """Validate and convert to (float32 (N, D) tensor, int64 (N,) tensor)."""
-    features = torch.as_tensor(features, dtype=torch.float32)
+def _features_and_labels(features, labels, min_samples, dtype=torch.float32):
+    """Validate and convert to (`dtype` (N, D) tensor, int64 (N,) tensor)."""
+    features = torch.as_tensor(features, dtype=dtype)
     labels = torch.as_tensor(labels, dtype=torch.long).to(features.device)
     if features.ndim != 2 or labels.ndim != 1 or len(features) != len(labels):
         raise UserError(f"Metrics need features (N, D) and labels (N,) with the same N "
@@ -72,6 +79,69 @@ def nmi_kmeans(features, labels, num_classes=None, n_init=10, seed=0, backend="t
     else:
         clusters = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit_predict(normalized.cpu().numpy())
     return float(normalized_mutual_info_score(labels_np, clusters))
+
+
+def _float64_cpu(features):
+    """features (N, D) as a float64 CPU tensor (the pseudo-inverse and log det need the precision)."""
+    features = torch.as_tensor(features)
+    if features.ndim != 2 or len(features) < 2:
+        raise UserError(f"This measure needs features (N, D) with N >= 2 (got {tuple(features.shape)}).")
+    return features.detach().to("cpu", torch.float64)
+
+
+def nc1(features, labels):
+    """Within-class variability collapse NC1 = tr(Sigma_W Sigma_B^+) / C (Papyan, Han & Donoho 2020).
+
+    features (N, D), labels (N,) of C >= 2 classes. Sigma_W is the covariance of the features around
+    their class means (averaged over all samples), Sigma_B the covariance of the class means around the
+    global mean (averaged over classes), ^+ the pseudo-inverse. 0 when every class has collapsed to its
+    mean; variation orthogonal to the span of the class means does not count. Scale-invariant.
+    """
+    h = _float64_cpu(features)                                                     # (N, D)
+    _, labels = _features_and_labels(h, labels, min_samples=2, dtype=torch.float64)
+    classes, index = torch.unique(labels, return_inverse=True)
+    if len(classes) < 2:
+        raise UserError(f"NC1 needs samples of at least 2 classes (got {len(classes)}).")
+    counts = torch.bincount(index).to(h.dtype)
+    means = torch.zeros(len(classes), h.shape[1], dtype=h.dtype).index_add_(0, index, h) / counts[:, None]  # (C, D)
+    within = h - means[index]                                                      # (N, D)
+    between = means - h.mean(dim=0)                                                # (C, D)
+    sigma_w = within.T @ within / len(h)                                           # (D, D)
+    sigma_b = between.T @ between / len(classes)                                   # (D, D), rank <= C - 1
+    return float((sigma_w * torch.linalg.pinv(sigma_b, hermitian=True)).sum() / len(classes))
+
+
+def effective_rank(features):
+    """exp of the entropy of the normalised singular values of the feature matrix (Roy & Vetterli 2007).
+
+    features (N, D), used as they are (not centred). Between 1 and min(N, D) (0 for all-zero features):
+    close to D for isotropic features, at most r for features of rank r (singular values below the
+    numerical-rank tolerance of `torch.linalg.matrix_rank` at the features' own precision, max(N, D) *
+    eps * the largest, count as 0: float32 features are exact only to float32's eps). Scale-invariant.
+    """
+    features = torch.as_tensor(features)
+    eps = torch.finfo(features.dtype if features.is_floating_point() else torch.float64).eps
+    h = _float64_cpu(features)
+    singular = torch.linalg.svdvals(h)                                             # (min(N, D),)
+    singular = singular[singular > max(h.shape) * eps * singular.max()]
+    if len(singular) == 0:          # all-zero features: rank 0
+        return 0.0
+    p = singular / singular.sum()
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def coding_rate(features, eps2=CODING_RATE_EPS2):
+    """R(Z, eps) = 1/2 log det(I + D / (N eps^2) Z^T Z) in nats, Z the features normalised to unit rows.
+
+    The rate-distortion estimate of MCR^2 (Yu et al. 2020): the nats needed to code the N features of
+    width D up to a distortion eps (eps^2 = `eps2`, default CODING_RATE_EPS2). Larger when the features
+    spread over more directions: 1/2 log(1 + D / eps^2) when every feature points the same way, at most
+    D/2 log(1 + 1 / eps^2), reached when Z^T Z = N/D I.
+    """
+    z = F.normalize(_float64_cpu(features), dim=1)                                 # (N, D)
+    n, d = z.shape
+    gram = torch.eye(d, dtype=z.dtype) + (d / (n * eps2)) * (z.T @ z)             # (D, D), positive definite
+    return float(0.5 * torch.linalg.slogdet(gram).logabsdet)
 
 
 def conv_blocks(state, exclude=()):

@@ -336,9 +336,9 @@ def check_protocol(results, flags, force=False):
     """Refuse to append rows computed with other protocol flags (probe epochs, MINE lr, seed, ...), or
     of an unknown protocol (no or a damaged protocol record), to a file that holds rows: one file, one protocol.
 
-    `flags`: the sweep's flags as a dict. With `force` (--force) such a file is started anew, the old one
-    kept as `<name>.bak`; --force on a file of the same protocol recomputes the selected checkpoints and
-    appends (later rows win).
+    `flags`: the sweep's flags as a dict. With `force` (--force) such a file, or one with other columns (written
+    before a column existed), is started anew, the old one kept as `<name>.bak`; --force on a file of the same
+    protocol and columns recomputes the selected checkpoints and appends (later rows win).
     """
     path, target = protocol_record_path(results.write_path), results.write_path
     try:
@@ -369,7 +369,7 @@ def check_protocol(results, flags, force=False):
                         f"file anew (both old files are kept as <name>.bak).") from None
     current = plain(flags)
     changed = changed_flags(saved, current, SWEEP_FREE_ARGS)
-    if changed and force:
+    if force and (changed or results.header(target) != results.fields):   # other flags, or written before a column
         return results.start_anew()
     if changed:
         raise UserError(f"{target} already holds rows computed with other flags: "

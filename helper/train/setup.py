@@ -56,11 +56,13 @@ def start_training(device=None, seed=0, batch_size=None):
         yield env
 
 
-def load_source_data(dataset, root, augment, variant="plain"):
+def load_source_data(dataset, root, augment, variant="plain", per_class=None):
     """(train_set, val_set) of the source data set `dataset` under `root`; val is its evaluation split,
-    unaugmented, and the training split has the `augment` augmentation."""
+    unaugmented, and the training split has the `augment` augmentation (and, with `per_class`, only the first
+    `per_class` images of each class)."""
     with main_process_first():      # under torchrun, rank 0 downloads / decodes before the others read
-        train_set = get_dataset(dataset, split="train", variant=variant, augment=augment, root=root)
+        train_set = get_dataset(dataset, split="train", variant=variant, augment=augment, root=root,
+                                per_class=per_class)
         val_set = get_dataset(dataset, split=train_set.info.eval_split, root=root, download=False)
     return train_set, val_set
 
