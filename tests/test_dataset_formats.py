@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 
 import dataset.mnist
+import mine
+import train_ctc
+import train_vanilla
+import transfer
 from dataset import DataNotFoundError, get_dataset
 from dataset.mnist import grey_to_rgb32
 from scripts import dataset_stats
 from tests.fakedata import (fake_wnid, write_fake_emnist, write_fake_fashion_mnist, write_fake_tinyimagenet,
                             write_idx)
-from tests.helpers import cli
+from tests.helpers import cli, read_rows
 
 
 def load(name, root, split="train"):
@@ -230,3 +234,30 @@ def test_a_damaged_tiny_imagenet_tree_is_one_paragraph_naming_the_problem(tmp_pa
         load("tinyimagenet", tmp_path, split)
     message = str(caught.value)
     assert "\n" not in message and expected in message and base in message, message
+
+
+# ------------------------------------------------------------------ the new sets as sources and targets
+def test_fashion_halves_and_tiny_imagenet_are_sources_and_targets_of_the_scripts(in_tmp, capsys):
+    data = str(in_tmp / "data")
+    write_fake_fashion_mnist(data, n_train_per_class=3, n_test_per_class=2)
+    write_fake_tinyimagenet(data, n_train=1, n_val=1)
+    common = ["--model", "resnet8", "--data_folder", data, "--num_workers", "0", "--no_progress"]
+    train_vanilla.main(train_vanilla.get_args_parser().parse_args(
+        common + ["--dataset", "fashion_a", "--epochs", "1", "--save_freq", "1", "--note", "t"]))
+    run = "resnet8_fashion_a_lr_0.05_trial_0_t"
+    sweep = common + ["--ckpt_path", run, "--start_epoch", "1", "--skip", "1"]
+    for target in ("fashion_b", "tinyimagenet"):
+        code, out, err = cli(transfer.main, transfer.get_args_parser(),
+                             sweep + ["--source_dataset", "fashion_a", "--target_dataset", target, "--epoch", "2"],
+                             capsys)
+        (row,) = read_rows(f"save/model/{run}/transfer_{target}_linear.csv")
+        assert code == 0 and row["epoch"] == "1" and 0 <= float(row["final_acc"]) <= 100, err
+    code, _, err = cli(mine.main, mine.get_args_parser(), sweep + [
+        "--mode", "ty", "--dataset", "fashion_b", "--iter_num", "20", "--batch_size", "10", "--hidden_size", "16"],
+        capsys)
+    (row,) = read_rows(f"save/model/{run}/mi_ty_fashion_b.csv")
+    assert code == 0 and int(row["iters"]) == 20, err
+    ctc = train_ctc.main(train_ctc.get_args_parser().parse_args(common + [
+        "--dataset", "tinyimagenet", "--epochs", "2", "--stage_two_epoch", "1", "--nce_k", "16", "--save_freq", "1"]))
+    assert os.path.isfile(os.path.join(ctc.run_dir, "ckpt_epoch_2.pth"))
+    assert os.path.basename(ctc.run_dir) == "resnet8_tinyimagenet_a0.1_b1.0"
