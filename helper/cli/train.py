@@ -89,7 +89,8 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_fl
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     g.add_argument("--print_freq", type=int, default=0,
                    help="also print one line (loss, running loss and accuracy) every this many training steps, "
-                        "as the original (which used 100); 0 = off, the progress bar shows them")
+                        "as the original (500 in train_vanilla.py, 1000 in train_ctc.py); 0 = off, the progress bar "
+                        "shows them")
     add_original_training_flags(parser.add_argument_group("original flags, accepted for the original command lines"))
     return add_speed_args(parser)
 
