@@ -45,6 +45,7 @@ from helper.sweep.source_run import open_run
 # A file written before best_step existed is read by plot.py; appending to it asks for --force.
 FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer",
           "best_step"]
+DEFAULT_WINDOW = 500        # the paper's moving average: the last 500 iterations' bounds
 SHORT_FIT = 1000            # iterations below which a ~0 estimate more likely means "not learned yet"
 PAIRS = {"xt": ("X", "T"), "ty": ("T", "Y"), "xy": ("X", "Y")}
 
@@ -90,8 +91,9 @@ def get_args_parser():
                    help="training iterations; 1e+4 is accepted (paper: 1e+4 for xt, 2e+4 for ty)")
     g.add_argument("--batch_size", type=POSITIVE_INT, default=5000, help="pairs per iteration (paper: 5000)")
     g.add_argument("--hidden_size", type=POSITIVE_INT, default=1024, help="width of the statistics network (paper: 1024)")
-    g.add_argument("--window", type=POSITIVE_INT, default=500,
-                   help="iterations averaged for the reported value (paper: moving average over 500)")
+    g.add_argument("--window", type=POSITIVE_INT, default=None,
+                   help=f"iterations averaged for the reported value (default: the last {DEFAULT_WINDOW}, or all of "
+                        f"a shorter fit, as the paper's moving average)")
     g.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=0.01,
                    help="weight of each new batch in MINE's moving average of E[exp T] (the bias-corrected "
                         "gradient), in (0, 1] (paper: 0.01)")
@@ -107,7 +109,10 @@ def get_args_parser():
 
 
 def check_args(args):
-    if args.window > args.iter_num:
+    """Resolve an absent --window to the fit's length at most; refuse an explicit one longer than the fit."""
+    if args.window is None:
+        args.window = min(DEFAULT_WINDOW, args.iter_num)
+    elif args.window > args.iter_num:
         raise UserError(f"--window {args.window} is longer than the fit (--iter_num {args.iter_num}): the "
                         "reported value would average every iteration, the untrained first ones included. "
                         "Use a --window of at most --iter_num (paper: 500 of 10^4).")

@@ -13,7 +13,7 @@ import argparse
 
 import torch.nn.functional as F
 
-from helper.cli import HelpFormatter
+from helper.cli import HelpFormatter, NoEffectFlag
 from helper.cli.speed import resolve_speed_args, speed_config
 from helper.cli.train import resolve_warmup, sgd_config, train_run, training_parser
 from helper.core.errors import run_cli
@@ -25,8 +25,15 @@ WARMUP_EPOCHS, MIN_LR_SCALE = 5, 0.1
 
 
 def get_args_parser():
-    parents = [training_parser(epochs=200, warmup_epochs=WARMUP_EPOCHS, min_lr_scale=MIN_LR_SCALE)]
-    return argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, parents=parents)
+    parents = [training_parser(epochs=200, warmup_epochs=WARMUP_EPOCHS, min_lr_scale=MIN_LR_SCALE,
+                               step_decay_flags=("--step_decay_epochs",))]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, parents=parents)
+    parser.add_argument("--lr_decay_epochs", action=NoEffectFlag, dest="original_lr_decay_epochs",
+                        reason="the original train_vanilla.py parsed it and always ran its warm-up + cosine "
+                               "schedule, as here; --step_decay_epochs gives step decay",
+                        help="the original's flag, which it ignored; recorded in args.json, no effect "
+                             "(step decay: --step_decay_epochs)")
+    return parser
 
 
 def run_name(args):

@@ -107,7 +107,7 @@ def get_args_parser():
     g.add_argument("--probe_lr", type=POSITIVE_FLOAT, default=0.4,
                    help="--mode two_stage: learning rate of the final linear probe on the fine-tuned members "
                         "(default 0.4, the linear probe's)")
-    g.add_argument("--name", action=NoEffectFlag,
+    g.add_argument("--name", action=NoEffectFlag, record=False,
                    reason="results are named after the target and protocol (transfer_<target>_<mode>...csv)",
                    help="the original's experiment name; accepted and ignored")
     return parser

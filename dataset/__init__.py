@@ -1,14 +1,15 @@
 """One entry point for every data set of the project.
 
 Each data set is one `register_dataset(DatasetInfo(..., load=...))` beside the function that
-reads it (dataset/cifar.py, cinic.py, small.py); importing this package registers them all.
+reads it (dataset/cifar.py, cinic.py, mnist.py, small.py, tinyimagenet.py); importing this package
+registers them all.
 
 `get_dataset(name, split, variant, augment, ...)` returns an array-backed dataset
 (`data` uint8 (N, 32, 32, 3), `targets` int64 (N,)) whose items are normalised
 float images (3, 32, 32) with their label, plus the index ("instance") and the
 contrast indices ("contrast"); `get_loader` wraps it in a DataLoader.
 """
-from dataset import cifar, cinic, small  # noqa: F401  (importing them registers their data sets)
+from dataset import cifar, cinic, mnist, small, tinyimagenet  # noqa: F401  (importing them registers their data sets)
 from dataset.device_loader import DeviceLoader, device_loader_for, eval_loader, fits_on_device
 from dataset.loader import get_loader
 from dataset.registry import (

@@ -1,4 +1,5 @@
-"""CINIC-10 from its PNG folders, decoded once into a memory-mapped uint8 cache."""
+"""CINIC-10 from its PNG folders, decoded once into a memory-mapped uint8 cache (`decode_cached`, which
+Tiny ImageNet's JPEG folders use too)."""
 import os
 import warnings
 
@@ -43,16 +44,15 @@ def save_atomic(path, array):
     atomic_write(path, lambda out: np.save(out, array))
 
 
-def cache_paths(root, split):
-    """(images cache, labels cache) of `split`."""
-    base = os.path.join(root, FOLDER)
+def cache_paths(base, split):
+    """(images cache, labels cache) of `split` in the data set's folder `base`."""
     return (os.path.join(base, f"{split}_uint8.npy"),
             os.path.join(base, f"{split}_labels.npy"))
 
 
-def load_cache(root, split, count):
+def load_cache(base, split, count):
     """The memory-mapped cache when it holds exactly `count` images, else None."""
-    images_path, labels_path = cache_paths(root, split)
+    images_path, labels_path = cache_paths(base, split)
     try:
         data = np.load(images_path, mmap_mode="r", allow_pickle=False)
         targets = np.load(labels_path, allow_pickle=False)
@@ -79,19 +79,26 @@ def load_cinic(info, split, root, download):
             f"https://datashare.ed.ac.uk/handle/10283/3192 and extract it so that "
             f"{os.path.join(root, FOLDER)}/{{train,valid,test}}/<class>/*.png exist."
         )
-    cached = load_cache(root, split, len(items))
+    return decode_cached(os.path.join(root, FOLDER), split, items)
+
+
+def decode_cached(base, split, items):
+    """(data uint8 (N, 32, 32, 3) memory-mapped, targets int64 (N,)) of the (path, label) `items`, from the
+    cache in `base` when it holds as many images, else decoded and cached there (in memory when `base` is
+    not writable)."""
+    cached = load_cache(base, split, len(items))
     if cached is not None:
         return cached
     data, targets = decode(items)
-    images_path, labels_path = cache_paths(root, split)
+    images_path, labels_path = cache_paths(base, split)
     try:
         save_atomic(images_path, data)
         save_atomic(labels_path, targets)
     except OSError as err:
-        if split_dir not in _warned_read_only:
-            _warned_read_only.add(split_dir)
-            warnings.warn(f"Cannot write the CINIC-10 cache beside {split_dir} ({err}); "
-                          f"decoding the PNGs in memory on every load.")
+        if (base, split) not in _warned_read_only:
+            _warned_read_only.add((base, split))
+            warnings.warn(f"Cannot write the {split} image cache in {base} ({err}); "
+                          f"decoding the images in memory on every load.")
         return data, targets
     return np.load(images_path, mmap_mode="r", allow_pickle=False), targets
 

@@ -36,7 +36,7 @@ DATASETS = {}     # name -> DatasetInfo, filled by `register_dataset` in the mod
 def register_dataset(info):
     """Make `info` (with its `load` function) a data set of every script; returns it.
 
-    Called beside the function that reads the set (dataset/cifar.py, cinic.py, small.py), so a
+    Called beside the function that reads the set (dataset/cifar.py, cinic.py, mnist.py, ...), so a
     data set is one entry in one file. A name is registered once.
     """
     if info.name in DATASETS:

@@ -11,7 +11,7 @@ IMAGE_SIZE = 32
 
 
 class Cutout:
-    """Zero one `size` x `size` square of a normalised (3, H, W) tensor.
+    """Zero one `size` x `size` square of a (3, H, W) tensor in [0, 1], before normalisation: a black hole.
 
     The centre is uniform over the image (torch RNG, so DataLoader worker
     seeding applies); the square is clipped at the borders (DeVries & Taylor).
@@ -40,19 +40,17 @@ def build_transform(info, augment):
 
     "standard": random crop (padding 4) + horizontal flip, the training default;
     "none": no augmentation (evaluation, transfer, MINE);
-    "auto": AutoAugment (CIFAR10 policy), then Cutout of one 16x16 hole.
+    "auto": the original's pipeline: random crop (padding 4) + flip, AutoAugment (CIFAR-10 policy),
+    then Cutout of one black 16x16 hole (zeroed before normalisation).
     """
     check_choice("augment", augment, AUGMENTS)
-    to_normalised = [T.ToTensor(), T.Normalize(info.mean, info.std)]
+    normalise = T.Normalize(info.mean, info.std)
     if augment == "none":
-        return T.Compose(to_normalised)
+        return T.Compose([T.ToTensor(), normalise])
+    crop_flip = [T.RandomCrop(IMAGE_SIZE, padding=4), T.RandomHorizontalFlip()]
     if augment == "standard":
-        return T.Compose(
-            [T.RandomCrop(IMAGE_SIZE, padding=4), T.RandomHorizontalFlip()] + to_normalised
-        )
-    return T.Compose(
-        [T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)] + to_normalised + [Cutout(16)]
-    )
+        return T.Compose(crop_flip + [T.ToTensor(), normalise])
+    return T.Compose(crop_flip + [T.AutoAugment(T.AutoAugmentPolicy.CIFAR10), T.ToTensor(), Cutout(16), normalise])
 
 
 def resize_to_32(images, chunk=1024):

@@ -81,7 +81,7 @@ done
 
 DECAY="$((EPOCHS * 150 / 240)),$((EPOCHS * 180 / 240)),$((EPOCHS * 210 / 240))"
 COMMON=(--dataset "$DATASET" --data_folder "$DATA_FOLDER" --model_path "$MODEL_PATH" --epochs "$EPOCHS"
-        --lr_decay_epochs "$DECAY" --batch_size 64 --weight_decay 5e-4 --momentum 0.9
+        --step_decay_epochs "$DECAY" --batch_size 64 --weight_decay 5e-4 --momentum 0.9
         --num_workers "$NUM_WORKERS" --resume)
 if [ -n "${DEVICE:-}" ]; then COMMON+=(--device "$DEVICE"); fi
 

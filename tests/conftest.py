@@ -40,3 +40,11 @@ def sweep_events_in_tmp(tmp_path_factory, monkeypatch):
     """Sweeps write TensorBoard events under --tb_path (default ./save/tensorboard): keep the tests' out of ./save."""
     import helper.train.run_folder
     monkeypatch.setattr(helper.train.run_folder, "DEFAULT_TB_PATH", str(tmp_path_factory.getbasetemp() / "tensorboard"))
+
+
+@pytest.fixture(autouse=True)
+def no_system_fashion_mnist(tmp_path_factory, monkeypatch):
+    """Fashion-MNIST is also read from Debian's package folder: point it at an empty one, so no test reads a
+    copy installed on the machine (tests write their own IDX files)."""
+    import dataset.mnist
+    monkeypatch.setattr(dataset.mnist, "DEBIAN_FASHION_FOLDER", str(tmp_path_factory.getbasetemp() / "no-debian"))

@@ -1,4 +1,5 @@
 """Tiny data sets written in the real on-disk formats, for tests that need no download."""
+import gzip
 import os
 import pickle
 
@@ -84,4 +85,75 @@ def write_fake_cinic(root, n_per_class=3, seed=0, splits=("train", "valid", "tes
             for i in range(n_per_class):
                 pixels = rng.randint(0, 256, size=(32, 32, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(os.path.join(class_dir, f"{split}_{i}.png"))
+    return base
+
+
+def write_idx(path, array):
+    """Write uint8 `array` (1 or 3 dimensions) as an IDX file (gzipped when `path` ends with .gz)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    with (gzip.open if path.endswith(".gz") else open)(path, "wb") as handle:
+        handle.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_fake_idx_set(folder, prefix, num_classes, n_train_per_class, n_test_per_class, gz=True, seed=0):
+    """The four IDX files `<prefix>{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` of 28x28 noise images in
+    `folder`, every class `n_*_per_class` times in random order; returns {"train": (images, labels), "test": ...}."""
+    rng = np.random.RandomState(seed)
+    os.makedirs(folder, exist_ok=True)
+    written = {}
+    for split, part, per_class in (("train", "train", n_train_per_class), ("test", "t10k", n_test_per_class)):
+        labels = np.array(_labels(rng, per_class * num_classes, num_classes), dtype=np.uint8)
+        images = rng.randint(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
+        suffix = ".gz" if gz else ""
+        write_idx(os.path.join(folder, f"{prefix}{part}-images-idx3-ubyte{suffix}"), images)
+        write_idx(os.path.join(folder, f"{prefix}{part}-labels-idx1-ubyte{suffix}"), labels)
+        written[split] = images, labels
+    return written
+
+
+def write_fake_fashion_mnist(root, n_train_per_class=3, n_test_per_class=2, gz=True, seed=0):
+    """Fashion-MNIST in torchvision's layout, `root/FashionMNIST/raw/`; returns write_fake_idx_set's arrays."""
+    folder = os.path.join(root, "FashionMNIST", "raw")
+    return write_fake_idx_set(folder, "", 10, n_train_per_class, n_test_per_class, gz, seed)
+
+
+def write_fake_emnist(root, n_train_per_class=1, n_test_per_class=1, gz=False, seed=0):
+    """EMNIST byclass (62 classes) in torchvision's layout, `root/EMNIST/raw/emnist-byclass-*`."""
+    folder = os.path.join(root, "EMNIST", "raw")
+    return write_fake_idx_set(folder, "emnist-byclass-", 62, n_train_per_class, n_test_per_class, gz, seed)
+
+
+def fake_wnid(label):
+    """A WordNet-like id; the labels' order differs from the ids' sorted order, as in the real wnids.txt."""
+    return f"n{(label * 7919) % 1000:08d}"
+
+
+def write_fake_tinyimagenet(root, n_train=1, n_val=1, num_classes=200, seed=0):
+    """`root/tiny-imagenet-200/` as distributed: wnids.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and
+    val/val_annotations.txt. Every image of the class ranked r in sorted wnid order is the flat colour
+    (r, 255 - r, 128) at 64x64, so a loader's labels can be checked from its pixels; returns the folder."""
+    rng = np.random.RandomState(seed)
+    base = os.path.join(root, "tiny-imagenet-200")
+    wnids = [fake_wnid(label) for label in range(num_classes)]
+    rank = {wnid: r for r, wnid in enumerate(sorted(wnids))}
+    os.makedirs(os.path.join(base, "val", "images"), exist_ok=True)
+    with open(os.path.join(base, "wnids.txt"), "w") as handle:
+        handle.write("".join(f"{wnid}\n" for wnid in rng.permutation(wnids)))
+
+    def save(path, wnid):
+        r = rank[wnid]
+        Image.fromarray(np.full((64, 64, 3), (r, 255 - r, 128), dtype=np.uint8)).save(path, "JPEG", quality=95)
+
+    for wnid in wnids:
+        folder = os.path.join(base, "train", wnid, "images")
+        os.makedirs(folder, exist_ok=True)
+        for i in range(n_train):
+            save(os.path.join(folder, f"{wnid}_{i}.JPEG"), wnid)
+    lines = []
+    for i, wnid in enumerate(wnids * n_val):
+        name = f"val_{i}.JPEG"
+        save(os.path.join(base, "val", "images", name), wnid)
+        lines.append(f"{name}\t{wnid}\t0\t0\t63\t63\n")
+    with open(os.path.join(base, "val", "val_annotations.txt"), "w") as handle:
+        handle.write("".join(lines))
     return base

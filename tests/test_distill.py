@@ -58,7 +58,7 @@ def test_all_pairs_list_every_training_of_both_tables_once():
     assert distilled == {(t, s, m) for t, s in {**SAME_FAMILY, **CROSS_FAMILY} for m in ("kd", "crd", "itrd")}
     assert len(runs) == 6 + 9 + 13 * 3
     for c in runs:   # CRD's protocol, explicit in every command; resumable
-        assert c["--epochs"] == "240" and c["--lr_decay_epochs"] == "150,180,210" and "--resume" in c
+        assert c["--epochs"] == "240" and c["--step_decay_epochs"] == "150,180,210" and "--resume" in c
         assert c["--batch_size"] == "64" and c["--weight_decay"] == "5e-4" and c["--seed"] == c["--trial"] == "0"
         assert c["--learning_rate"] == ("0.01" if c["--model"] in LIGHT else "0.05")
     trained_at = {c["--model"]: index for index, c in enumerate(runs) if c["--note"] == "teacher"}
@@ -92,7 +92,7 @@ def test_explicit_pairs_methods_and_seeds():
     ] + [("teacher", "ResNet50", None, "0", "0.05")] + [
         entry for seed in "012" for entry in
         [("student", "vgg8", None, seed, "0.05"), (f"kd_trial_{seed}", "vgg8", "ResNet50", seed, "0.05")]]
-    assert all(c["--epochs"] == "24" and c["--lr_decay_epochs"] == "15,18,21" for c in runs)
+    assert all(c["--epochs"] == "24" and c["--step_decay_epochs"] == "15,18,21" for c in runs)
 
 
 def test_students_alone_need_no_teacher():

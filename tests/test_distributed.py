@@ -229,7 +229,7 @@ def torchrun_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("torchrun")
     output = torchrun(cwd, "train_vanilla.py", "--dataset", "digits_a", "--model", "resnet8", "--epochs", "1",
                       "--save_freq", "1", "--batch_size", "32", "--num_workers", "0", "--no_progress",
-                      "--lr_decay_epochs", "5", "--note", "ddp")
+                      "--step_decay_epochs", "5", "--note", "ddp")
     return str(cwd / "save" / "model" / "resnet8_digits_a_lr_0.05_trial_0_ddp"), output
 
 
@@ -253,7 +253,7 @@ def test_a_torchrun_run_resumes_in_a_single_process(torchrun_run, tmp_path, monk
     run_dir = shutil.copytree(torchrun_run[0], tmp_path / "save" / "model" / os.path.basename(torchrun_run[0]))
     monkeypatch.chdir(tmp_path)
     argv = ["--dataset", "digits_a", "--model", "resnet8", "--epochs", "2", "--save_freq", "1", "--batch_size", "32",
-            "--num_workers", "0", "--no_progress", "--lr_decay_epochs", "5", "--note", "ddp", "--resume"]
+            "--num_workers", "0", "--no_progress", "--step_decay_epochs", "5", "--note", "ddp", "--resume"]
     with pytest.raises(UserError, match="processes was 2, now 1"):   # the global batch would halve
         train_vanilla.main(train_vanilla.get_args_parser().parse_args(argv))
     run = train_vanilla.main(train_vanilla.get_args_parser().parse_args(argv + ["--allow_arg_changes"]))

@@ -184,6 +184,15 @@ def test_short_fit_near_zero_is_warned(fresh, capsys, monkeypatch):
     assert code == 0 and "~0 nats" not in err
 
 
+@pytest.mark.parametrize("flags, window", [
+    ([], 500), (["--iter_num", "300"], 300), (["--iter_num", "1e+4"], 500), (["--iter_num", "300", "--window", "50"], 50),
+])
+def test_window_defaults_to_the_last_500_iterations_or_the_whole_shorter_fit(flags, window):
+    args = mine.get_args_parser().parse_args(["--ckpt_path", "run", "--mode", "xt", "--dataset", "digits_a"] + flags)
+    mine.check_args(args)
+    assert args.window == window
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--window", "21"], "--window 21 is longer than the fit"),
     (["--ma_rate", "-1"], "--ma_rate"), (["--ma_rate", "0"], "--ma_rate"), (["--ma_rate", "1.5"], "--ma_rate"),

@@ -13,7 +13,8 @@ from dataset import DATASETS, DataNotFoundError, DatasetInfo, dataset_names, get
 from helper.sweep import mi
 from helper.sweep.mi import ESTIMATOR_REGISTRY, ESTIMATORS, Estimator, estimate_mi, register_estimator
 from helper.sweep.mi_cases import latent_gaussian
-from tests.fakedata import trust_fake_cifar, write_fake_cifar, write_fake_cinic
+from tests.fakedata import (trust_fake_cifar, write_fake_cifar, write_fake_cinic, write_fake_emnist,
+                            write_fake_fashion_mnist, write_fake_tinyimagenet)
 
 CPU = torch.device("cpu")
 
@@ -39,14 +40,18 @@ FAKE_WRITERS = {
     "cifar100": lambda root: write_fake_cifar(root, num_classes=100, n_train=100, n_test=50),
     "cifar10": lambda root: write_fake_cifar(root, num_classes=10, n_train=50, n_test=20),
     "cinic10": lambda root: write_fake_cinic(root, n_per_class=2),
+    "fashion-mnist": write_fake_fashion_mnist,       # its halves fashion_a and fashion_b read the same files
+    "emnist": write_fake_emnist,
+    "tinyimagenet": write_fake_tinyimagenet,
 }
+FAKE_WRITERS.update(fashion_a=write_fake_fashion_mnist, fashion_b=write_fake_fashion_mnist)
 
 
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory):
     """One folder with every data set tests/fakedata.py can write."""
     root = tmp_path_factory.mktemp("registered_data")
-    for write in FAKE_WRITERS.values():
+    for write in set(FAKE_WRITERS.values()):
         write(root)
     with pytest.MonkeyPatch.context() as patch:
         trust_fake_cifar(patch, str(root))

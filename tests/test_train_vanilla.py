@@ -122,7 +122,7 @@ def test_default_schedule_is_the_original_warmup_and_floored_cosine():
     (["--warmup_epochs", "2"], [0.025, 0.05, 0.05]),
 ])
 def test_step_decay_warms_up_only_when_asked(flags, first_lrs):
-    args = train_vanilla.get_args_parser().parse_args(["--lr_decay_epochs", "150,180,210", "--epochs", "240"] + flags)
+    args = train_vanilla.get_args_parser().parse_args(["--step_decay_epochs", "150,180,210", "--epochs", "240"] + flags)
     lr_at = make_lr_schedule(schedule_config(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS)))
     assert [lr_at(e) for e in (1, 2, 3)] == pytest.approx(first_lrs)
     assert lr_at(151) == pytest.approx(0.005) and lr_at(240) == pytest.approx(0.05 * 0.1 ** 3)

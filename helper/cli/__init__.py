@@ -16,32 +16,48 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 class NoEffectFlag(argparse.Action):
-    """An original flag whose accepted values change nothing here: a one-line notice on stderr.
+    """An original flag that the original parsed and ignored (or that means nothing here): any value is
+    accepted, changes nothing, and gets a one-line notice on stderr.
 
-    `accepted`: the values that mean what this repository always does (None: any value);
-    another value would ask for something this repository does not do, and is refused.
-    The flag leaves no attribute in the parsed arguments (so no trace in args.json).
+    `record`: keep the value in the parsed arguments (so args.json shows the command line as given); the
+    sweeps' flags are their results' protocol record, so a sweep's ignored flag is not kept. Absent when
+    not given.
     """
 
-    def __init__(self, option_strings, dest, accepted=None, reason="", **kwargs):
+    def __init__(self, option_strings, dest, reason="", record=True, **kwargs):
         kwargs.setdefault("default", argparse.SUPPRESS)
-        self.accepted, self.reason = accepted, reason
+        self.reason, self.record = reason, record
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, value, option_string=None):
-        if self.accepted is not None and value not in self.accepted:
-            allowed = ", ".join(str(v) for v in self.accepted)
-            parser.error(f"{option_string} {value} is not supported: {self.reason} (accepted for the original "
-                         f"command lines: {allowed}).")
         print(f"note: {option_string} {value} has no effect here: {self.reason}", file=sys.stderr)
+        if self.record:
+            setattr(namespace, self.dest, value)
 
 
-# --augmentation of the original scripts -> this repository's --augment
-ORIGINAL_AUGMENTATION = {"none": "standard", "auto": "auto"}
+# --augmentation of the original scripts -> this repository's --augment. The original's loaders test for
+# "auto" and "mine" (Resize 32, no augmentation); any other value, its "none" and "vanilla" defaults
+# included, is random crop + flip.
+ORIGINAL_AUGMENTATION = {"none": "standard", "vanilla": "standard", "auto": "auto", "mine": "none"}
+
+# Data sets in the original scripts' --dataset choices that its code never loaded.
+UNIMPLEMENTED_DATASETS = {
+    "imagenet": "imagenet is in the original train_ctc.py's --dataset choices, but the original never loaded it "
+                "(its training code reads CIFAR-100 only), and the models here take 32x32 images; there is no "
+                "ImageNet loader. tinyimagenet (200 ImageNet classes, resized to 32x32) is the nearest set here",
+}
+
+
+def dataset_name(text):
+    """argparse `type` of the training scripts' --dataset: a clear message for an original choice never
+    implemented (imagenet); the parser's `choices` check the rest."""
+    if text in UNIMPLEMENTED_DATASETS:
+        raise argparse.ArgumentTypeError(UNIMPLEMENTED_DATASETS[text] + ".")
+    return text
 
 
 class OriginalAugmentation(argparse.Action):
-    """--augmentation none|auto with the original's meaning, stored as --augment standard|auto."""
+    """--augmentation none|vanilla|auto|mine with the original's meaning, stored as --augment standard|auto|none."""
 
     def __init__(self, option_strings, dest, **kwargs):
         kwargs.setdefault("default", argparse.SUPPRESS)
@@ -54,11 +70,12 @@ class OriginalAugmentation(argparse.Action):
 def add_original_training_flags(group):
     """The original train_vanilla.py / train_ctc.py flags that have no own row in helper.cli.train.training_parser."""
     group.add_argument("--augmentation", action=OriginalAugmentation,
-                       help="the original's spelling: none = random crop + flip (its default; --augment standard), "
-                            "auto = AutoAugment + Cutout (--augment auto)")
-    group.add_argument("--optimizer", action=NoEffectFlag, accepted=("sgd",),
-                       reason="SGD with --momentum is the only optimiser here",
-                       help="the original's optimiser choice; accepted: sgd")
-    group.add_argument("--net_size", action=NoEffectFlag, type=float, accepted=(1.0,),
-                       reason="the registered architectures have their published widths",
-                       help="the original's width multiplier; accepted: 1.0")
+                       help="the original's spelling: none or vanilla = random crop + flip (its defaults; --augment "
+                            "standard), auto = crop + flip + AutoAugment + Cutout (--augment auto), mine = no "
+                            "augmentation (--augment none)")
+    group.add_argument("--optimizer", action=NoEffectFlag,
+                       reason="the original parsed it and always used SGD with --momentum, as here",
+                       help="the original's optimiser flag, which it ignored; recorded in args.json, no effect")
+    group.add_argument("--net_size", action=NoEffectFlag, type=float,
+                       reason="the original parsed it and built the published widths, as here",
+                       help="the original's width multiplier, which it ignored; recorded in args.json, no effect")

@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 
 from dataset import dataset_names
-from helper.cli import add_original_training_flags
+from helper.cli import add_original_training_flags, dataset_name
 from helper.cli.flags import (FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
                               int_list,
                               number_in)
@@ -24,21 +24,27 @@ from helper.train.setup import LoaderConfig, SGDConfig, default_workers, train_l
 from models import available_models
 
 
-def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
+STEP_DECAY_FLAGS = ("--step_decay_epochs", "--lr_decay_epochs")
+
+
+def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_flags=STEP_DECAY_FLAGS):
     """A `parents=` parser with the flags every training script shares; defaults are the paper's.
 
     `epochs`, `warmup_epochs`, `min_lr_scale`: the script's defaults, its cosine schedule as in its
     original (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `resolve_warmup` must get the
-    same `warmup_epochs` to resolve an absent --warmup_epochs.
+    same `warmup_epochs` to resolve an absent --warmup_epochs. `step_decay_flags`: the spellings of the
+    step-decay epochs (train_vanilla.py leaves out --lr_decay_epochs, which its original ignored).
     """
     parser = argparse.ArgumentParser(add_help=False)
     g = parser.add_argument_group("data and model")
-    g.add_argument("--dataset", default="cifar100", choices=dataset_names(), help="source data set")
+    g.add_argument("--dataset", default="cifar100", type=dataset_name, choices=dataset_names(),
+                   help="source data set")
     g.add_argument("--model", default="resnext32_16x4d", choices=available_models(), metavar="MODEL",
                    help="architecture; one of: " + ", ".join(available_models()))
     g.add_argument("--data_folder", default="./data", help="root of the data sets (default ./data)")
     g.add_argument("--augment", default="standard", choices=["standard", "none", "auto"],
-                   help="training augmentation: standard = crop 32 pad 4 + flip (paper), auto = AutoAugment + Cutout")
+                   help="training augmentation: standard = crop 32 pad 4 + flip (paper), auto = the original's "
+                        "crop + flip + AutoAugment (CIFAR-10 policy) + a black 16x16 Cutout hole")
     g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=default_workers(), help="DataLoader worker processes")
     g.add_argument("--train_per_class", type=POSITIVE_INT, default=None,
                    help="train on the first N images of each class of the training split, the same for every "
@@ -49,7 +55,7 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     g.add_argument("--batch_size", type=POSITIVE_INT, default=64,
                    help="batch size per process; under torchrun the global batch is this x processes (paper: 64)")
     g.add_argument("--learning_rate", type=POSITIVE_FLOAT, default=0.05, help="initial SGD learning rate (paper: 0.05)")
-    g.add_argument("--lr_decay_epochs", type=int_list, default=[],
+    g.add_argument(*step_decay_flags, dest="lr_decay_epochs", type=int_list, default=[],
                    help="comma-separated epochs for step decay over the whole run, e.g. 150,180,210 (CRD/ITRD); "
                         "empty = cosine annealing (paper). In train_ctc.py it replaces both cosine phases, "
                         "including stage 2's restart")
@@ -59,7 +65,7 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
                         f"(original: {min_lr_scale})")
     g.add_argument("--warmup_epochs", type=NON_NEGATIVE_INT, default=None,
                    help="linear warm-up lr x epoch / W over the first W epochs (default: "
-                        f"{warmup_epochs} with the cosine schedule, as the original; 0 with --lr_decay_epochs)")
+                        f"{warmup_epochs} with the cosine schedule, as the original; 0 with step decay)")
     g.add_argument("--weight_decay", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum, in [0, 1) (paper: 0.9)")
     g.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
@@ -86,7 +92,8 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0):
     g.add_argument("--no_progress", action="store_true", help="no tqdm progress bars")
     g.add_argument("--print_freq", type=int, default=0,
                    help="also print one line (loss, running loss and accuracy) every this many training steps, "
-                        "as the original (which used 100); 0 = off, the progress bar shows them")
+                        "as the original (500 in train_vanilla.py, 1000 in train_ctc.py); 0 = off, the progress bar "
+                        "shows them")
     add_original_training_flags(parser.add_argument_group("original flags, accepted for the original command lines"))
     return add_speed_args(parser)
 

@@ -43,10 +43,11 @@ from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, RUN_NAME
                                      remove_stale_temporaries, similar_runs, tb_dir)
 from helper.train.schedule import set_lr
 
-# Flags that may differ on --resume: they change where and how fast a run executes, not what it computes.
+# Flags that may differ on --resume: they change where and how fast a run executes, not what it computes
+# (the last three: flags the original scripts ignored, recorded when given).
 RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
                     "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn",
-                    "run_dir", "print_freq"}
+                    "run_dir", "print_freq", "optimizer", "net_size", "original_lr_decay_epochs"}
 
 
 # Flags added after runs were already written, with the value those runs had.
