@@ -7,14 +7,21 @@
 # digits_a, MINE I(X;T) and I(T;Y) on both); figures with mean +- std bands over seeds, and the results table.
 # Ten epochs on ~900 images exercise the whole pipeline; whether the trade-off appears is what
 # scripts/cpu_experiment.sh (90 epochs, 3 seeds) answers, in docs/results_cpu.md.
+# At the end it prints where the time went (per step, summed over the runs; python -m scripts.step_times).
 # Idempotent: a second run resumes or reuses whatever exists.
 #
 # Sizes can be overridden: SEEDS MODEL EPOCHS STAGE_TWO NCE_K CV PROBE_EPOCHS MINE_ITERS MINE_BATCH MINE_HIDDEN
 # JOBS (runs at once, default 2); WORKDIR chooses where save/ and figures/ are written (default: the repository).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/setup_env.sh"
+start="$(date +%s)"
+export NO_SETUP=1 STEP_TIMES="${WORKDIR:-$(dirname "$HERE")}/save/logs/quickstart/step_times"
+rm -f "$STEP_TIMES"/*.tsv
 export SCALE=cpu SEEDS="${SEEDS:-2}" EPOCHS="${EPOCHS:-10}" STAGE_TWO="${STAGE_TWO:-6}" SAVE_FREQ=1 \
        MINE_XT_ITERS="${MINE_ITERS:-300}" MINE_TY_ITERS="${MINE_ITERS:-300}" OUT="${OUT:-figures}"
 bash "$HERE/cpu_experiment.sh"
+echo "== where the time went (seconds of each step inside its run, summed over the runs that ran at once)"
+python -m scripts.step_times "$STEP_TIMES" --start "$start" || true
 echo "quick start done: figures and results table in ${OUT}/, runs in save/model/. The full experiment, with"
 echo "its protocol: bash scripts/cpu_experiment.sh (docs/results_cpu.md). Training curves: tensorboard --logdir save/tensorboard"
