@@ -26,6 +26,7 @@ flags next to every number, so figures from different machines are never mixed.
 
 One piece alone, with its own flags (see python bench.py ctc --help):
 
+    python bench.py cpu                      # CPU training variants vs fp32 eager, fraction of peak, loss check
     python bench.py ctc --model resnet8 --steps 5 --device cpu
     python bench.py probe --model resnet8 --epochs 5 --device cpu
     python bench.py mine --check             # MINE's precision on known-MI cases
@@ -56,7 +57,7 @@ RUNNERS = {"train": ("train", "train_row"), "ctc": ("ctc", "table_row"), "probe"
            "mine": ("mine", "table_row"), "discriminability": ("discriminability", "table_row"),
            "flags": ("train", "flag_rows")}
 BENCHES = tuple(RUNNERS)
-PIECES = ("ctc", "probe", "mine")     # the benchmarks with their own command line: python bench.py PIECE ...
+PIECES = ("ctc", "probe", "mine", "cpu")     # the benchmarks with their own command line: python bench.py PIECE ...
 
 
 def run_benchmark(name, args, device):
