@@ -36,7 +36,8 @@
 # a checkpoint every 2, nce_k 16384, the paper's MINE sizes, JOBS=1), SEEDS MODEL SOURCE TARGET EPOCHS
 # STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS MINE_TY_ITERS MINE_XT_LR
 # MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW HOLDOUT DATA_FOLDER NUM_WORKERS JOBS (runs at once) THREADS (per
-# run; default: the cores / JOBS) PLOT (0: no figures) OUT (default figures/cpu_experiment) WORKDIR.
+# run; default: the cores / JOBS) TRAIN_SPEED (training's speed flags; cpu: --channels_last, gpu: the CUDA
+# defaults) PLOT (0: no figures) OUT (default figures/cpu_experiment) WORKDIR.
 # Idempotent: a rerun finds every run finished and every row written, and only redraws figures and table.
 set -euo pipefail
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -50,10 +51,13 @@ SCALE="${SCALE:-cpu}"
 case "$SCALE" in
   cpu) : "${MODEL:=resnet8}" "${SOURCE:=digits_a}" "${TARGET:=digits_b}" "${EPOCHS:=90}" "${SAVE_FREQ:=3}" \
          "${NCE_K:=256}" "${MINE_XT_ITERS:=300}" "${MINE_TY_ITERS:=300}" "${MINE_XT_LR:=1e-4}" "${MINE_TY_LR:=1e-4}" \
-         "${MINE_BATCH:=256}" "${MINE_HIDDEN:=128}" "${MINE_WINDOW:=50}" "${NUM_WORKERS:=0}" "${JOBS:=2}" "${HOLDOUT=0.5}" ;;
+         "${MINE_BATCH:=256}" "${MINE_HIDDEN:=128}" "${MINE_WINDOW:=50}" "${NUM_WORKERS:=0}" "${JOBS:=2}" "${HOLDOUT=0.5}"
+       # the fastest CPU training variant within bench.py cpu's loss tolerance (docs/speed.md)
+       : "${TRAIN_SPEED=--channels_last}" ;;
   gpu) : "${MODEL:=resnext32_16x4d}" "${SOURCE:=cifar100}" "${TARGET:=cinic10}" "${EPOCHS:=300}" "${SAVE_FREQ:=2}" \
          "${NCE_K:=16384}" "${MINE_XT_ITERS:=1e+4}" "${MINE_TY_ITERS:=2e+4}" "${MINE_XT_LR:=8e-5}" "${MINE_TY_LR:=1e-5}" \
-         "${MINE_BATCH:=5000}" "${MINE_HIDDEN:=1024}" "${MINE_WINDOW:=500}" "${NUM_WORKERS:=8}" "${JOBS:=1}" "${HOLDOUT=}" ;;
+         "${MINE_BATCH:=5000}" "${MINE_HIDDEN:=1024}" "${MINE_WINDOW:=500}" "${NUM_WORKERS:=8}" "${JOBS:=1}" "${HOLDOUT=}" \
+         "${TRAIN_SPEED=}" ;;
   *) echo "error: SCALE must be cpu or gpu, got '$SCALE'." >&2; exit 2 ;;
 esac
 SEEDS="${SEEDS:-3}"
@@ -94,6 +98,8 @@ one_run() {
   local common=(--dataset "$SOURCE" --model "$MODEL" --epochs "$EPOCHS" --save_freq "$SAVE_FREQ" --batch_size 64
                 --learning_rate 0.05 --seed "$seed" --trial "$seed" --num_workers "$NUM_WORKERS"
                 --data_folder "$DATA_FOLDER" --resume "${QUIET[@]}")
+  # shellcheck disable=SC2206  # TRAIN_SPEED holds speed flags, split on spaces
+  common+=($TRAIN_SPEED)
   local steps=()
   if [ "$method" = vanilla ]; then
     run="$(vanilla_run "$seed")"
@@ -145,7 +151,7 @@ if (( JOBS == 1 )); then
 else
   export NO_SETUP=1 SCALE SEEDS MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV PROBE_EPOCHS MINE_XT_ITERS \
          MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS THREADS \
-         HOLDOUT
+         HOLDOUT TRAIN_SPEED
   printf '%s\n' "${tasks[@]}" | xargs -n 2 -P "$JOBS" bash "$SELF" --one \
     || { echo "error: at least one run failed (see above); rerun this script to resume." >&2; exit 1; }
 fi

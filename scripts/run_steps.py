@@ -34,11 +34,11 @@ def split_commands(argv):
 
 def step_name(script, args):
     """'train_vanilla', 'transfer', 'mine xt digits_b holdout': the step a timing line is summed under."""
-    name = script[:-len(".py")]
-    if name == "mine":
-        name += " " + " ".join(args[args.index(flag) + 1] for flag in ("--mode", "--dataset") if flag in args)
-        name += " holdout" if "--holdout" in args else ""
-    return name
+    words = [script[:-len(".py")]]
+    if words == ["mine"]:
+        words += [args[args.index(flag) + 1] for flag in ("--mode", "--dataset") if flag in args[:-1]]
+        words += ["holdout"] if "--holdout" in args else []
+    return " ".join(words)
 
 
 def append_timing(folder, name, seconds):
