@@ -141,7 +141,10 @@ def run_variant(model_name, speed, threads, batch_size, steps, warmup):
 
 
 def run_processes(count, model_name, batch_size, steps, warmup):
-    """(summed images/s, the first process's losses) of `count` single-thread processes started together."""
+    """(summed images/s, the first process's losses) of `count` single-thread processes started together.
+
+    Each times its own steps after its warm-up, so their imports (seconds apart at most) fall outside the
+    timing; the sum is what `count` runs at once get from the cores."""
     command = [sys.executable, "-m", "benchmarks.cpu", "--worker", "--models", model_name,
                "--batch_sizes", str(batch_size), "--steps", str(steps), "--warmup", str(warmup)]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

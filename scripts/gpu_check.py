@@ -191,7 +191,6 @@ def pipeline(quick, work):
 
     from dataset.cifar import PUBLISHED_MD5, file_md5
     from helper.core.device import get_device
-    from scripts.run_steps import run_command
     from tests.fakedata import write_fake_cifar, write_fake_cinic
     model = "resnet8" if quick else "resnext32_16x4d"
     shutil.rmtree(work, ignore_errors=True)
@@ -215,7 +214,7 @@ def pipeline(quick, work):
                                "--nce_k", "16" if quick else "4096"])]
     record = {"device": str(get_device(None)), "model": model, "folder": work, "steps": []}
     for script, argv in steps:
-        record["steps"].append(timed_step(script, argv, run_command))
+        record["steps"].append(timed_step(script, argv))
     runs = sorted(glob.glob(os.path.join(work, "model", "*")))
     for run in runs:
         last = ["--start_epoch", "2" if run.endswith("ctc") else "1"]    # each run's last checkpoint
@@ -223,31 +222,16 @@ def pipeline(quick, work):
                                               "--epoch", "2" if quick else "30"]),
                              ("discriminability.py", ["--dataset", "cifar100"]),
                              ("mine.py", ["--mode", "xt", *mine]), ("mine.py", ["--mode", "ty", *mine])):
-            record["steps"].append(timed_step(script, [*argv, "--ckpt_path", run, *last, *sweep], run_command))
-    plot = importlib_main("plot")
-    record["steps"].append(timed_step("plot.py", [*runs, "--out", os.path.join(work, "figures")], plot))
+            record["steps"].append(timed_step(script, [*argv, "--ckpt_path", run, *last, *sweep]))
+    record["steps"].append(timed_step("plot.py", [*runs, "--out", os.path.join(work, "figures")]))
     return record
 
 
-def importlib_main(name):
-    """run_command's signature for a script outside run_steps' list (plot.py)."""
-    import importlib
-
-    from helper.core.errors import run_cli
-
-    def run(_script, argv):
-        module = importlib.import_module(name)
-        try:
-            return run_cli(module.main, module.get_args_parser(), argv) or 0
-        except SystemExit as exit_:
-            return exit_.code or 0
-    return run
-
-
-def timed_step(script, argv, runner):
-    """{'step': script and its run, 'status': exit status, 'seconds'} of runner(script, argv)."""
+def timed_step(script, argv):
+    """{'step': script and its run, 'status': exit status, 'seconds'} of one script's main, in this process."""
+    from scripts.run_steps import run_command
     start = time.monotonic()
-    status = runner(script, argv)
+    status = run_command(script, argv)
     run = os.path.basename(argv[argv.index("--ckpt_path") + 1]) if "--ckpt_path" in argv else ""
     return {"step": f"{script} {run}".strip(), "status": status if isinstance(status, int) else 1,
             "seconds": time.monotonic() - start}
