@@ -165,43 +165,42 @@ def tail_loss(losses, last=5):
     return sum(tail) / len(tail)
 
 
-def measure(args):
-    """Rows {model, batch, variant, images_per_s, ratio, peak_fraction, loss, loss_rel_diff, within_tolerance}."""
-    peak, formula = cpu_peak()
-    cores = torch.get_num_threads()
+def config_rows(args, model_name, batch_size, peak):
+    """The rows {model, batch, variant, images_per_s, ratio, peak_fraction, loss, loss_rel_diff,
+    within_tolerance} of one model and batch size, every variant of args.variants timed."""
+    threads = torch.get_num_threads()
+    flops = training_flops_per_image(model_name, batch_size)
+    results = {}
+    for name in args.variants:
+        if name == PROCESSES:
+            results[f"{threads} {name}"] = run_processes(threads, model_name, batch_size, args.steps, args.warmup)
+        else:
+            speed, variant_threads = VARIANTS[name]
+            results[name] = run_variant(model_name, speed, variant_threads, batch_size, args.steps, args.warmup)
+    reference_speed, reference_losses = results[REFERENCE]
     rows = []
-    for model_name in args.models:
-        for batch_size in args.batch_sizes:
-            flops = training_flops_per_image(model_name, batch_size)
-            results = {}
-            for name in args.variants:
-                if name == PROCESSES:
-                    results[f"{cores} {name}"] = run_processes(cores, model_name, batch_size, args.steps, args.warmup)
-                else:
-                    speed, threads = VARIANTS[name]
-                    results[name] = run_variant(model_name, speed, threads, batch_size, args.steps, args.warmup)
-            reference_speed, reference_losses = results[REFERENCE]
-            for name, (speed, losses) in results.items():
-                difference = abs(tail_loss(losses) - tail_loss(reference_losses)) / abs(tail_loss(reference_losses))
-                rows.append({"model": model_name, "batch": batch_size, "variant": name, "images_per_s": speed,
-                             "ratio": speed / reference_speed, "gflop_per_image": flops / 1e9,
-                             "peak_fraction": speed * flops / peak, "loss": tail_loss(losses),
-                             "loss_rel_diff": difference, "within_tolerance": difference <= args.tolerance})
-    return {"peak_flops": peak, "peak_formula": formula, "threads": cores, "steps": args.steps,
-            "warmup": args.warmup, "tolerance": args.tolerance, "rows": rows}
+    for name, (speed, losses) in results.items():
+        difference = abs(tail_loss(losses) - tail_loss(reference_losses)) / abs(tail_loss(reference_losses))
+        rows.append({"model": model_name, "batch": batch_size, "variant": name, "images_per_s": speed,
+                     "ratio": speed / reference_speed, "gflop_per_image": flops / 1e9,
+                     "peak_fraction": speed * flops / peak, "loss": tail_loss(losses),
+                     "loss_rel_diff": difference, "within_tolerance": difference <= args.tolerance})
+    return rows
 
 
-def print_report(record):
+def print_header(record):
     print(f"CPU training throughput, synthetic 32x32 images on the device loader, {record['steps']} timed steps "
           f"after {record['warmup']} warm-up, reference fp32 eager on {record['threads']} threads")
     print(f"peak: {record['peak_formula']}")
     print(f"tolerance: mean loss of the last timed steps within {100 * record['tolerance']:.1f} % of fp32 eager's")
     print(f"{'model':<10}{'batch':>6}  {'variant':<22}{'images/s':>10}{'ratio':>8}{'of peak':>9}{'loss':>9}"
-          f"{'diff':>8}  check")
-    for row in record["rows"]:
-        print(f"{row['model']:<10}{row['batch']:>6}  {row['variant']:<22}{row['images_per_s']:>10.0f}"
-              f"{row['ratio']:>7.2f}x{100 * row['peak_fraction']:>8.1f}%{row['loss']:>9.4f}"
-              f"{100 * row['loss_rel_diff']:>7.2f}%  {'pass' if row['within_tolerance'] else 'FAIL'}")
+          f"{'diff':>8}  check", flush=True)
+
+
+def print_row(row):
+    print(f"{row['model']:<10}{row['batch']:>6}  {row['variant']:<22}{row['images_per_s']:>10.0f}"
+          f"{row['ratio']:>7.2f}x{100 * row['peak_fraction']:>8.1f}%{row['loss']:>9.4f}"
+          f"{100 * row['loss_rel_diff']:>7.2f}%  {'pass' if row['within_tolerance'] else 'FAIL'}", flush=True)
 
 
 def get_args_parser():
@@ -230,9 +229,17 @@ def main(args):
         return 0
     if REFERENCE not in args.variants:
         args.variants = [REFERENCE, *args.variants]
-    record = {**device_record("cpu"), **measure(args)}
-    print_report(record)
-    write_bench_json(args.json, record)
+    peak, formula = cpu_peak()
+    record = {**device_record("cpu"), "peak_flops": peak, "peak_formula": formula,
+              "threads": torch.get_num_threads(), "steps": args.steps, "warmup": args.warmup,
+              "tolerance": args.tolerance, "rows": []}
+    print_header(record)
+    for model_name in args.models:
+        for batch_size in args.batch_sizes:           # each configuration's rows printed and saved when done
+            for row in config_rows(args, model_name, batch_size, peak):
+                record["rows"].append(row)
+                print_row(row)
+            write_bench_json(args.json, record)
     return 0
 
 
