@@ -52,11 +52,13 @@ def part_commands(quick, parts_dir):
 
     mine_sizes = (["--rows", "300", "--dim_a", "16", "--dim_b", "16", "--batch_size", "64", "--hidden_size", "16",
                    "--iters", "10"] if quick else ["--iters", "1000"])          # paper's critic: the defaults
-    pieces = ["train", "probe", "mine", "discriminability"] + ([] if quick else ["ctc"])   # ctc: test_bench
+    # --quick: no ctc (test_bench runs it), and flags in the bench part's process (one start-up less)
+    pieces = ["train", "probe", "mine", "discriminability"] + (["flags"] if quick else ["ctc"])
     self_part = [python, "-m", "scripts.gpu_check"] + (["--quick"] if quick else [])
+    flags = {} if quick else {"flags": [python, bench, "--only", "flags", "--json", out("flags")]}
     return {
         "bench": [python, bench, *bench_argv(quick), "--only", *pieces, "--json", out("bench")],
-        "flags": [python, bench, *bench_argv(quick), "--only", "flags", "--json", out("flags")],
+        **flags,
         "mine_check": [python, bench, "mine", "--check", *mine_sizes,
                        "--device", "cuda" if torch.cuda.is_available() else "cpu", "--json", out("mine_check")],
         "memory": [*self_part, "--part", "memory", "--part_json", out("memory")],
