@@ -26,6 +26,7 @@ flags next to every number, so figures from different machines are never mixed.
 
 One piece alone, with its own flags (see python bench.py ctc --help):
 
+    python bench.py cpu                      # CPU training variants vs fp32 eager, fraction of peak, loss check
     python bench.py ctc --model resnet8 --steps 5 --device cpu
     python bench.py probe --model resnet8 --epochs 5 --device cpu
     python bench.py mine --check             # MINE's precision on known-MI cases
@@ -56,7 +57,7 @@ RUNNERS = {"train": ("train", "train_row"), "ctc": ("ctc", "table_row"), "probe"
            "mine": ("mine", "table_row"), "discriminability": ("discriminability", "table_row"),
            "flags": ("train", "flag_rows")}
 BENCHES = tuple(RUNNERS)
-PIECES = ("ctc", "probe", "mine")     # the benchmarks with their own command line: python bench.py PIECE ...
+PIECES = ("ctc", "probe", "mine", "cpu")     # the benchmarks with their own command line: python bench.py PIECE ...
 
 
 def run_benchmark(name, args, device):
@@ -78,6 +79,10 @@ def main(args):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
+    record = {**device_record(device), "python": platform.python_version(),
+              "date": datetime.datetime.now().astimezone().isoformat(), "cpu_threads": torch.get_num_threads(),
+              "flags": vars(args), "results": rows}
+    path = None if args.no_json else (args.json or default_json_path(record))
     for name in args.only:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
@@ -87,14 +92,10 @@ def main(args):
         except Exception as err:                                   # report and go on with the others
             traceback.print_exc()
             rows.append({"name": name, "error": f"{type(err).__name__}: {err}"})
-    record = {**device_record(device), "python": platform.python_version(),
-              "date": datetime.datetime.now().astimezone().isoformat(), "cpu_threads": torch.get_num_threads(),
-              "flags": vars(args), "results": rows}
+        write_bench_json(path, record)                             # after each: a stopped run keeps its rows
     print_table(rows, f"{record['device_name']} ({device}) | torch {record['torch']} | {record['date'][:19]}"
                       f"{' | quick' if args.quick else ''}")
-    path = None if args.no_json else (args.json or default_json_path(record))
     if path:
-        write_bench_json(path, record)
         print(f"numbers, with the device they came from, in {path}")
     return 1 if any("error" in row for row in rows) else 0
 

@@ -68,7 +68,8 @@
 # the paper's MINE sizes, JOBS=1), TARGET2 SOURCE_PER_CLASS (fashion), SEEDS MODEL SOURCE TARGET EPOCHS
 # STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS MINE_TY_ITERS MINE_XT_LR
 # MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW HOLDOUT DATA_FOLDER NUM_WORKERS JOBS (runs at once) THREADS (per
-# run; default: the cores / JOBS) PLOT (0: no figures) OUT (default figures/cpu_experiment, with DATA=fashion
+# run; default: the cores / JOBS) TRAIN_SPEED (training's speed flags; cpu: --channels_last, gpu: the CUDA
+# defaults) PLOT (0: no figures) OUT (default figures/cpu_experiment, with DATA=fashion
 # figures/cpu_experiment_fashion) WORKDIR.
 # Idempotent: a rerun finds every run finished and every row written, and only redraws figures and table.
 set -euo pipefail
@@ -96,10 +97,13 @@ if [ "$DATA" != digits ]; then LOGS+="_$DATA"; fi
 case "$SCALE" in
   cpu) : "${MODEL:=resnet8}" "${SOURCE:=digits_a}" "${TARGET:=digits_b}" "${EPOCHS:=90}" "${SAVE_FREQ:=3}" \
          "${NCE_K:=256}" "${MINE_XT_ITERS:=300}" "${MINE_TY_ITERS:=300}" "${MINE_XT_LR:=1e-4}" "${MINE_TY_LR:=1e-4}" \
-         "${MINE_BATCH:=256}" "${MINE_HIDDEN:=128}" "${MINE_WINDOW:=50}" "${NUM_WORKERS:=0}" "${JOBS:=2}" "${HOLDOUT=0.5}" ;;
+         "${MINE_BATCH:=256}" "${MINE_HIDDEN:=128}" "${MINE_WINDOW:=50}" "${NUM_WORKERS:=0}" "${JOBS:=2}" "${HOLDOUT=0.5}"
+       # the fastest CPU training variant within bench.py cpu's loss tolerance (docs/speed.md)
+       : "${TRAIN_SPEED=--channels_last}" ;;
   gpu) : "${MODEL:=resnext32_16x4d}" "${SOURCE:=cifar100}" "${TARGET:=cinic10}" "${EPOCHS:=300}" "${SAVE_FREQ:=2}" \
          "${NCE_K:=16384}" "${MINE_XT_ITERS:=1e+4}" "${MINE_TY_ITERS:=2e+4}" "${MINE_XT_LR:=8e-5}" "${MINE_TY_LR:=1e-5}" \
-         "${MINE_BATCH:=5000}" "${MINE_HIDDEN:=1024}" "${MINE_WINDOW:=500}" "${NUM_WORKERS:=8}" "${JOBS:=1}" "${HOLDOUT=}" ;;
+         "${MINE_BATCH:=5000}" "${MINE_HIDDEN:=1024}" "${MINE_WINDOW:=500}" "${NUM_WORKERS:=8}" "${JOBS:=1}" "${HOLDOUT=}" \
+         "${TRAIN_SPEED=}" ;;
   *) echo "error: SCALE must be cpu or gpu, got '$SCALE'." >&2; exit 2 ;;
 esac
 SEEDS="${SEEDS:-3}"
@@ -150,6 +154,8 @@ one_run() {
                 --learning_rate 0.05 --seed "$seed" --trial "$seed" --num_workers "$NUM_WORKERS"
                 --data_folder "$DATA_FOLDER" --resume "${QUIET[@]}")
   if [ -n "$SOURCE_PER_CLASS" ]; then common+=(--train_per_class "$SOURCE_PER_CLASS"); fi
+  # shellcheck disable=SC2206  # TRAIN_SPEED holds speed flags, split on spaces
+  common+=($TRAIN_SPEED)
   local steps=()
   if [ "$method" = vanilla ]; then
     run="$(vanilla_run "$seed")"
@@ -206,7 +212,7 @@ if (( JOBS == 1 )); then
 else
   export NO_SETUP=1 SCALE SEEDS MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV PROBE_EPOCHS MINE_XT_ITERS \
          MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS THREADS \
-         HOLDOUT DATA TARGET2 SOURCE_PER_CLASS
+         HOLDOUT DATA TARGET2 SOURCE_PER_CLASS TRAIN_SPEED
   printf '%s\n' "${tasks[@]}" | xargs -n 2 -P "$JOBS" bash "$SELF" --one \
     || { echo "error: at least one run failed (see above); rerun this script to resume." >&2; exit 1; }
 fi

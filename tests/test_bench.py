@@ -62,3 +62,30 @@ def test_bench_py_dispatches_a_piece_and_reports_bad_flags_without_a_traceback(t
                             timeout=120)
     assert result.returncode == 2 and "--batch_size 20 exceeds --rows 10" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cpu_peak_reads_cores_clock_and_vector_width_from_lscpu(monkeypatch):
+    from benchmarks import cpu
+    lscpu = "CPU(s):              4\nCPU max MHz:         3000.0000\nFlags:  fpu avx2 fma avx512f avx512_bf16\n"
+    monkeypatch.setattr(cpu.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout=lscpu))
+    peak, formula = cpu.cpu_peak()
+    assert peak == 4 * 3000e6 * 16 * 2 * cpu.FMA_UNITS
+    assert formula.startswith("4 cores x 3.00 GHz x 16 fp32 lanes (AVX-512) x 2 (FMA) x 2 FMA units = 768 GFLOP/s")
+    assert "native bf16" in formula
+
+
+def test_bench_cpu_times_each_variant_against_fp32_eager_and_checks_its_loss(tmp_path, capsys):
+    path = tmp_path / "cpu.json"
+    code = bench.run_piece("cpu", ["--models", "resnet8", "--batch_sizes", "8", "--steps", "2", "--warmup", "1",
+                                   "--variants", "channels_last", "bf16", "procs x 1 thread", "--json", str(path)])
+    record = json.loads(path.read_text())
+    rows = {row["variant"]: row for row in record["rows"]}
+    cores = torch.get_num_threads()
+    assert code == 0 and list(rows) == ["fp32 eager", "channels_last", "bf16", f"{cores} procs x 1 thread"]
+    assert rows["fp32 eager"]["ratio"] == 1.0 and rows["fp32 eager"]["loss_rel_diff"] == 0.0
+    assert all(row["images_per_s"] > 0 and 0 < row["peak_fraction"] < 1 for row in rows.values())
+    assert rows["channels_last"]["within_tolerance"]                   # the same arithmetic, another layout
+    assert abs(rows[f"{cores} procs x 1 thread"]["loss"] - rows["fp32 eager"]["loss"]) < 1e-3   # same batches
+    assert 0.05 < rows["fp32 eager"]["gflop_per_image"] < 0.1         # resnet8: 25 MFLOPs forward, ~3x to train
+    out = capsys.readouterr().out
+    assert "peak: " in out and " x 2 (FMA) x " in out and out.count(" pass") + out.count(" FAIL") == 4

@@ -5,10 +5,11 @@ import glob
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from scripts import run_steps
+from scripts import run_steps, step_times
 from tests.conftest import REPO_ROOT
 from tests.helpers import dry_run, read_rows
 
@@ -152,3 +153,21 @@ def test_run_steps_stops_at_the_first_failing_command(capsys):
     out, err = capsys.readouterr()
     assert status == 2 and "nowhere" in err and "steps after it did not run" in err
     assert "== discriminability.py" not in out
+
+
+def test_run_steps_records_each_finished_step_and_step_times_sums_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STEP_TIMES", str(tmp_path / "times"))
+    start = time.time()
+    assert run_steps.main(["mine.py", "--help", "::", "mine.py", "--mode", "xt", "--dataset", "digits_b",
+                           "--holdout", "0.5", "--help", "::", "discriminability.py", "--help"]) == 0
+    rows = step_times.read_timings(str(tmp_path / "times"))
+    assert [name for name, _, _ in rows] == ["mine", "mine xt digits_b holdout", "discriminability"]
+    assert all(seconds >= 0 and start - 0.01 <= end <= time.time() + 0.01 for _, seconds, end in rows), rows
+    lines = step_times.split_table([("mine xt a", 3.0, 103.0), ("train", 1.0, 100.0), ("mine xt a", 5.0, 105.0)],
+                                   start=99.0, end=111.0)
+    assert lines[1].split() == ["mine", "xt", "a", "2", "8.0", "4.0", "88.9%"]
+    assert lines[2].split() == ["train", "1", "1.0", "1.0", "11.1%"]
+    assert lines[-1] == "wall time 12 s: runs 6 s, then results table and figures 6 s"
+    capsys.readouterr()
+    assert step_times.main([str(tmp_path / "empty"), "--start", "0"]) == 1
+    assert "no step timings" in capsys.readouterr().err

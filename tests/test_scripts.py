@@ -28,11 +28,14 @@ def test_shellcheck():
 
 def test_quickstart_is_the_cpu_experiment_at_its_size(tmp_path):
     """The quick start runs scripts/cpu_experiment.sh (tested end to end in test_cpu_experiment.py) with 10
-    epochs, a checkpoint every epoch, 2 seeds of vanilla and CTC, and draws the seed bands."""
+    epochs, a checkpoint every second epoch, 2 seeds of vanilla and CTC trained channels_last (the CPU variant
+    bench.py cpu picks), every sweep including the held-out MINE fits, and draws the seed bands."""
     calls = dry_run("quickstart.sh", tmp_path, WORKDIR=str(tmp_path))
     runs = [c.split(" :: ") for c in calls if "scripts.run_steps" in c]
     trainings = sorted(steps[0].split("scripts.run_steps ")[1] for steps in runs)
-    assert len(trainings) == 4 and all("--epochs 10 " in t and "--save_freq 1 " in t for t in trainings)
+    assert len(trainings) == 4 and all("--epochs 10 " in t and "--save_freq 2 " in t for t in trainings)
+    assert all("--channels_last" in t for t in trainings)
+    assert all(sum(step.startswith("mine.py") and "--holdout 0.5" in step for step in steps) == 2 for steps in runs)
     assert [t.split()[0] for t in trainings] == ["train_ctc.py"] * 2 + ["train_vanilla.py"] * 2
     assert all("--stage_two_epoch 6 " in t and "--note ctc_s" in t for t in trainings[:2])
     assert sorted(t.split("--seed ")[1].split()[0] for t in trainings) == ["0", "0", "1", "1"]

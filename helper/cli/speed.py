@@ -15,7 +15,9 @@ def add_speed_args(parser, loader=True):
     """Add --amp/--no_amp, --channels_last/--no_channels_last, --compile/--no_compile and (`loader`) --loader."""
     g = parser.add_argument_group("speed (defaults: all off on CPU; amp, channels_last and GPU loader on CUDA)")
     g.add_argument("--amp", dest="amp", action="store_true", default=None,
-                   help="bf16 autocast for forward and loss (default: on with CUDA, off on CPU)")
+                   help="bf16 autocast for forward and loss, on CUDA only (default: on with CUDA). On a CPU "
+                        "it does nothing: bf16 training there was slower than fp32 without native bf16 "
+                        "instructions (python bench.py cpu measures your CPU; docs/speed.md)")
     g.add_argument("--no_amp", dest="amp", action="store_false", help="full fp32 everywhere")
     add_layout_args(g, compile_help="torch.compile the model: minutes of compilation per process before the "
                                     "first step, worth it only for long runs (default: off)")
