@@ -11,6 +11,7 @@ import pytest
 
 from scripts import run_steps, step_times
 from tests.conftest import REPO_ROOT
+from tests.fakedata import write_fake_fashion_mnist
 from tests.helpers import dry_run, read_rows
 
 RUNS = ["resnet8_digits_a_lr_0.05_trial_0_vanilla", "resnet8_digits_a_lr_0.05_trial_1_vanilla",
@@ -51,6 +52,41 @@ def test_cpu_experiment_end_to_end_then_a_rerun_recomputes_nothing(tmp_path):
     assert (out / "results_table.md").read_text() == table
     assert len((out / "timings.tsv").read_text().splitlines()) == 2
 
+
+FASHION_RESULTS = ["transfer_fashion_b_linear_cv3", "transfer_digits_b_linear_cv3", "discriminability_fashion_a",
+                   "discriminability_fashion_b", "discriminability_digits_b", "mi_xt_fashion_a", "mi_ty_fashion_a",
+                   "mi_xt_fashion_b", "mi_ty_fashion_b", "mi_xt_fashion_b_holdout", "mi_ty_fashion_b_holdout"]
+
+
+def test_fashion_end_to_end_on_idx_files_then_a_rerun_recomputes_nothing(tmp_path):
+    """DATA=fashion on Fashion-MNIST IDX files written in torchvision's layout (the real loaders read them), with
+    the per-class source subset, both targets, the three measures and both results tables."""
+    write_fake_fashion_mnist(tmp_path / "data", n_train_per_class=8, n_test_per_class=6)
+    env = dict(os.environ, NO_SETUP="1", WORKDIR=str(tmp_path), DATA_FOLDER=str(tmp_path / "data"),
+               PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", DATA="fashion", SOURCE_PER_CLASS="6",
+               SEEDS="2", EPOCHS="2", SAVE_FREQ="1", STAGE_TWO="1", NCE_K="16", CV="3", PROBE_EPOCHS="2",
+               MINE_XT_ITERS="5", MINE_TY_ITERS="5", MINE_BATCH="32", MINE_HIDDEN="8", MINE_WINDOW="3", JOBS="2")
+    script = os.path.join(REPO_ROOT, "scripts", "cpu_experiment.sh")
+    first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run = tmp_path / "save/model/resnet8_fashion_a_lr_0.05_trial_1_vanilla"
+    assert '"train_per_class": 6' in (run / "args.json").read_text()
+    for name in FASHION_RESULTS:
+        rows = read_rows(run / f"{name}.csv")
+        assert [r["epoch"] for r in rows] == ["0", "1", "2"], name
+    target = read_rows(run / "discriminability_fashion_b.csv")
+    assert all(float(r["nc1"]) >= 0 and 1 <= float(r["effective_rank"]) <= 64 and float(r["coding_rate"]) > 0
+               for r in target)
+    out = tmp_path / "figures/cpu_experiment_fashion"
+    for table in ("results_table.md", "results_table_digits_b.md"):
+        assert "| vanilla | 2 |" in (out / table).read_text()
+    assert "Spearman" in (out / "results_table.md").read_text()
+    stamps = {path: os.stat(path).st_mtime_ns for path in glob.glob(str(tmp_path / "save/model/*/*.csv"))}
+
+    env["PLOT"] = "0"
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert {path: os.stat(path).st_mtime_ns for path in stamps} == stamps
 
 def planned(tmp_path, **env):
     """The dry run's commands: per training run, [(program, {flag: value})] of its steps; then the other calls."""
