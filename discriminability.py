@@ -12,7 +12,6 @@ on the CPU instead, the reference the torch k-means is tested against. Results: 
 checkpoint, resumable (--force recomputes).
 """
 import argparse
-import os
 import sys
 import time
 
@@ -28,7 +27,7 @@ from helper.core.errors import UserError, run_cli
 from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
 from helper.sweep.metrics import KMEANS_BACKENDS, nmi_kmeans, recall_at_1
-from helper.sweep.runner import ResultsCSV, run_sweep
+from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run, source_acc
 
 FIELDS = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds"]
@@ -75,7 +74,7 @@ def main(args):
     split = info.train_split if args.train_split else info.eval_split
     data = load_split(args.dataset, split, args.data_folder)
     sweep = sweep_config(args)
-    results = ResultsCSV(os.path.join(run_dir, KIND["discriminability"].file_name(vars(args))), FIELDS, sweep.shard)
+    results = KIND["discriminability"].results_file(run_dir, vars(args), FIELDS, sweep.shard)
 
     def evaluate_one(epoch, path):
         start = time.time()

@@ -200,8 +200,7 @@ def main(args):
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     sweep = sweep_config(args)
-    results = ResultsCSV(os.path.join(run_dir, KIND["transfer"].file_name(vars(args))),
-                         CV_FIELDS if args.cv else FIELDS, sweep.shard)
+    results = KIND["transfer"].results_file(run_dir, vars(args), CV_FIELDS if args.cv else FIELDS, sweep.shard)
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):
