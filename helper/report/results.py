@@ -225,7 +225,7 @@ PLOT_WORDS = DamageWords(
     not_text=lambda err: f"it is not CSV text ({err})",
     no_header=lambda key, values: f"the first line {','.join(values)!r} is not a header with an '{key}' column",
     length=lambda values, header: f"{len(values)} values for the {len(header)} columns of the header",
-    epoch=lambda text: f"column 'epoch' holds {text!r}, not a whole number of ASCII digits",
+    epoch=lambda text: f"column 'epoch' holds {text!r}, not a number",
     number=lambda column, text: f"column '{column}' holds {text!r}, not a number")
 
 
