@@ -188,7 +188,7 @@ def main(args):
                 tables["xy"] = fit(x, y, config, device)
             result = tables["xy"]
         else:
-            # a cache hit reads nothing of the checkpoint but its size and mtime
+            # a cache hit reads the checkpoint only to hash it (its SHA-1 keys the cache)
             t, _ = split_features(lambda: source.load(path, device, default_classes=source_classes)[0], data, split,
                                   path, features, device, layer=args.layer)
             result = fit(x, t, config, device) if args.mode == "xt" else fit(t, y, config, device)
