@@ -17,7 +17,6 @@ in nats, at epsilon^2 = 0.5. Results: <run folder>/discriminability_<dataset>[_t
 per checkpoint, resumable (--force recomputes).
 """
 import argparse
-import os
 import sys
 import time
 
@@ -33,7 +32,7 @@ from helper.core.errors import UserError, run_cli
 from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
 from helper.sweep.metrics import KMEANS_BACKENDS, coding_rate, effective_rank, nc1, nmi_kmeans, recall_at_1
-from helper.sweep.runner import ResultsCSV, run_sweep
+from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run, source_acc
 
 # A file written before nc1, effective_rank and coding_rate existed is read by plot.py and the results table (those
@@ -85,7 +84,7 @@ def main(args):
     split = info.train_split if args.train_split else info.eval_split
     data = load_split(args.dataset, split, args.data_folder)
     sweep = sweep_config(args)
-    results = ResultsCSV(os.path.join(run_dir, KIND["discriminability"].file_name(vars(args))), FIELDS, sweep.shard)
+    results = KIND["discriminability"].results_file(run_dir, vars(args), FIELDS, sweep.shard)
 
     def evaluate_one(epoch, path):
         start = time.time()

@@ -39,7 +39,7 @@ from helper.core.errors import UserError, run_cli
 from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
 from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
-from helper.sweep.runner import ResultsCSV, run_sweep, warn
+from helper.sweep.runner import run_sweep, warn
 from helper.sweep.source_run import open_run
 
 # A file written before best_step existed is read by plot.py; appending to it asks for --force.
@@ -178,7 +178,7 @@ def main(args):
     data = load_split(args.dataset, split, args.data_folder)
     tables = {}                                 # X and Y, built at the first checkpoint that needs them
     sweep = sweep_config(args)
-    results = ResultsCSV(os.path.join(run_dir, KIND["mi"].file_name(vars(args))), FIELDS, sweep.shard)
+    results = KIND["mi"].results_file(run_dir, vars(args), FIELDS, sweep.shard)
     history_dir = os.path.splitext(results.path)[0] + "_history"
     clamp_notice(config, len(data))
 
@@ -193,7 +193,7 @@ def main(args):
                 tables["xy"] = fit(x, y, config, device)
             result = tables["xy"]
         else:
-            # a cache hit reads nothing of the checkpoint but its size and mtime
+            # a cache hit reads the checkpoint only to hash it (its SHA-1 keys the cache)
             t, _ = split_features(lambda: source.load(path, device, default_classes=source_classes)[0], data, split,
                                   path, features, device, layer=args.layer)
             result = fit(x, t, config, device) if args.mode == "xt" else fit(t, y, config, device)

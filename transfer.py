@@ -29,7 +29,8 @@ records), param_transferability (finetune only: the mean over residual blocks of
 parameter-distance transferability, docs/param_transferability.md), seconds,
 param_transferability_blocks (finetune only: JSON {block: value}). --cv K (small targets): a K-fold probe over
 the target's train + eval images, in transfer_<target>_linear[_<eval split>]_cv<K>.csv, final_acc the mean
-over folds, with final_acc_std, final_acc_sem and folds.
+over folds, with final_acc_std, final_acc_sem and folds. Every sweep's last column is checkpoint_sha1, the
+SHA-1 of the checkpoint file the row was computed from (docs/run_folder.md).
 """
 import argparse
 import csv
@@ -200,8 +201,7 @@ def main(args):
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     sweep = sweep_config(args)
-    results = ResultsCSV(os.path.join(run_dir, KIND["transfer"].file_name(vars(args))),
-                         CV_FIELDS if args.cv else FIELDS, sweep.shard)
+    results = KIND["transfer"].results_file(run_dir, vars(args), CV_FIELDS if args.cv else FIELDS, sweep.shard)
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):

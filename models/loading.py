@@ -1,7 +1,8 @@
 """Build the model a checkpoint holds and load its weights strictly (the registry's side of checkpoints)."""
 import torch
 
-from helper.core.checkpoint import CheckpointError, load_checkpoint, model_weights
+from helper.core.checkpoint import (CheckpointError, DamagedCheckpointError, check_model_checkpoint, load_checkpoint,
+                                    model_weights)
 from models.registry import create_model, model_dict
 
 
@@ -39,20 +40,30 @@ def load_model(path, arch=None, default_classes=None, device="cpu"):
     both exist and differ, or the weights do not fit, a `CheckpointError` names
     the file and both architectures. The class count is the checkpoint's metadata, else
     `default_classes` (e.g. the source data set's, for the original code's checkpoints),
-    else the head's shape. Returns `(model, checkpoint_dict)`.
+    else the head's shape. A file that no flag makes usable (`check_model_checkpoint`: its structure, its
+    metadata types, finite weights, a recorded class count that its head does not have) is a
+    `DamagedCheckpointError`. Returns `(model, checkpoint_dict)`.
     """
-    ckpt = load_checkpoint(path)
+    ckpt = check_model_checkpoint(load_checkpoint(path), path)
     state = model_weights(ckpt)
     stored_arch = ckpt.get("arch") if isinstance(ckpt, dict) else None
     if stored_arch and arch and stored_arch != arch:
         raise CheckpointError(f"checkpoint {path} holds a {stored_arch} but model {arch} was asked for; "
                               f"pass --model {stored_arch} or another checkpoint.")
+    if stored_arch and stored_arch not in model_dict:
+        raise DamagedCheckpointError(f"checkpoint {path} records the architecture {stored_arch!r}, which is not in "
+                                     "the model registry, so no result is computed from it.", "unknown 'arch'")
     arch = stored_arch or arch
     if arch is None:
         raise CheckpointError(f"checkpoint {path} does not record its architecture; pass --model.")
     with torch.device("meta"):
         probe = create_model(arch, num_classes=1)
     head_key = f"{probe.head_attr}.weight"
+    recorded = ckpt.get("num_classes")
+    if recorded is not None and head_key in state and state[head_key].shape[0] != recorded:
+        raise DamagedCheckpointError(f"checkpoint {path} records {recorded} classes but its head has "
+                                     f"{state[head_key].shape[0]} outputs, so no result is computed from it.",
+                                     "bad 'num_classes'")
     num_classes = (ckpt.get("num_classes") or default_classes
                    or (state[head_key].shape[0] if head_key in state else None))
     model = create_model(arch, num_classes=num_classes or 1)

@@ -3,6 +3,7 @@ writes during a run, a resume that cannot find its run. Each test reproduces one
 promised behaviour (docs/run_folder.md)."""
 import argparse
 import errno
+import hashlib
 import json
 import os
 import shlex
@@ -122,7 +123,9 @@ def test_truncated_last_row_is_dropped_and_recomputed(run_dir, capsys):
 def test_empty_results_file_gets_its_header(run_dir):
     (run_dir / "res.csv").write_text("")
     assert fake_sweep(run_dir, "--end_epoch", "1") == 0
-    assert (run_dir / "res.csv").read_text().splitlines() == ["epoch,acc,seconds", "1,10,0"]
+    empty_file_sha1 = hashlib.sha1(b"").hexdigest()                # the fake checkpoints are empty files
+    assert (run_dir / "res.csv").read_text().splitlines() == ["epoch,acc,seconds,checkpoint_sha1",
+                                                               f"1,10,0,{empty_file_sha1}"]
 
 
 def test_a_kill_while_appending_leaves_no_partial_row(run_dir, monkeypatch):

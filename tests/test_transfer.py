@@ -103,7 +103,8 @@ def test_corrupt_checkpoint_is_reported_and_sweep_goes_on(fresh, capsys):
         f.write(b"not a checkpoint" * 64)
     code, out, err = sweep(fresh, capsys, "--end_epoch", "2", probe_epochs="2")
     assert code == 1
-    assert "ckpt_epoch_1.pth" in err and "unreadable checkpoints: epoch 1" in err
+    assert err.splitlines()[-1].endswith("1 checkpoint skipped, not computed: ckpt_epoch_1.pth (unreadable) "
+                                         "(exit status 1)")
     assert [r["epoch"] for r in read_rows(os.path.join(fresh, "transfer_digits_b_linear.csv"))] == ["2"]
 
 
@@ -161,7 +162,7 @@ def test_finetune_writes_param_transferability_and_weights(fresh, capsys):
     with open(os.path.join(fresh, "ckpt_epoch_0.pth"), "wb") as f:    # a corrupt init spoils no row
         f.write(b"not a checkpoint" * 64)
     code, _, err = sweep(fresh, capsys, "--mode", "finetune", "--start_epoch", "3", "--force", probe_epochs="1")
-    assert code == 0 and "ckpt_epoch_0.pth" in err and "unreadable checkpoints" not in err
+    assert code == 0 and "ckpt_epoch_0.pth" in err and "skipped, not computed" not in err
     last = read_rows(os.path.join(fresh, "transfer_digits_b_finetune.csv"))[-1]
     assert last["param_transferability"] == "" and last["param_transferability_blocks"] == ""
 

@@ -79,8 +79,8 @@ def feature_args_parser(model_default=None, extract_batch=256, amp_help=AMP_HELP
                                     "network): compiled once per process and reused by every checkpoint; "
                                     "fine-tuning stays eager (default: off)")
     g.add_argument("--cache_dir", default=None,
-                   help="keep extracted features here, keyed by checkpoint file (path, mtime, size), "
-                        "data set and split, so reruns skip extraction (default: no cache)")
+                   help="keep extracted features here, keyed by the checkpoint file's SHA-1, data set and "
+                        "split, so reruns skip extraction (default: no cache)")
     return parser
 
 

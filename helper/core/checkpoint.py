@@ -10,7 +10,10 @@ File format (compatible with the original CRD / dt-tradeoff code, which wrote
 Everything is plain Python types or tensors, so `torch.load(weights_only=True)`
 reads it; original checkpoints without the metadata load as well.
 """
+import functools
+import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -19,7 +22,9 @@ import torch
 
 from helper.core.errors import UserError
 
-CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)\.pth$")
+CKPT_RE = re.compile(r"^ckpt_epoch_([0-9]+)\.pth$")
+CKPT_LIKE_RE = re.compile(r"^ckpt_epoch_(.*)\.pth$", re.DOTALL)    # what a checkpoint name looks like, epoch or not
+MAX_EPOCH = 10 ** 6         # the largest epoch a file name or a results cell may hold (the paper trains 300)
 DEFAULT_MODEL_ROOT = os.path.join(".", "save", "model")
 FORMAT_VERSION = 1
 TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
@@ -27,6 +32,24 @@ TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be used whatever the flags: unreadable, of the wrong structure or metadata
+    types, or holding non-finite weights. `reason` is the short why a sweep's last line gives."""
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_epoch(text):
+    """The epoch `text` names (ASCII digits, at most `MAX_EPOCH`), else None: '²', '٣', '1e3', ' 7' are not
+    epochs."""
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,7}", text):
+        return None
+    epoch = int(text)
+    return epoch if epoch <= MAX_EPOCH else None
 
 
 def atomic_write(path, write):
@@ -66,8 +89,77 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated, corrupt, or not a torch file
-        raise CheckpointError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
-                              "the file is corrupt or was not written by torch.save.") from err
+        raise DamagedCheckpointError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
+                                     "the file is corrupt or was not written by torch.save.",
+                                     "unreadable") from err
+
+
+# The metadata entries of a checkpoint and the types each may hold (None: absent, as in the original's files;
+# the original recorded its accuracy as a one-element tensor).
+METADATA_TYPES = {"epoch": (int,), "accuracy": (int, float, torch.Tensor), "arch": (str,), "dataset": (str,),
+                  "num_classes": (int,), "feat_dim": (int,), "args": (dict,), "format": (int,)}
+
+
+def check_model_checkpoint(ckpt, path):
+    """Refuse a loaded model checkpoint that a sweep cannot trust, with a `DamagedCheckpointError` naming
+    `path`: not a dict, a state_dict that does not map names to tensors, metadata of the wrong type or
+    out of range, or a NaN / infinite weight (a diverged run's weights give rows at chance level)."""
+    def damaged(why, reason):
+        return DamagedCheckpointError(f"checkpoint {path} {why}, so no result is computed from it.", reason)
+
+    if not isinstance(ckpt, dict):
+        raise damaged(f"holds a {type(ckpt).__name__}, not the dict of a checkpoint or a state_dict", "not a dict")
+    if "model" in ckpt:
+        for key, types in METADATA_TYPES.items():
+            value = ckpt.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+                raise damaged(f"records {key!r} as {value!r} ({type(value).__name__}), not "
+                              f"{' or '.join(t.__name__ for t in types)}", f"bad {key!r}")
+        for key in ("num_classes", "feat_dim"):
+            if ckpt.get(key) is not None and not 1 <= ckpt[key] <= 10 ** 7:
+                raise damaged(f"records {key!r} as {ckpt[key]}, outside 1..{10 ** 7}", f"bad {key!r}")
+    state = ckpt["model"] if "model" in ckpt else ckpt
+    if not isinstance(state, dict) or not state:
+        raise damaged("holds no state_dict under 'model'", "no weights")
+    odd = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if odd:
+        raise damaged(f"has {len(odd)} 'model' entries that are not named tensors (e.g. {', '.join(odd[:3])})",
+                      "weights are not tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise damaged(f"holds NaN or infinite weights in {len(bad)} tensors (e.g. {', '.join(bad[:3])}); the run "
+                      "that wrote it had diverged", "NaN or infinite weights")
+    accuracy = ckpt.get("accuracy") if "model" in ckpt else None
+    if isinstance(accuracy, torch.Tensor) and (accuracy.numel() != 1 or accuracy.is_complex()):
+        raise damaged(f"records 'accuracy' as a tensor of shape {tuple(accuracy.shape)}", "bad 'accuracy'")
+    if accuracy is not None and not math.isfinite(float(accuracy)):
+        raise damaged(f"records the accuracy {float(accuracy)}", "non-finite accuracy")
+    return ckpt
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha1_of(path, identity):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha1").hexdigest()
+    except OSError as err:
+        raise DamagedCheckpointError(f"checkpoint {path} could not be read ({err.strerror or err}).",
+                                     "unreadable") from None
+
+
+def file_sha1(path):
+    """The SHA-1 of a file's bytes, the fingerprint a result row records of its checkpoint.
+
+    Computed once per file version per process: remembered by the file's inode, size and modification and
+    change times (the change time moves on every write or rename, and cannot be set back by hand).
+    """
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        raise DamagedCheckpointError(f"checkpoint {path} could not be read ({err.strerror or err}).",
+                                     "unreadable") from None
+    return _sha1_of(os.path.abspath(path),
+                    (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 def clean_state_dict(state):
@@ -150,16 +242,27 @@ def ckpt_name(epoch):
     return f"ckpt_epoch_{int(epoch)}.pth"
 
 
+def checkpoint_files(run_dir):
+    """({epoch: path} of every `ckpt_epoch_<E>.pth` in `run_dir`, sorted by epoch; sorted names of the files
+    named like checkpoints whose epoch is no whole number up to `MAX_EPOCH`, such as `ckpt_epoch_1e3.pth`)."""
+    if not os.path.isdir(run_dir):
+        return {}, []
+    found, odd = {}, []
+    for name in os.listdir(run_dir):
+        match = CKPT_LIKE_RE.match(name)
+        if not match:
+            continue
+        epoch = parse_epoch(match.group(1))
+        if epoch is None:
+            odd.append(name)
+        else:
+            found[epoch] = os.path.join(run_dir, name)
+    return dict(sorted(found.items())), sorted(odd)
+
+
 def list_checkpoints(run_dir):
     """{epoch: path} of every `ckpt_epoch_<E>.pth` in `run_dir`, sorted by epoch."""
-    if not os.path.isdir(run_dir):
-        return {}
-    found = {}
-    for name in os.listdir(run_dir):
-        match = CKPT_RE.match(name)
-        if match:
-            found[int(match.group(1))] = os.path.join(run_dir, name)
-    return dict(sorted(found.items()))
+    return checkpoint_files(run_dir)[0]
 
 
 def resolve_run_dir(ckpt_path, model_root=DEFAULT_MODEL_ROOT):

@@ -58,6 +58,10 @@ class ResultKind:
         """The results file a sweep with `flags` (its flags as a dict) writes: '<stem>.csv'."""
         return self.naming(flags) + ".csv"
 
+    def results_file(self, run_dir, flags, fields, shard=(0, 1)):
+        """The `ResultsCSV` a sweep with `flags` writes in `run_dir`, checking this kind's numeric columns."""
+        return ResultsCSV(os.path.join(run_dir, self.file_name(flags)), fields, shard, self.numeric)
+
 
 def _eval_split(dataset):
     info = DATASETS.get(dataset)
@@ -225,19 +229,17 @@ PLOT_WORDS = DamageWords(
     not_text=lambda err: f"it is not CSV text ({err})",
     no_header=lambda key, values: f"the first line {','.join(values)!r} is not a header with an '{key}' column",
     length=lambda values, header: f"{len(values)} values for the {len(header)} columns of the header",
-    epoch=lambda text: f"column 'epoch' holds {text!r}, not a number")
+    epoch=lambda text: f"column 'epoch' holds {text!r}, not a number",
+    number=lambda column, text: f"column '{column}' holds {text!r}, not a number")
 
 
 def parse_rows(path, kind):
     """The rows of one CSV file, numbers parsed; a malformed line is a UserError naming the file and line."""
     rows = []
-    for line, row in csv_records(path, kind.key, PLOT_WORDS):
+    for _, row in csv_records(path, kind.key, PLOT_WORDS, kind.numeric):
         for column in (("epoch",) if kind.by_epoch else ()) + kind.numeric:
             text = row.get(column, "")
-            try:
-                row[column] = None if text == "" else int(text) if column == "epoch" else float(text)
-            except ValueError:
-                raise damaged(path, line, f"column '{column}' holds {text!r}, not a number") from None
+            row[column] = None if text == "" else int(text) if column == "epoch" else float(text)
         rows.append(row)
     return rows
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from dataset import DATASETS, eval_loader, get_dataset, get_info
 from dataset.device_loader import gpu_loader_works
-from helper.core.checkpoint import save_atomic
+from helper.core.checkpoint import file_sha1, save_atomic
 from helper.core.errors import UserError
 from helper.core.speed import autocast, compiled
 from helper.sweep.runner import warn
@@ -92,15 +92,6 @@ def extract_features(model, loader, device, layer=-1, amp=False, progress=False,
     return torch.cat(feature_chunks), torch.cat(label_chunks)
 
 
-def file_fingerprint(path):
-    """A cache-key part that changes whenever the file does: absolute path, mtime and size."""
-    try:
-        stat = os.stat(path)
-    except OSError as err:
-        raise UserError(f"Cannot read '{path}': {err.strerror}. Check that the checkpoint path is right.") from err
-    return {"path": os.path.abspath(path), "mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
-
-
 def cache_path(cache_dir, key):
     """`<cache_dir>/<sha1 of the sorted JSON of key>.pt`."""
     try:
@@ -110,22 +101,44 @@ def cache_path(cache_dir, key):
     return os.path.join(cache_dir, hashlib.sha1(text.encode("utf-8")).hexdigest() + ".pt")
 
 
-def cached_features(cache_dir, key, compute_fn):
+def cached_features(cache_dir, key, compute_fn, check=None):
     """Return the tuple of tensors stored under `key`, computing and saving it on a miss.
 
     `compute_fn()` returns a tuple of tensors. Saving writes a temp file in `cache_dir`
     and renames it, so an interrupted run never leaves a half-written cache entry; an entry
-    damaged some other way (a copy cut short) is recomputed with a warning.
+    damaged some other way (a copy cut short), not a list of tensors, or that `check(tensors)`
+    finds wrong (it returns what is wrong, or None) is recomputed with a warning.
     """
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise UserError(f"--cache_dir {cache_dir} is a file, not a folder, so no features can be kept there; "
+                        "pass a folder (it is created when missing), or leave --cache_dir out.")
     path = cache_path(cache_dir, key)
     if os.path.exists(path):
         try:
-            return tuple(torch.load(path, map_location="cpu", weights_only=True))
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+            problem = (None if isinstance(tensors, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in tensors)
+                       else f"it holds a {type(tensors).__name__}, not a list of tensors")
+            problem = problem or (check and check(tuple(tensors)))
         except Exception as err:        # truncated or damaged (a copy cut short, a full disk): recompute it
-            warn(f"the feature cache file {path} is damaged ({type(err).__name__}); recomputing it.")
+            problem = f"it is damaged ({type(err).__name__})"
+        if not problem:
+            return tuple(tensors)
+        warn(f"the feature cache file {path} cannot be used: {problem}; recomputing it.")
     tensors = tuple(compute_fn())
     save_atomic(list(tensors), path)
     return tensors
+
+
+def check_split_features(rows):
+    """A `cached_features` check of (features, labels): float32 (rows, D) features, int64 (rows,) labels."""
+    def check(tensors):
+        shapes = ", ".join(f"{t.dtype} {tuple(t.shape)}" for t in tensors)
+        if (len(tensors) != 2 or tensors[0].dtype != torch.float32 or tensors[0].dim() != 2
+                or tensors[1].dtype != torch.int64 or tuple(tensors[1].shape) != (rows,)
+                or tensors[0].shape[0] != rows):
+            return f"it holds {shapes or 'nothing'}, not float32 ({rows}, D) features and int64 ({rows},) labels"
+        return None
+    return check
 
 
 # ------------------------------------------------------------------ a sweep's splits and their features
@@ -139,7 +152,7 @@ class FeatureConfig:
     amp: bool = False               # bf16 autocast on CUDA (the paper's features are fp32)
     compile: bool = False           # torch.compile the feature function
     channels_last: bool = False     # the models are loaded NHWC, so the device loader yields NHWC batches
-    cache_dir: str | None = None    # keep features on disk, keyed by checkpoint file, data set, split and layer
+    cache_dir: str | None = None    # keep features on disk, keyed by checkpoint SHA-1, data set, split and layer
     progress: bool = True           # tqdm bars
 
 
@@ -170,7 +183,8 @@ def split_features(load_model, dataset, split, ckpt_path, config, device, layer=
     (its split `split`), in eval mode, at `layer` (-1: the pooled penultimate feature).
 
     `load_model()` returns the checkpoint's model; with `config.cache_dir` it is called only on a cache
-    miss, so a cached checkpoint is never read (the key holds its path, mtime and size).
+    miss, so a cached checkpoint is only read to hash it (the key holds its SHA-1, which the sweep computes
+    once per file for its rows anyway).
     """
     def compute():
         return extract_features(load_model(), feature_loader(dataset, config, device), device, layer=layer,
@@ -178,6 +192,6 @@ def split_features(load_model, dataset, split, ckpt_path, config, device, layer=
 
     if not config.cache_dir:
         return compute()
-    key = {"checkpoint": file_fingerprint(ckpt_path), "dataset": dataset.info.name, "split": split,
+    key = {"checkpoint_sha1": file_sha1(ckpt_path), "dataset": dataset.info.name, "split": split,
            "root": os.path.abspath(config.data_folder), "layer": layer, "size": len(dataset), "amp": config.amp}
-    return cached_features(config.cache_dir, key, compute)
+    return cached_features(config.cache_dir, key, compute, check_split_features(len(dataset)))

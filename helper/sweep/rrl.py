@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helper.sweep import transfer as T
-from helper.core.checkpoint import load_checkpoint
+from helper.core.checkpoint import file_sha1, load_checkpoint
 from helper.core.errors import UserError
 from models.base import ImageClassifier
 
@@ -86,7 +86,7 @@ def finetuned_member(label, path, target, config, device):
     fine-tunes that member again.
     """
     out = T.finetuned_path(path, config.target_dataset)
-    source_sha1 = T.file_sha1(path)
+    source_sha1 = file_sha1(path)
     if os.path.isfile(out):
         saved = load_checkpoint(out)
         differences = saved_finetune_differences(saved, source_sha1, config)

@@ -9,9 +9,11 @@ transfer.py, discriminability.py and mine.py all follow the same pattern:
 
 `evaluate_one(epoch, path) -> dict` computes one row. Rows are appended and
 flushed as each checkpoint finishes, so an interrupted sweep resumes where it
-stopped. A missing checkpoint is skipped with a warning; an unreadable one is
-reported by name and the sweep goes on; both are listed at the end, and a
-failure makes the exit status non-zero.
+stopped. Each row records the SHA-1 of its checkpoint file (`FINGERPRINT`): a row
+whose checkpoint has changed since is stale and computed again. A missing checkpoint
+is skipped with a warning; an unreadable or damaged one (models.load_model's checks)
+is reported by name and the sweep goes on; the last line counts the skipped ones
+and why, and any makes the exit status 1.
 
 Sharding (`--shard I/N`, or torchrun's RANK / WORLD_SIZE): shard I takes every
 N-th selected checkpoint and appends to `<stem>.shard<I>of<N>.csv`; readers merge
@@ -28,6 +30,7 @@ import errno
 import fcntl
 import glob
 import io
+import itertools
 import json
 import os
 import re
@@ -38,8 +41,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from helper.core.checkpoint import (CheckpointError, atomic_write, changed_flags, describe_changes, list_checkpoints,
-                                    plain, write_flags)
+from helper.core.checkpoint import (MAX_EPOCH, CheckpointError, atomic_write, changed_flags, checkpoint_files,
+                                    describe_changes, file_sha1, parse_epoch, plain, write_flags)
 from helper.core.errors import UserError
 from helper.sweep.board import SweepBoard
 from helper.train.run_folder import DEFAULT_TB_PATH
@@ -53,8 +56,23 @@ class Selection:
     end_epoch: int | None = None
 
     def epochs(self, available):
-        """The selected epochs, present or not, for {epoch: path} `available`."""
+        """The selected epochs of the checkpoints present, {epoch: path} `available`."""
         return select_epochs(available, self.start_epoch, self.skip, self.end_epoch)
+
+    def missing(self, available, leave_out=(), limit=20):
+        """(how many epochs start, start + skip, ... up to `end_epoch` or the newest present checkpoint have
+        no file in `available` nor an epoch in `leave_out`, the first `limit` of them): counted, never listed in
+        full, however far apart the files are."""
+        if not available:
+            return 0, []
+        top = max(available) if self.end_epoch is None else min(self.end_epoch, max(available))
+        if top < self.start_epoch:
+            return 0, []
+        expected = (top - self.start_epoch) // self.skip + 1
+        on_range = lambda e: self.start_epoch <= e <= top and (e - self.start_epoch) % self.skip == 0  # noqa: E731
+        count = expected - sum(map(on_range, set(available) | set(leave_out)))
+        absent = (e for e in range(self.start_epoch, top + 1, self.skip) if e not in available and e not in leave_out)
+        return count, list(itertools.islice(absent, min(limit, count)))
 
 
 @dataclass(frozen=True)
@@ -82,15 +100,14 @@ def parse_shard(text, environ=os.environ):
 
 
 def select_epochs(available, start, skip, end=None):
-    """Epochs start, start+skip, ... up to `end` (default: the newest available)."""
+    """The epochs of `available` ({epoch: path}) among start, start+skip, ... up to `end` (None: no bound),
+    sorted. Only present files are listed, so a far `end` or a far epoch costs nothing."""
     if skip < 1:
         raise UserError(f"--skip must be at least 1, got {skip}.")
     if end is not None and end < start:
         raise UserError(f"--end_epoch {end} is before --start_epoch {start}, so no checkpoint is selected; "
                         "pass an --end_epoch at or after --start_epoch (or none: up to the newest checkpoint).")
-    if end is None:
-        end = max(available) if available else start - 1
-    return list(range(start, end + 1, skip))
+    return [e for e in sorted(available) if e >= start and (end is None or e <= end) and (e - start) % skip == 0]
 
 
 class DamagedResultsError(UserError):
@@ -118,6 +135,7 @@ class DamageWords:
     no_header: Callable         # (key column, values of the first line) -> why
     length: Callable            # (values, header) -> why
     epoch: Callable             # (epoch text that is not a whole number) -> why
+    number: Callable            # (column, text of a numeric column that is not a number) -> why
 
 
 SWEEP_WORDS = DamageWords(
@@ -129,14 +147,22 @@ SWEEP_WORDS = DamageWords(
     no_header=lambda key, values: (f"it should be the header, with a {key!r} column, but reads "
                                    f"{','.join(values)[:80]!r}"),
     length=lambda values, header: f"it has {len(values)} values where the header has {len(header)} columns",
-    epoch=lambda text: f"its epoch {text!r} is not a number")
+    epoch=lambda text: f"its epoch {text!r} is not a whole number of ASCII digits up to {MAX_EPOCH}",
+    number=lambda column, text: f"its {column!r} value {text!r} is not a number")
 
 
-def csv_records(path, key, words):
+def is_number(text):
+    """Whether a numeric cell holds a number or is empty (not computed): float() would take '1_0' and ' 1 '."""
+    return text == "" or re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(nan|inf)", text,
+                                      re.ASCII | re.IGNORECASE) is not None
+
+
+def csv_records(path, key, words, numeric=()):
     """Yield (line number, row dict) of each row of the results file `path`, the one reader of results files.
 
-    The first non-empty line must be a header with the `key` column; every row has its length, and with
-    key 'epoch' a whole-number epoch. Any damage raises `words.error` naming the file and the line. An
+    The first non-empty line must be a header with the `key` column; every row has its length, with
+    key 'epoch' a whole-number epoch (`parse_epoch`), and a number or nothing in each of its `numeric`
+    columns. Any damage raises `words.error` naming the file and the line. An
     incomplete last line (a writer killed mid-write on a file system without atomic appends) is left out
     with a warning.
     """
@@ -167,8 +193,11 @@ def csv_records(path, key, words):
             if len(values) != len(header):
                 raise words.error(path, reader.line_num, words.length(values, header))
             row = dict(zip(header, values))
-            if key == "epoch" and not row["epoch"].strip().isdigit():
+            if key == "epoch" and parse_epoch(row["epoch"]) is None:
                 raise words.error(path, reader.line_num, words.epoch(row["epoch"]))
+            for column in numeric:
+                if not is_number(row.get(column, "")):
+                    raise words.error(path, reader.line_num, words.number(column, row[column]))
             yield reader.line_num, row
     except csv.Error as err:
         raise words.error(path, reader.line_num, words.not_text(err)) from None
@@ -182,6 +211,9 @@ def main_results_path(path):
     return SHARD_SUFFIX.sub(r"\3", path)
 
 
+FINGERPRINT = "checkpoint_sha1"     # the last column of a sweep's rows: the SHA-1 of the checkpoint file it read
+
+
 class ResultsCSV:
     """One CSV row per checkpoint, appended as it finishes; shards merged on read.
 
@@ -189,22 +221,25 @@ class ResultsCSV:
     row in one atomic file creation), so no crash leaves a partial row or a headerless file.
     Reading refuses a damaged file with `DamagedResultsError` naming the file and the line; an
     incomplete last line (a writer killed mid-write on a file system without atomic appends)
-    is left out with a warning, and `repair` drops it from the file this process writes.
+    is left out with a warning, and `repair` drops it from the file this process writes. A file keyed by
+    epoch gets the `FINGERPRINT` column last; `numeric`: the columns whose cells must be numbers (or empty).
     """
 
-    def __init__(self, path, fields, shard=(0, 1)):
-        self.path, self.fields = path, list(fields)
+    def __init__(self, path, fields, shard=(0, 1), numeric=()):
+        self.path, self.fields, self.numeric = path, list(fields), tuple(numeric)
         stem, ext = os.path.splitext(path)
         self.stem, self.ext = stem, ext
         self.write_path = path if shard[1] == 1 else f"{stem}.shard{shard[0]}of{shard[1]}{ext}"
         self.key = "epoch" if "epoch" in self.fields or not self.fields else self.fields[0]
+        if self.key == "epoch" and self.fields and FINGERPRINT not in self.fields:
+            self.fields.append(FINGERPRINT)
 
     def files(self):
         return [p for p in [self.path] + sorted(glob.glob(f"{self.stem}.shard*of*{self.ext}")) if os.path.isfile(p)]
 
     def read_file(self, path):
         """The rows of one file as dicts; `DamagedResultsError` names the file and line of any damage."""
-        return [row for _, row in csv_records(path, self.key, SWEEP_WORDS)]
+        return [row for _, row in csv_records(path, self.key, SWEEP_WORDS, self.numeric)]
 
     def header(self, path):
         """The column names on the first line of `path` (None when the file is empty)."""
@@ -215,13 +250,32 @@ class ResultsCSV:
         """Every row of the main file and then the shard files, as written (duplicates included)."""
         return [row for path in self.files() for row in self.read_file(path)]
 
+    def latest(self):
+        """{epoch: its last row}, sorted by epoch."""
+        merged = {int(row["epoch"]): row for row in self.all_rows()}
+        return dict(sorted(merged.items()))
+
     def rows(self):
         """One row per epoch, later rows of an epoch winning, by epoch."""
-        merged = {int(row["epoch"]): row for row in self.all_rows()}
-        return [merged[e] for e in sorted(merged)]
+        return list(self.latest().values())
 
     def done(self):
-        return {int(row["epoch"]) for row in self.rows()}
+        return set(self.latest())
+
+    def add_fingerprint_column(self):
+        """Give the file this process writes, when written before the `FINGERPRINT` column, that column,
+        empty in its old rows (docs/run_folder.md: such a row is taken as computed from the checkpoint in
+        place); rewritten atomically, with a note."""
+        path = self.write_path
+        if FINGERPRINT not in self.fields or not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return
+        if (self.header(path) or []) + [FINGERPRINT] != self.fields:
+            return                          # up to date, or other columns: append() says so
+        rows = self.read_file(path)
+        text = _csv_line(self.fields) + "".join(_csv_line([row.get(k, "") for k in self.fields]) for row in rows)
+        atomic_write(path, lambda f: f.write(text.encode()))
+        print(f"note: gave {path} its {FINGERPRINT} column; its {len(rows)} earlier rows have none and are "
+              "kept as computed from the checkpoints in place", flush=True)
 
     def repair(self):
         """Drop an incomplete last line from the file this process writes, with a warning."""
@@ -385,57 +439,100 @@ def write_args_json(results, flags):
 
 
 def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):
-    """Evaluate the selected checkpoints of `run_dir`; return the exit status (0, or 1 on failures).
+    """Evaluate the selected checkpoints of `run_dir`; return the exit status: 0, or 1 when checkpoints were
+    skipped as unreadable or damaged (a missing one only warns).
 
     `config`: a `SweepConfig`; `flags`: the sweep's flags as a dict (`vars(args)`), the protocol record
     kept beside the results file.
 
     Holds the results file's lock throughout, so a second sweep on it waits (--wait) or stops, and
-    reads what is done only once it holds it: every checkpoint is computed once.
+    reads what is done only once it holds it: every checkpoint is computed once. A row whose checkpoint
+    file changed since it was computed (another fingerprint) is computed again.
     """
-    available = list_checkpoints(run_dir)
+    available, odd_names = checkpoint_files(run_dir)
     index, count = config.shard
     epochs = config.selection.epochs(available)[index::count]
     with results.lock(wait=config.wait):
         results.repair()
         check_protocol(results, flags, config.force)
-        done = set() if config.force else results.done()
-        todo = [e for e in epochs if e not in done]
-        if done & set(epochs):
-            print(f"{label}: {len(done & set(epochs))} checkpoints already in {results.path}; "
-                  f"{len(todo)} to go (--force recomputes)", flush=True)
+        results.add_fingerprint_column()
+        done = {} if config.force else results.latest()
+        stale = stale_rows(label, results, done, available, epochs, config.selection)
+        todo = [e for e in epochs if e not in done or e in stale]
+        kept = len(set(done) & set(epochs)) - len(stale)
+        if kept:
+            print(f"{label}: {kept} checkpoints already in {results.path}; {len(todo)} to go (--force recomputes)",
+                  flush=True)
         write_args_json(results, flags)
-        missing, failed = sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, todo)
-    if missing:
-        print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, missing))}")
+        if index == 0:
+            report_missing(label, run_dir, config.selection, available, done)
+        failed = [(name, f"its epoch is not a whole number up to {MAX_EPOCH}") for name in odd_names]
+        for name, why in failed:
+            print(f"error: {os.path.join(run_dir, name)} is named like a checkpoint but {why}; skipped.",
+                  file=sys.stderr, flush=True)
+        failed += sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, todo)
+    where = f"results in {results.write_path}"
     if failed:
-        print(f"{label}: unreadable checkpoints: " + "; ".join(f"epoch {e}" for e, _ in failed), file=sys.stderr)
-    print(f"{label}: results in {results.write_path}", flush=True)
-    return 1 if failed else 0
+        reasons = "; ".join(f"{name} ({why})" for name, why in failed)
+        print(f"{label}: {where}; {len(failed)} checkpoint{'s' * (len(failed) > 1)} skipped, not computed: "
+              f"{reasons} (exit status 1)", file=sys.stderr, flush=True)
+        return 1
+    print(f"{label}: {where}", flush=True)
+    return 0
+
+
+def stale_rows(label, results, done, available, epochs, selection):
+    """The epochs of `epochs` whose row in `done` ({epoch: row}) records another fingerprint than its
+    checkpoint file has now, to compute again; one warning line names them, and the rows of selected
+    epochs whose checkpoint is gone. A row without a fingerprint (an older file's) is trusted."""
+    def changed(epoch):
+        try:
+            return file_sha1(available[epoch]) != done[epoch][FINGERPRINT]
+        except CheckpointError:
+            return True                     # unreadable now: computing it again reports it
+    recorded = {e for e, row in done.items() if row.get(FINGERPRINT)}
+    stale = [e for e in epochs if e in recorded and changed(e)]
+    gone = [e for e in select_epochs(dict.fromkeys(recorded), selection.start_epoch, selection.skip,
+                                     selection.end_epoch) if e not in available]
+    parts = [f"epochs {', '.join(map(str, stale))}: the checkpoint file changed since (another SHA-1); "
+             "computed again"] if stale else []
+    if gone:
+        parts.append(f"epochs {', '.join(map(str, gone))}: the checkpoint file is gone; the rows stay")
+    if parts:
+        warn(f"{label}: stale rows in {results.path}: {'; '.join(parts)}.")
+    return stale
+
+
+def report_missing(label, run_dir, selection, available, done):
+    """Warn about the selected epochs without a checkpoint file (nor a row), the first 20 by name."""
+    count, first = selection.missing(available, leave_out=done)
+    for epoch in first:
+        warn(f"ckpt_epoch_{epoch}.pth is missing from {run_dir}; skipped")
+    if count:
+        more = f" and {count - len(first)} more" if count > len(first) else ""
+        print(f"{label}: missing checkpoints (skipped): epochs {', '.join(map(str, first))}{more}", flush=True)
 
 
 def sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, todo):
-    """Evaluate and append each epoch of `todo`; returns (missing epochs, [(epoch, error)] of unreadable ones)."""
-    missing, failed = [], []
+    """Evaluate and append each epoch of `todo` with its checkpoint's fingerprint; returns
+    [(file name, why)] of the checkpoints skipped as unreadable or damaged."""
+    failed = []
     board = SweepBoard(config.tb_path, run_dir, results.path)
     for epoch in tqdm(todo, desc=label, disable=not config.progress, dynamic_ncols=True):
-        path = available.get(epoch)
-        if path is None:
-            missing.append(epoch)
-            tqdm.write(f"warning: ckpt_epoch_{epoch}.pth is missing from {run_dir}; skipped")
-            continue
+        path = available[epoch]
         try:
+            fingerprint = file_sha1(path)
             row = evaluate_one(epoch, path)
         except CheckpointError as err:
-            failed.append((epoch, str(err)))
+            failed.append((os.path.basename(path), getattr(err, "reason", "does not fit the model")))
             tqdm.write(f"error: {err} Skipped; the sweep goes on.", file=sys.stderr)
             continue
         try:
-            results.append({"epoch": epoch, **row})
+            results.append({"epoch": epoch, **row, FINGERPRINT: fingerprint})
         except OSError as err:
             raise UserError(f"could not append the row of epoch {epoch} to {results.write_path} "
                             f"({err.strerror or err}). Nothing was lost: the file keeps every row written "
                             "before, and rerunning the same command computes the rest.") from None
         board.add(epoch, row)
     board.close()
-    return missing, failed
+    return failed

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from dataset import DATASETS
-from helper.core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from helper.core.checkpoint import CheckpointError, DamagedCheckpointError, list_checkpoints
 from helper.core.errors import UserError
 from helper.sweep.runner import warn
 from models import load_model
@@ -79,18 +79,16 @@ def open_run(run_dir, selection, config, source_dataset=None):
 
 
 def first_readable(available, selected, arch):
-    """The dict of the first selected checkpoint that loads as `arch`; None when none is readable.
-    A readable one that is not `arch` is a `UserError`."""
+    """The dict of the first selected checkpoint that loads as `arch`; None when none is usable.
+    A usable one that is not `arch` is a `UserError`."""
     for epoch in selected:
         if epoch not in available:
             continue
         try:
             return load_model(available[epoch], arch=arch)[1]
+        except DamagedCheckpointError:
+            continue                        # unreadable or damaged: the sweep reports it
         except CheckpointError as err:
-            try:
-                load_checkpoint(available[epoch])
-            except CheckpointError:
-                continue                    # unreadable: the sweep reports it
             raise UserError(str(err)) from None
     return None
 

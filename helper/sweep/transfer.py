@@ -6,7 +6,6 @@ The sweep toolkit they build on (opening a run, a split's cached features, the r
 helper/sweep/source_run.py, features.py and runner.py, shared with discriminability.py and mine.py.
 Every function takes a `TransferConfig`, built once in transfer.py's main.
 """
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from dataset import get_loader
-from helper.core.checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, model_checkpoint, model_state,
-                                    model_weights, save_atomic)
+from helper.core.checkpoint import (CheckpointError, file_sha1, list_checkpoints, load_checkpoint, model_checkpoint,
+                                    model_state, model_weights, save_atomic)
 from helper.core.errors import UserError
 from helper.core.seed import set_seed
 from helper.sweep.features import FeatureConfig, feature_loader, split_features
@@ -144,12 +143,6 @@ def param_transferability(init_state, source_state, model):
     """Per-block T of "Rethinking Two Consensuses of Transferability" between init, source and fine-tuned."""
     return parameter_distance_transferability(init_state, source_state, model_state(model),
                                               exclude=(model.head_attr + ".",))
-
-
-def file_sha1(path):
-    """The SHA-1 of a file's bytes: names a source checkpoint wherever its run folder is moved."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def finetuned_path(path, target_dataset):

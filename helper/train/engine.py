@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from helper.core.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_name, describe_changes,
+from helper.core.checkpoint import (CKPT_LIKE_RE, atomic_write, changed_flags, ckpt_name, describe_changes,
                                     list_checkpoints, load_checkpoint, model_checkpoint, model_state, plain,
                                     save_atomic, unwrap, write_flags)
 from helper.core.distributed import (all_gather_objects, barrier, get_rank, get_world_size, is_main_process,
@@ -40,7 +40,7 @@ from helper.core.seed import rng_state, set_rng_state
 from helper.train.loops import NonFiniteLossError, train_one_epoch
 from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line,
                                      check_writable, continue_command, log_lines_through, read_log,
-                                     remove_stale_temporaries, similar_runs, tb_dir)
+                                     move_results_aside, remove_stale_temporaries, similar_runs, tb_dir)
 from helper.train.schedule import set_lr
 
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes
@@ -149,9 +149,14 @@ class TrainingRun:
         return start
 
     def _clear_previous_run(self):
-        """--overwrite: remove the old run's files, so no checkpoint, log line or resume state of it survives."""
+        """--overwrite: remove the old run's files, so no checkpoint, log line or resume state of it survives,
+        and move its sweeps' results aside, so none of their rows is taken for the new run's."""
+        aside, moved = move_results_aside(self.run_dir)
+        if moved:
+            self._log(f"moved the old run's sweep results ({', '.join(moved)}) to {aside}: they were computed "
+                      "from the checkpoints this run replaces")
         for name in os.listdir(self.run_dir) if os.path.isdir(self.run_dir) else []:
-            if (CKPT_RE.match(name) or name.endswith(("_best.pth", "_last.pth"))
+            if (CKPT_LIKE_RE.match(name) or name.endswith(("_best.pth", "_last.pth"))
                     or name in (RESUME_FILE, LOG_FILE, FLAGS_FILE)):
                 os.remove(os.path.join(self.run_dir, name))
         shutil.rmtree(self.tb_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ import json
 import os
 import shlex
 import sys
+import time
 
 import torch
 
@@ -15,6 +16,11 @@ RESUME_FILE = "resume.pth"
 FLAGS_FILE = "args.json"    # the run's flags, as a JSON object
 DEFAULT_TB_PATH = "./save/tensorboard"      # --tb_path's default: the root of every run's TensorBoard events
 # The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
+# What the sweeps derive from a run's checkpoints: results files (shards too), protocol records, their .bak
+# copies; and folders of MINE histories and fine-tuned weights. --overwrite moves them to ASIDE_PREFIX<time>/.
+RESULTS_SUFFIXES = (".csv", ".csv.bak", ".args.json", ".args.json.bak")
+FINETUNED_PREFIX, HISTORY_SUFFIX = "finetuned_", "_history"
+ASIDE_PREFIX = "before_overwrite_"
 RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
                  "kd_weight"}
 
@@ -95,6 +101,26 @@ def check_writable(folders):
                             "checkpoints; it stopped before any epoch, and nothing in the folder was changed "
                             "or lost. Make the folder writable or free space on its disk (or choose another "
                             "--model_path / --tb_path), then run the same command again.") from None
+
+
+def move_results_aside(run_dir):
+    """--overwrite: move what the sweeps computed from the old run's checkpoints (results files and their
+    shards, protocol records, `.bak` copies, MINE histories, fine-tuned weights) into a new
+    `<run_dir>/before_overwrite_<time>/`, so no row of the old run is taken for the new run's. Returns
+    (that folder, the names moved); (None, []) when there was nothing to move."""
+    names = sorted(name for name in (os.listdir(run_dir) if os.path.isdir(run_dir) else [])
+                   if name.endswith(RESULTS_SUFFIXES) and name != FLAGS_FILE
+                   or os.path.isdir(os.path.join(run_dir, name)) and (name.startswith(FINETUNED_PREFIX)
+                                                                      or name.endswith(HISTORY_SUFFIX)))
+    if not names:
+        return None, []
+    aside = os.path.join(run_dir, time.strftime(f"{ASIDE_PREFIX}%Y%m%d_%H%M%S"))
+    while os.path.exists(aside):
+        aside += "_"
+    os.makedirs(aside)
+    for name in names:
+        os.replace(os.path.join(run_dir, name), os.path.join(aside, name))
+    return aside, names
 
 
 # ------------------------------------------------------------------ finding a run
