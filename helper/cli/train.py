@@ -159,10 +159,11 @@ def train_run(args, name, model, optimizer, train_set, val_set, compute_loss, de
     loader = loader_config(args)
     run = TrainingRun(run_config(args), vars(args), name, model, optimizer, state=state,
                       evaluate_fn=validation(loader, model, val_set, device))
-    start = run.prepare()
-    fit(run, loader_for or train_loader_for(loader, train_set, device), compute_loss,
-        make_lr_schedule(schedule_config(args), lr_phases), device, start, before_epoch=before_epoch,
-        progress=not args.no_progress, amp=speed_config(args).amp, print_freq=args.print_freq)
+    with run.locked():
+        start = run.prepare()
+        fit(run, loader_for or train_loader_for(loader, train_set, device), compute_loss,
+            make_lr_schedule(schedule_config(args), lr_phases), device, start, before_epoch=before_epoch,
+            progress=not args.no_progress, amp=speed_config(args).amp, print_freq=args.print_freq)
     return run
 
 
