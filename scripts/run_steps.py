@@ -10,7 +10,7 @@ from the current folder. The exit status is that of the first command that fails
 import importlib
 import sys
 
-from helper.core.errors import run_cli
+from helper.core.errors import INTERRUPTED_STATUS, run_cli
 
 SCRIPTS = ("train_vanilla.py", "train_ctc.py", "transfer.py", "discriminability.py", "mine.py")
 SEPARATOR = "::"
@@ -50,6 +50,8 @@ def main(argv):
     for script, *args in commands:
         print(f"\n== {script} {' '.join(args)}", flush=True)
         status = run_command(script, args)
+        if status == INTERRUPTED_STATUS:        # run_cli has said so in one line
+            return status
         if status:
             print(f"error: {script} exited with status {status}; the steps after it did not run.", file=sys.stderr)
             return status

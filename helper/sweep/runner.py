@@ -358,6 +358,10 @@ def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):
     Holds the results file's lock throughout, so a second sweep on it waits (--wait) or stops, and
     reads what is done only once it holds it: every checkpoint is computed once.
     """
+    for path in (results.write_path, protocol_record_path(results.write_path)):
+        if os.path.isdir(path):
+            raise UserError(f"{path} is a directory, where this sweep keeps its results; nothing was computed or "
+                            "written. Move or rename that directory, then run the same command again.")
     available = list_checkpoints(run_dir)
     index, count = config.shard
     epochs = config.selection.epochs(available)[index::count]
