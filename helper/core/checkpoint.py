@@ -19,7 +19,7 @@ import tempfile
 import torch
 
 from helper.core.errors import UserError
-from helper.core.writes import TEMP_PREFIX, guarded_write  # noqa: F401 (TEMP_PREFIX: read from here too)
+from helper.core.writes import TEMP_PREFIX, guarded_write
 
 CKPT_RE = re.compile(r"^ckpt_epoch_(\d+)\.pth$")
 DEFAULT_MODEL_ROOT = os.path.join(".", "save", "model")

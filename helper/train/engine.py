@@ -37,8 +37,8 @@ from helper.core.checkpoint import (CKPT_RE, atomic_write, changed_flags, ckpt_n
 from helper.core.distributed import (all_gather_objects, barrier, get_rank, get_world_size, is_main_process,
                                      seed_this_rank)
 from helper.core.errors import UserError
-from helper.core.writes import guarded_write
 from helper.core.seed import rng_state, set_rng_state
+from helper.core.writes import guarded_write
 from helper.train.loops import NonFiniteLossError, train_one_epoch
 from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line,
                                      check_writable, continue_command, log_lines_through, read_log,
