@@ -240,6 +240,16 @@ def test_a_sweep_output_folder_naming_a_regular_file_stops_before_any_record(dig
     assert sorted(os.listdir(run)) == before                        # no record, no lock, no row
 
 
+@pytest.mark.parametrize("flag, value", [("--model_path", "afile"), ("--tb_path", os.path.join("afile", "tb"))])
+def test_a_training_output_folder_below_a_regular_file_stops_before_any_epoch(in_tmp, capsys, flag, value):
+    (in_tmp / "afile").write_text("")
+    code, _, err = train(["--epochs", "1", flag, value], capsys)
+    text = paragraph(err)
+    assert code == 2 and "Traceback" not in err and "stopped before any epoch" in text
+    assert f"({in_tmp / 'afile'} is a regular file, not a folder)" in text
+    assert (in_tmp / "afile").read_text() == "" and not os.path.exists(os.path.join(RUN, "log.txt"))
+
+
 # ------------------------------------------------------------------ 12. --device
 def test_an_unusable_device_stops_training_before_anything_is_written(in_tmp, capsys):
     code, _, err = train(["--epochs", "1", "--device", "mps"], capsys)
