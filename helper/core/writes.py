@@ -5,7 +5,7 @@ a script before any epoch or record is written.
 
     with guarded_write(path):                   # or: guarded_write(path, safe=..., then=...)
         atomic_write(path, write)
-    check_output_folder(args.out, "--out")      # at start-up
+    check_output_folder(out_folder, "--out")    # at start-up
 """
 import contextlib
 import errno
