@@ -25,8 +25,8 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter
 from helper.cli.flags import POSITIVE_INT
-from helper.cli.sweep import (feature_args_parser, feature_config, run_flags, selection, source_config,
-                              sweep_args_parser, sweep_config, sweep_device)
+from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, run_flags, selection,
+                              source_config, sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
 from helper.report.results import KIND
@@ -70,6 +70,7 @@ def metrics_of(features, labels, num_classes, n_init=10, seed=0, kmeans="torch",
 
 def main(args):
     device = sweep_device(args)
+    check_output_folders(args)
     features = feature_config(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     source = open_run(run_dir, selection(args), source_config(args))

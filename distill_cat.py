@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 from dataset import DATASETS, same_classes
 from helper.cli import HelpFormatter
+from helper.cli.flags import NON_NEGATIVE_FLOAT
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import resolve_warmup, sgd_config, train_run, training_parser
+from helper.cli.train import INTERRUPTED_TRAINING, resolve_warmup, sgd_config, train_run, training_parser
 from helper.core.checkpoint import unwrap
 from helper.core.errors import UserError, run_cli
 from helper.sweep.rrl import CatRegression
@@ -42,9 +43,10 @@ def get_args_parser():
     g.add_argument("--teachers", required=True, metavar="P1,P2,...",
                    help="checkpoint files whose concatenated penultimate features the student learns to "
                         "reproduce (CATn: runs with other seeds, snapshots of one run, other architectures)")
-    g.add_argument("--distill_weight", type=float, default=1.0,
+    g.add_argument("--distill_weight", type=NON_NEGATIVE_FLOAT, default=1.0,
                    help="weight of the feature regression term (default 1.0)")
-    g.add_argument("--ce_weight", type=float, default=1.0, help="weight of the cross-entropy (default 1.0)")
+    g.add_argument("--ce_weight", type=NON_NEGATIVE_FLOAT, default=1.0,
+                   help="weight of the cross-entropy (default 1.0)")
     g.add_argument("--teacher_model", default=None,
                    help="architecture of teacher checkpoints that do not record one (original code)")
     return parser
@@ -115,4 +117,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_cli(main, get_args_parser())
+    run_cli(main, get_args_parser(), interrupted=INTERRUPTED_TRAINING)

@@ -32,9 +32,9 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names, get_loader
 from helper.cli import HelpFormatter
 from helper.cli.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
-from helper.cli.sweep import (feature_args_parser, feature_config, mine_config, run_flags, selection, source_config,
-                              sweep_args_parser, sweep_config, sweep_device)
-from helper.core.checkpoint import resolve_run_dir
+from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, mine_config, run_flags,
+                              selection, source_config, sweep_args_parser, sweep_config, sweep_device)
+from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.core.errors import UserError, run_cli
 from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
@@ -149,10 +149,10 @@ def report(result, epoch, mode, layer, arch, history_dir):
     if abs(result.get("mi_train", result["mi"])) < 0.01 and result["iters"] < SHORT_FIT:
         warn(f"epoch {epoch}: the estimate is ~0 nats after only {result['iters']} iterations; the statistics "
                "network has probably not learned yet. Use more --iter_num (paper: 1e+4) or a higher --lr.")
-    os.makedirs(history_dir, exist_ok=True)
-    np.save(os.path.join(history_dir, f"epoch_{epoch}.npy"), result["history"])
-    if "holdout_curve" in result:
-        np.save(os.path.join(history_dir, f"epoch_{epoch}_holdout.npy"), result["holdout_curve"])
+    curves = {"": result["history"], "_holdout": result.get("holdout_curve")}
+    for suffix, curve in curves.items():
+        if curve is not None:
+            atomic_write(os.path.join(history_dir, f"epoch_{epoch}{suffix}.npy"), lambda f: np.save(f, curve))
     row = {k: result.get(k) for k in FIELDS if k in result}
     row["layer"] = None if mode == "xy" else layer
     return row
@@ -169,6 +169,7 @@ def clamp_notice(config, rows):
 def main(args):
     check_args(args)
     device = sweep_device(args)
+    check_output_folders(args)
     features, config = feature_config(args), mine_config(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     source = open_run(run_dir, selection(args), source_config(args))

@@ -28,6 +28,7 @@ import sys
 from helper.cli import HelpFormatter
 from helper.core.checkpoint import DEFAULT_MODEL_ROOT
 from helper.core.errors import UserError, run_cli
+from helper.core.writes import check_output_folder
 from helper.report.figures import FIGURES, load_series, save
 from helper.report.seed_groups import group_runs
 
@@ -57,6 +58,7 @@ def resolve(run, model_path):
 
 
 def main(args):
+    check_output_folder(args.out, "--out")
     run_dirs = [resolve(r, args.model_path) for r in args.runs]
     groups = group_runs(run_dirs) if args.group_seeds else [[r] for r in run_dirs]
     labels = args.labels.split(",") if args.labels else None
@@ -71,7 +73,6 @@ def main(args):
     for s in series:
         if len(s.results) > 1:
             print(f"{s.label}: mean +- std over {', '.join(s.names)}")
-    os.makedirs(args.out, exist_ok=True)
     figures = {name: draw(series, args.transfer_metric) if name == "transfer" else draw(series)
                for name, draw in FIGURES.items()}
     written = [save(fig, args.out, name) for name, fig in figures.items() if fig is not None]

@@ -27,9 +27,10 @@ embeddings of the whole global batch, identical on every rank.
 import argparse
 
 from helper.cli import HelpFormatter
+from helper.cli.flags import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import (check_ctc_args, ctc_config, loader_config, resolve_warmup, sgd_config,
-                              train_run, training_parser)
+from helper.cli.train import (INTERRUPTED_TRAINING, check_ctc_args, ctc_config, loader_config, resolve_warmup,
+                              sgd_config, train_run, training_parser)
 from helper.core.errors import run_cli
 from helper.train.ctc import CTCData, CTCObjective, load_teacher
 from helper.train.setup import build_model, format_float, load_source_data, start_training
@@ -40,17 +41,18 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter, parents=parents)
 
     g = parser.add_argument_group("CTC stages")
-    g.add_argument("-a", "--alpha", type=float, default=0.1,
+    g.add_argument("-a", "--alpha", type=NON_NEGATIVE_FLOAT, default=0.1,
                    help="weight of stage 1's instance discrimination (paper: 0.5 or 0.1)")
-    g.add_argument("-b", "--beta", type=float, default=1.0, help="weight of stage 2's CRD / ITRD loss (paper: 1.0)")
-    g.add_argument("--ce_weight", type=float, default=1.0,
+    g.add_argument("-b", "--beta", type=NON_NEGATIVE_FLOAT, default=1.0,
+                   help="weight of stage 2's CRD / ITRD loss (paper: 1.0)")
+    g.add_argument("--ce_weight", type=NON_NEGATIVE_FLOAT, default=1.0,
                    help="weight of the cross-entropy (1.0; CRD's KD baseline uses 0.1 with --kd_weight 0.9)")
     g.add_argument("--stage_two_epoch", type=int, default=200,
                    help="last epoch of stage 1; the frozen copy is taken after it (paper: 200 of 300). "
                         "0 = no stage 1, only with --teacher")
-    g.add_argument("--stage_two_decay_rate", type=float, default=0.1,
+    g.add_argument("--stage_two_decay_rate", type=NON_NEGATIVE_FLOAT, default=0.1,
                    help="stage 2's cosine schedule restarts at this fraction of --learning_rate (paper: 0.1)")
-    g.add_argument("--weight_decay_coef", type=float, default=1.0,
+    g.add_argument("--weight_decay_coef", type=NON_NEGATIVE_FLOAT, default=1.0,
                    help="stage 1 uses weight_decay x this (paper: 2.0; original default 1.0)")
     g.add_argument("--update_memory_bank", action="store_true",
                    help="at the start of stage 2 fill the CRD memories (momentum 0): the current model's "
@@ -61,29 +63,29 @@ def get_args_parser():
 
     g = parser.add_argument_group("stage 1: instance discrimination")
     g.add_argument("--instance_dim", type=int, default=128, help="projection size (128)")
-    g.add_argument("--instance_t", type=float, default=0.1, help="softmax temperature (paper: 0.10 or 0.50)")
-    g.add_argument("--instance_m", type=float, default=0.5, help="instance bank momentum (paper: 0.9)")
+    g.add_argument("--instance_t", type=POSITIVE_FLOAT, default=0.1, help="softmax temperature (paper: 0.10 or 0.50)")
+    g.add_argument("--instance_m", type=FRACTION, default=0.5, help="instance bank momentum (paper: 0.9)")
 
     g = parser.add_argument_group("stage 2: CRD / ITRD against the frozen network")
     g.add_argument("--stage_two_loss", default="crd", choices=["crd", "itrd"], help="stage 2 objective (crd)")
     g.add_argument("--contrast_feat_dim", type=int, default=128, help="CRD embedding size (128)")
     g.add_argument("--nce_k", type=int, default=16384, help="CRD negatives per sample (16384)")
-    g.add_argument("--nce_t", type=float, default=0.07, help="CRD temperature (paper: 0.10 or 0.40)")
-    g.add_argument("--nce_m", type=float, default=0.5, help="CRD memory momentum (paper: 0.9)")
+    g.add_argument("--nce_t", type=POSITIVE_FLOAT, default=0.07, help="CRD temperature (paper: 0.10 or 0.40)")
+    g.add_argument("--nce_m", type=FRACTION, default=0.5, help="CRD memory momentum (paper: 0.9)")
     g.add_argument("--mode", default="exact", choices=["exact", "relax"],
                    help="CRD negatives: exact = other classes only (default), relax = any other sample")
-    g.add_argument("--lambda_corr", type=float, default=2.0, help="ITRD correlation weight (2.0)")
-    g.add_argument("--lambda_mutual", type=float, default=1.0, help="ITRD mutual-information weight (1.0)")
-    g.add_argument("--alpha_it", type=float, default=1.01, help="ITRD Renyi order alpha (1.01)")
+    g.add_argument("--lambda_corr", type=NON_NEGATIVE_FLOAT, default=2.0, help="ITRD correlation weight (2.0)")
+    g.add_argument("--lambda_mutual", type=NON_NEGATIVE_FLOAT, default=1.0, help="ITRD mutual-information weight (1.0)")
+    g.add_argument("--alpha_it", type=POSITIVE_FLOAT, default=1.01, help="ITRD Renyi order alpha (1.01)")
 
     g = parser.add_argument_group("external teacher (distillation)")
     g.add_argument("--teacher", default=None,
                    help="checkpoint used as the frozen network instead of the model's own stage-1 copy")
     g.add_argument("--teacher_model", default=None,
                    help="teacher architecture, for checkpoints that do not record it (original code)")
-    g.add_argument("--kd_weight", type=float, default=0.0,
+    g.add_argument("--kd_weight", type=NON_NEGATIVE_FLOAT, default=0.0,
                    help="weight of Hinton KD on the frozen network's logits in stage 2 (0; CRD's KD: 0.9)")
-    g.add_argument("--kd_T", type=float, default=4.0, help="KD temperature (4)")
+    g.add_argument("--kd_T", type=POSITIVE_FLOAT, default=4.0, help="KD temperature (4)")
     return parser
 
 
@@ -118,4 +120,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_cli(main, get_args_parser())
+    run_cli(main, get_args_parser(), interrupted=INTERRUPTED_TRAINING)

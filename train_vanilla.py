@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from helper.cli import HelpFormatter, NoEffectFlag
 from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import resolve_warmup, sgd_config, train_run, training_parser
+from helper.cli.train import INTERRUPTED_TRAINING, resolve_warmup, sgd_config, train_run, training_parser
 from helper.core.errors import run_cli
 from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 
@@ -61,4 +61,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run_cli(main, get_args_parser())
+    run_cli(main, get_args_parser(), interrupted=INTERRUPTED_TRAINING)

@@ -44,8 +44,8 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter, NoEffectFlag
 from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, int_list
-from helper.cli.sweep import (feature_args_parser, run_flags, selection, sweep_args_parser, sweep_config, sweep_device,
-                              transfer_config)
+from helper.cli.sweep import (check_output_folders, feature_args_parser, run_flags, selection, sweep_args_parser,
+                              sweep_config, sweep_device, transfer_config)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.core.errors import UserError, run_cli
 from helper.report.results import KIND
@@ -192,6 +192,7 @@ def upgrade_concat_csv(results):
 def main(args):
     check_args(args)
     device = sweep_device(args)
+    check_output_folders(args)
     config = transfer_config(args)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     target = load_target(config)

@@ -22,6 +22,7 @@ import torch
 
 from benchmarks.common import device_name, device_record, ratio_row, write_bench_json
 from helper.cli import HelpFormatter
+from helper.cli.flags import POSITIVE_FLOAT, number_in
 from helper.cli.speed import resolve_speed_args
 from helper.core.device import get_device
 from helper.core.errors import UserError
@@ -204,8 +205,8 @@ def get_args_parser():
     parser.add_argument("--iters", type=int, default=None,
                         help="default 300 on CUDA, 20 on CPU; with --check 10000 on CUDA, 300 on CPU")
     parser.add_argument("--hidden_size", type=int, default=1024)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--ma_rate", type=float, default=0.01)
+    parser.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4)
+    parser.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=0.01)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the CPU, then CUDA if present)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast in estimate_mi only")
     parser.add_argument("--check", action="store_true",

@@ -13,6 +13,7 @@ import os
 
 from helper.cli import HelpFormatter
 from helper.report.distill_results import METRICS, build_table, collect_runs, to_csv, to_markdown
+from helper.core.checkpoint import atomic_write
 from helper.core.errors import UserError, run_cli
 
 
@@ -39,11 +40,9 @@ def main(args):
                 f"({args.metric} epoch of {args.epochs}; mean ± sample std over seeds, n runs; — = not run yet)."
                 "\n\n" + to_markdown(cells))
     print(markdown)
-    os.makedirs(args.out_dir, exist_ok=True)
     stem = os.path.join(args.out_dir, f"distill_{args.dataset}")
     for suffix, text in ((".md", markdown), (".csv", to_csv(cells))):
-        with open(stem + suffix, "w") as f:
-            f.write(text)
+        atomic_write(stem + suffix, lambda f: f.write(text.encode()))
     print(f"written: {stem}.md, {stem}.csv")
     return cells
 

@@ -10,11 +10,11 @@ transfer against the first method's (Welch's interval). Protocol: helper/report/
 A RUN is a run folder name under --model_path or any path; the runs of one --group differ only in seed.
 """
 import argparse
-import os
 import sys
 
-from helper.core.checkpoint import resolve_run_dir
+from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.cli import HelpFormatter
+from helper.cli.flags import number_in
 from helper.core.errors import UserError, run_cli
 from helper.report.tradeoff_table import TableSpec, summarise_method, to_markdown
 
@@ -29,15 +29,14 @@ def get_args_parser():
     parser.add_argument("--target", default="digits_b", help="target data set of the mi_*_<target>.csv files")
     parser.add_argument("--window", type=int, default=3,
                         help="checkpoints in the centred moving average of each curve (odd; default 3)")
-    parser.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (0.95)")
+    parser.add_argument("--level", type=number_in(float, 0, 1, low_open=True, high_open=True), default=0.95,
+                        help="confidence level of the intervals (0.95)")
     parser.add_argument("--model_path", default="./save/model", help="where run folders given by name live")
     parser.add_argument("--out", default=None, help="also write the Markdown to this file")
     return parser
 
 
 def main(args):
-    if not 0 < args.level < 1:
-        raise UserError(f"--level must be between 0 and 1, got {args.level}.")
     spec = TableSpec(args.transfer, args.source, args.target, args.window, args.level)
     summaries = []
     for name, *runs in args.group:
@@ -48,9 +47,7 @@ def main(args):
     text = to_markdown(summaries, spec)
     print(text, end="")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text)
+        atomic_write(args.out, lambda f: f.write(text.encode()))
     return 0
 
 

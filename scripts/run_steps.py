@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from helper.core.errors import run_cli
+from helper.core.errors import INTERRUPTED_STATUS, run_cli
 
 SCRIPTS = ("train_vanilla.py", "train_ctc.py", "transfer.py", "discriminability.py", "mine.py")
 SEPARATOR = "::"
@@ -74,6 +74,8 @@ def main(argv):
         status = run_command(script, args)
         if timings and not status:
             append_timing(timings, step_name(script, args), time.perf_counter() - start)
+        if status == INTERRUPTED_STATUS:        # run_cli has said so in one line
+            return status
         if status:
             print(f"error: {script} exited with status {status}; the steps after it did not run.", file=sys.stderr)
             return status

@@ -66,10 +66,6 @@ def test_in_range_flags_still_parse():
     assert (args.momentum, args.weight_decay, args.num_workers) == (0.0, 0.0, 0)
 
 
-def test_ctc_weights_refuse_nan():
-    args = train_ctc.get_args_parser().parse_args(["-a", "nan", "--epochs", "3", "--stage_two_epoch", "1"])
-    with pytest.raises(UserError, match="--alpha must be a finite number"):
-        train_ctc.check_ctc_args(args)
 
 
 def test_end_epoch_before_start_epoch_says_so():
@@ -269,8 +265,7 @@ def test_a_kill_during_a_save_leaves_no_temp_file_and_no_repeated_epoch(in_tmp, 
             raise KeyboardInterrupt
         return real_save(obj, f, *a, **kw)
     monkeypatch.setattr(torch, "save", killed_while_saving_resume_of_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
-        train(["--epochs", "2"], capsys)
+    assert train(["--epochs", "2"], capsys)[0] == 130                 # Ctrl-C: one line, exit 130
     monkeypatch.setattr(torch, "save", real_save)
     folder = run_folder()
     assert not [n for n in os.listdir(folder) if n.startswith(".tmp_")]       # removed on failure

@@ -41,6 +41,7 @@ POSITIVE_FLOAT = number_in(float, 0, low_open=True)
 NON_NEGATIVE_FLOAT = number_in(float, 0)
 MOMENTUM = number_in(float, 0, 1, high_open=True)
 FRACTION = number_in(float, 0, 1)
+SEED = number_in(int, 0, 2**32 - 1)       # what numpy's seeding takes; torch and random take it too
 
 
 def int_list(text):

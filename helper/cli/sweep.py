@@ -10,10 +10,11 @@ parsers, and the settings they resolve to.
 import argparse
 import os
 
-from helper.cli.flags import NON_NEGATIVE_INT, POSITIVE_INT
+from helper.cli.flags import NON_NEGATIVE_INT, POSITIVE_INT, SEED
 from helper.cli.speed import LOADERS, add_layout_args, resolve_speed_args
 from helper.core.checkpoint import DEFAULT_MODEL_ROOT, plain
 from helper.core.device import get_device
+from helper.core.writes import check_output_folder
 from helper.sweep import board
 from helper.sweep.features import FeatureConfig
 from helper.sweep.mi import MineConfig
@@ -68,7 +69,7 @@ def feature_args_parser(model_default=None, extract_batch=256, amp_help=AMP_HELP
     g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
     g.add_argument("--extract_batch", type=POSITIVE_INT, default=extract_batch,
                    help=f"batch size of feature extraction (default {extract_batch})")
-    g.add_argument("--seed", type=int, default=0, help=seed_help)
+    g.add_argument("--seed", type=SEED, default=0, help=seed_help)
     g.add_argument("--amp", action="store_true", help=amp_help)
     g.add_argument("--no_amp", dest="amp", action="store_false", help=no_amp_help)
     g.add_argument("--loader", default="auto", choices=LOADERS,
@@ -89,6 +90,13 @@ def sweep_device(args):
     device = get_device(args.device)
     resolve_speed_args(args, device, pick_loader=False)
     return device
+
+
+def check_output_folders(args):
+    """Stop before any data is read or any record written when --cache_dir or --tb_path cannot take files."""
+    for flag, folder in (("--cache_dir", args.cache_dir), ("--tb_path", args.tb_path)):
+        if folder:
+            check_output_folder(folder, flag)
 
 
 def run_flags(args):

@@ -11,8 +11,7 @@ from dataclasses import fields
 from dataset import dataset_names
 from helper.cli import add_original_training_flags, dataset_name
 from helper.cli.flags import (FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
-                              int_list,
-                              number_in)
+                              SEED, int_list, number_in)
 from helper.cli.speed import add_speed_args, speed_config
 from helper.core.checkpoint import DEFAULT_MODEL_ROOT
 from helper.core.errors import UserError
@@ -25,6 +24,7 @@ from models import available_models
 
 
 STEP_DECAY_FLAGS = ("--step_decay_epochs", "--lr_decay_epochs")
+INTERRUPTED_TRAINING = "interrupted; the same command with --resume continues where this stopped"
 
 
 def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_flags=STEP_DECAY_FLAGS):
@@ -68,7 +68,7 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_fl
                         f"{warmup_epochs} with the cosine schedule, as the original; 0 with step decay)")
     g.add_argument("--weight_decay", type=NON_NEGATIVE_FLOAT, default=5e-4, help="SGD weight decay (paper: 5e-4)")
     g.add_argument("--momentum", type=MOMENTUM, default=0.9, help="SGD momentum, in [0, 1) (paper: 0.9)")
-    g.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
+    g.add_argument("--seed", type=SEED, default=0, help="seed for initialisation, data order and augmentation")
 
     g = parser.add_argument_group("run folder and logging")
     g.add_argument("--save_freq", type=POSITIVE_INT, default=2, help="write ckpt_epoch_<E>.pth every this many epochs")
@@ -107,7 +107,7 @@ def resolve_warmup(args, cosine_warmup):
 
 
 def check_ctc_args(args):
-    """Reject bad stage / weight settings of train_ctc.py before any data is read."""
+    """Reject bad stage settings of train_ctc.py before any data is read (its weights are checked where parsed)."""
     s, epochs = args.stage_two_epoch, args.epochs
     if not 0 <= s < epochs:
         raise UserError(f"--stage_two_epoch must lie in [0, --epochs) so that stage 2 has at least one epoch "
@@ -116,11 +116,6 @@ def check_ctc_args(args):
         raise UserError("--stage_two_epoch 0 skips stage 1, so there is no earlier representation to copy; "
                         "pass --teacher PATH for plain distillation, or a stage-two epoch of at least 1 "
                         "(paper: 200 of 300).")
-    for name in ("alpha", "beta", "kd_weight", "ce_weight", "weight_decay_coef", "stage_two_decay_rate"):
-        if not 0 <= getattr(args, name) < float("inf"):     # also refuses NaN
-            raise UserError(f"--{name} must be a finite number, not negative; got {getattr(args, name)}.")
-    if not 0 < args.kd_T < float("inf"):
-        raise UserError(f"--kd_T must be a positive finite number, got {args.kd_T}.")
     if args.lr_decay_epochs and s > 0:
         print(f"note: --lr_decay_epochs gives one step schedule over all {epochs} epochs; stage 2 does not restart "
               "at --stage_two_decay_rate x the learning rate as in the paper's two-phase cosine.", file=sys.stderr)
@@ -169,10 +164,11 @@ def train_run(args, name, model, optimizer, train_set, val_set, compute_loss, de
     loader = loader_config(args)
     run = TrainingRun(run_config(args), vars(args), name, model, optimizer, state=state,
                       evaluate_fn=validation(loader, model, val_set, device))
-    start = run.prepare()
-    fit(run, loader_for or train_loader_for(loader, train_set, device), compute_loss,
-        make_lr_schedule(schedule_config(args), lr_phases), device, start, before_epoch=before_epoch,
-        progress=not args.no_progress, amp=speed_config(args).amp, print_freq=args.print_freq)
+    with run.locked():
+        start = run.prepare()
+        fit(run, loader_for or train_loader_for(loader, train_set, device), compute_loss,
+            make_lr_schedule(schedule_config(args), lr_phases), device, start, before_epoch=before_epoch,
+            progress=not args.no_progress, amp=speed_config(args).amp, print_freq=args.print_freq)
     return run
 
 

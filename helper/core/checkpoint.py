@@ -10,6 +10,7 @@ File format (compatible with the original CRD / dt-tradeoff code, which wrote
 Everything is plain Python types or tensors, so `torch.load(weights_only=True)`
 reads it; original checkpoints without the metadata load as well.
 """
+import errno
 import functools
 import hashlib
 import json
@@ -21,13 +22,13 @@ import tempfile
 import torch
 
 from helper.core.errors import UserError
+from helper.core.writes import TEMP_PREFIX, guarded_write
 
 CKPT_RE = re.compile(r"^ckpt_epoch_([0-9]+)\.pth$")
 CKPT_LIKE_RE = re.compile(r"^ckpt_epoch_(.*)\.pth$", re.DOTALL)    # what a checkpoint name looks like, epoch or not
 MAX_EPOCH = 10 ** 6         # the largest epoch a file name or a results cell may hold (the paper trains 300)
 DEFAULT_MODEL_ROOT = os.path.join(".", "save", "model")
 FORMAT_VERSION = 1
-TEMP_PREFIX = ".tmp_"       # atomic_write's temporaries; a kill -9 mid-save can leave one behind
 
 
 class CheckpointError(UserError):
@@ -55,20 +56,24 @@ def parse_epoch(text):
 def atomic_write(path, write):
     """Call `write(file)` on a temporary file in `path`'s folder, then rename it over `path`.
 
-    A crash mid-write never leaves a truncated file under the final name.
+    A crash mid-write never leaves a truncated file under the final name; a full disk, a read-only folder or
+    a path below a regular file is a `WriteFailed` naming `path` (helper/core/writes.py).
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the usual open() mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with guarded_write(path):
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "it is a directory, where a file belongs", path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the usual open() mode
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
 
 def _umask():
@@ -84,6 +89,9 @@ def save_atomic(obj, path):
 
 def load_checkpoint(path, map_location="cpu"):
     """Read a checkpoint with `weights_only=True`; a bad file is a `CheckpointError` naming it."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file: pass the path of a "
+                              ".pth file that torch.save wrote.")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist.")
     try:

@@ -19,6 +19,8 @@ def get_device(name=None):
         device = _parse(name)
         if device.type == "cuda":
             _require_cuda(name, device.index)
+        elif device.type != "cpu":
+            _require_backend(name, device.type)
         if name != "cuda":          # plain 'cuda' still follows LOCAL_RANK below
             return device
     if not torch.cuda.is_available():
@@ -45,3 +47,13 @@ def _require_cuda(name, index):
     if index is not None and index >= torch.cuda.device_count():
         raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                         f"numbered from 0.")
+
+
+def _require_backend(name, kind):
+    """A device type other than cpu and cuda (mps, xpu, ...): refused unless this torch build can use it here,
+    so a script stops before it writes anything instead of failing at the first tensor moved there."""
+    backend = getattr(torch.backends, kind, None) if kind == "mps" else getattr(torch, kind, None)
+    available = getattr(backend, "is_available", None)
+    if not (callable(available) and available()):
+        raise UserError(f"--device {name}: this PyTorch build cannot use {kind} devices on this machine. "
+                        f"Leave --device unset (CUDA when present, else CPU) or pass --device cpu.")

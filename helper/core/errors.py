@@ -2,6 +2,9 @@
 import sys
 import textwrap
 
+INTERRUPTED = "interrupted; the same command continues where this stopped"
+INTERRUPTED_STATUS = 130            # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
 
 class UserError(Exception):
     """Bad input from the user (flags, paths, data, checkpoints).
@@ -11,10 +14,12 @@ class UserError(Exception):
     """
 
 
-def run_cli(main, parser, argv=None):
-    """Parse `argv`, call `main(args)`, turn a `UserError` into a message and exit 2."""
-    args = parser.parse_args(argv)
+def run_cli(main, parser, argv=None, interrupted=INTERRUPTED):
+    """Parse `argv`, call `main(args)`, turn a `UserError` into a message and exit 2, and Ctrl-C into the one
+    line `interrupted` and exit 130 (every script writes its files atomically and resumes, so the state a
+    Ctrl-C leaves is one the same command continues from)."""
     try:
+        args = parser.parse_args(argv)
         return main(args)
     except UserError as err:
         text = " ".join(str(err).split())
@@ -22,3 +27,6 @@ def run_cli(main, parser, argv=None):
         print(textwrap.fill(f"error: {text}", width=100, break_long_words=False, break_on_hyphens=False),
               file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED_STATUS)

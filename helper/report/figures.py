@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from helper.core.checkpoint import atomic_write  # noqa: E402
 from helper.report.results import MI_QUANTITIES, find_results  # noqa: E402
 from helper.report.seed_groups import group_label, run_args, seed_band  # noqa: E402
 
@@ -342,8 +343,9 @@ FIGURES = {"transfer": transfer_figure, "discriminability": discriminability_fig
 def save(fig, out, name):
     """PNG and PDF of a figure; returns the PNG's path."""
     paths = [os.path.join(out, f"{name}.{ext}") for ext in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+    for path in paths:                  # atomic and guarded: a full disk never leaves half a figure
+        atomic_write(path, lambda f: fig.savefig(f, format=os.path.splitext(path)[1][1:], dpi=130,
+                                                 bbox_inches="tight"))
     plt.close(fig)
     print(f"wrote {paths[0]}")
     return paths[0]

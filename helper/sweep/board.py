@@ -17,6 +17,7 @@ a resumed training run tells TensorBoard to drop every later step of its folder.
 import numbers
 import os
 
+from helper.core.writes import guarded_write
 from helper.train.run_folder import tb_dir
 
 SWEEP_SUBDIR = "sweeps"
@@ -45,13 +46,15 @@ class SweepBoard:
     def add(self, epoch, row):
         if self.log_dir is None:
             return
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=self.log_dir)
-        for column, value in row.items():
-            if isinstance(value, numbers.Real) and not isinstance(value, bool) and column != "epoch":
-                self.writer.add_scalar(self.prefix + column, value, int(epoch))
-        self.writer.flush()
+        with guarded_write(self.log_dir, safe="The results file keeps every row; only its TensorBoard view is "
+                                             "incomplete."):
+            if self.writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(log_dir=self.log_dir)
+            for column, value in row.items():
+                if isinstance(value, numbers.Real) and not isinstance(value, bool) and column != "epoch":
+                    self.writer.add_scalar(self.prefix + column, value, int(epoch))
+            self.writer.flush()
 
     def close(self):
         if self.writer is not None:

@@ -109,9 +109,6 @@ def cached_features(cache_dir, key, compute_fn, check=None):
     damaged some other way (a copy cut short), not a list of tensors, or that `check(tensors)`
     finds wrong (it returns what is wrong, or None) is recomputed with a warning.
     """
-    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
-        raise UserError(f"--cache_dir {cache_dir} is a file, not a folder, so no features can be kept there; "
-                        "pass a folder (it is created when missing), or leave --cache_dir out.")
     path = cache_path(cache_dir, key)
     if os.path.exists(path):
         try:

@@ -24,17 +24,14 @@ sweep stops, or waits with --wait). Rows are complete or absent, damaged files a
 file and line, and the flags are kept beside the results file, in its protocol record (`PROTOCOL_RECORD`,
 see docs/run_folder.md).
 """
-import contextlib
 import csv
 import errno
-import fcntl
 import glob
 import io
 import itertools
 import json
 import os
 import re
-import socket
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +41,8 @@ from tqdm import tqdm
 from helper.core.checkpoint import (MAX_EPOCH, CheckpointError, atomic_write, changed_flags, checkpoint_files,
                                     describe_changes, file_sha1, parse_epoch, plain, write_flags)
 from helper.core.errors import UserError
+from helper.core.lock import exclusive_lock
+from helper.core.writes import guarded_write
 from helper.sweep.board import SweepBoard
 from helper.train.run_folder import DEFAULT_TB_PATH
 
@@ -320,52 +319,18 @@ class ResultsCSV:
                 os.replace(path, path + ".bak")
                 print(f"note: kept the previous {os.path.basename(path)} as {path}.bak", flush=True)
 
-    @contextlib.contextmanager
     def lock(self, wait=False):
         """Hold the advisory lock `<write file>.lock`: one writer per results file (shards have their own).
 
         Another holder: a `UserError` naming its process, or with `wait`, wait for it.
         """
-        path = self.write_path + ".lock"
-        try:
-            fd = _lock_file(path, wait)
-        except OSError as err:
-            raise UserError(f"cannot create the lock file {path} ({err.strerror}); is the run folder "
-                            "writable?") from None
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}".encode())
-            yield
-        finally:
-            try:
-                os.remove(path)                 # while still locked: a waiter then sees a new file and retries
-            except OSError:
-                pass
-            os.close(fd)
-
-
-def _lock_file(path, wait):
-    """A file descriptor holding `flock(LOCK_EX)` on `path` (the file the path names once locked)."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 500, 0).decode(errors="replace").strip() or "another process"
-            if not wait:
-                os.close(fd)
-                raise UserError(f"{os.path.splitext(path)[0]} is being written by another sweep ({holder}). "
-                                "Two writers would compute every checkpoint twice; wait for it to finish, or "
-                                "pass --wait to start once it has.") from None
-            print(f"waiting for {holder} to finish writing {os.path.splitext(path)[0]} (--wait)", flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            current = os.stat(path).st_ino
-        except FileNotFoundError:
-            current = None
-        if current == os.fstat(fd).st_ino:
-            return fd
-        os.close(fd)                            # the holder removed it on release: lock the new file
+        path = self.write_path
+        return exclusive_lock(
+            path + ".lock", wait=wait,
+            busy=lambda holder: UserError(f"{path} is being written by another sweep ({holder}). Two writers "
+                                          "would compute every checkpoint twice; wait for it to finish, or pass "
+                                          "--wait to start once it has."),
+            waiting=lambda holder: f"waiting for {holder} to finish writing {path} (--wait)")
 
 
 def _format(value):
@@ -449,6 +414,10 @@ def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):
     reads what is done only once it holds it: every checkpoint is computed once. A row whose checkpoint
     file changed since it was computed (another fingerprint) is computed again.
     """
+    for path in (results.write_path, protocol_record_path(results.write_path)):
+        if os.path.isdir(path):
+            raise UserError(f"{path} is a directory, where this sweep keeps its results; nothing was computed or "
+                            "written. Move or rename that directory, then run the same command again.")
     available, odd_names = checkpoint_files(run_dir)
     index, count = config.shard
     epochs = config.selection.epochs(available)[index::count]
@@ -527,12 +496,11 @@ def sweep_checkpoints(config, run_dir, results, evaluate_one, label, available, 
             failed.append((os.path.basename(path), getattr(err, "reason", "does not fit the model")))
             tqdm.write(f"error: {err} Skipped; the sweep goes on.", file=sys.stderr)
             continue
-        try:
+        with guarded_write(results.write_path, safe=f"The row of epoch {epoch} was not appended; nothing else "
+                           "was lost: the file keeps every row written before.",
+                           then="Free space on that disk or make the folder writable; rerunning the same "
+                                "command then computes the rest."):
             results.append({"epoch": epoch, **row, FINGERPRINT: fingerprint})
-        except OSError as err:
-            raise UserError(f"could not append the row of epoch {epoch} to {results.write_path} "
-                            f"({err.strerror or err}). Nothing was lost: the file keeps every row written "
-                            "before, and rerunning the same command computes the rest.") from None
         board.add(epoch, row)
     board.close()
     return failed

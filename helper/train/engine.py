@@ -23,6 +23,7 @@ finished run writes any missing `<arch>_last.pth` / `<arch>_best.pth`).
 Under torchrun every rank runs the same TrainingRun; rank 0 alone writes files and
 prints, every rank reads resume.pth (which holds each rank's RNG state).
 """
+import contextlib
 import os
 import shutil
 import time
@@ -37,10 +38,11 @@ from helper.core.distributed import (all_gather_objects, barrier, get_rank, get_
                                      seed_this_rank)
 from helper.core.errors import UserError
 from helper.core.seed import rng_state, set_rng_state
+from helper.core.writes import guarded_write
 from helper.train.loops import NonFiniteLossError, train_one_epoch
 from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line,
                                      check_writable, continue_command, log_lines_through, read_log,
-                                     move_results_aside, remove_stale_temporaries, similar_runs, tb_dir)
+                                     move_results_aside, remove_stale_temporaries, run_lock, similar_runs, tb_dir)
 from helper.train.schedule import set_lr
 
 # Flags that may differ on --resume: they change where and how fast a run executes, not what it computes
@@ -103,6 +105,23 @@ class TrainingRun:
         self._epoch_start = time.time()
 
     # ----------------------------------------------------------------- start
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the run folder's lock (`train.lock`) around `prepare` and the epochs: a second trainer of the
+        folder, a new run or --resume, stops before touching anything, naming this process. Rank 0 alone
+        locks under torchrun. A folder created only to hold the lock is removed again if nothing was written."""
+        if not self.main:
+            yield
+            return
+        created = not os.path.isdir(self.run_dir)
+        try:
+            with run_lock(self.run_dir):
+                yield
+        finally:
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(self.run_dir)      # only when empty
+
     def prepare(self):
         """Create the folder or resume from it; return the first epoch to train."""
         resume_path = os.path.join(self.run_dir, RESUME_FILE)
@@ -144,7 +163,8 @@ class TrainingRun:
             self._save_resume(0)  # so a failure in epoch 1 can still be resumed
         if self.main:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=self.tb_dir, purge_step=start)
+            self._guarded(self.tb_dir, lambda: setattr(self, "writer", SummaryWriter(log_dir=self.tb_dir,
+                                                                                     purge_step=start)))
         self._epoch_start = time.time()
         return start
 
@@ -217,10 +237,7 @@ class TrainingRun:
                   **{f"val_{k}": v for k, v in val.items()}, "best_acc": self.best_acc,
                   "seconds": round(seconds, 2)}
         if self.main:
-            for key, value in record.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-            self.writer.flush()
+            self._guarded(self.tb_dir, lambda: self._board(record))
             self._append_log(record)
             self._log(f"epoch {epoch}/{self.config.epochs} | lr {lr:.5f} | train loss {train['loss']:.4f} "
                       f"acc {train['acc1']:.2f} | val loss {val['loss']:.4f} acc {val['acc1']:.2f} "
@@ -231,6 +248,13 @@ class TrainingRun:
             self._save_model(f"{self.config.arch}_best.pth", epoch, val["acc1"])
         self._save_resume(epoch)
         self._epoch_start = time.time()
+
+    def _board(self, record):
+        """The epoch's numbers as TensorBoard scalars, flushed."""
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.writer.add_scalar(key.replace("_", "/", 1), value, record["epoch"])
+        self.writer.flush()
 
     def finish(self, epoch, accuracy):
         self._save_model(f"{self.config.arch}_last.pth", epoch, accuracy)
@@ -308,20 +332,15 @@ class TrainingRun:
         self._guarded(path, lambda: atomic_write(path, write))
 
     def _guarded(self, path, write):
-        """Call `write()`, which writes `path`; a failed write (full disk, read-only folder) is one paragraph
-        saying what is safe: every file of the run keeps its previous complete version."""
-        try:
-            write()
-        except OSError as err:
-            raise self._write_failure(path, err) from None
-
-    def _write_failure(self, path, err):
+        """Call `write()`, which writes `path`; a failed write (full disk, read-only folder, torch's writer
+        failing) is one paragraph saying what is safe: every file of the run keeps its previous complete version."""
         held = (f"{RESUME_FILE} holds the state after epoch {self.saved_epoch}" if self.saved_epoch is not None
                 else "no training was lost (none had been saved yet)")
-        return UserError(f"could not write {path} ({err.strerror or err}). Nothing was lost: every file of "
-                         f"{self.run_dir} is written to a temporary name and then renamed, so each still holds "
-                         f"its previous complete version, and {held}. Free space on that disk (or make the "
-                         "folder writable) and continue with --resume.")
+        with guarded_write(path, safe=f"Nothing was lost: every file of {self.run_dir} is written to a temporary "
+                                      "name and then renamed, so each still holds its previous complete version, "
+                                      f"and {held}.",
+                           then="Free space on that disk (or make the folder writable) and continue with --resume."):
+            write()
 
     def _append_log(self, record):
         path = os.path.join(self.run_dir, LOG_FILE)

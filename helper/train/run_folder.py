@@ -10,10 +10,13 @@ import torch
 
 from helper.core.checkpoint import TEMP_PREFIX, save_atomic
 from helper.core.errors import UserError
+from helper.core.lock import exclusive_lock
+from helper.core.writes import folder_problem
 
 LOG_FILE = "log.txt"
 RESUME_FILE = "resume.pth"
 FLAGS_FILE = "args.json"    # the run's flags, as a JSON object
+LOCK_FILE = "train.lock"    # held by the process training the run (run_lock)
 DEFAULT_TB_PATH = "./save/tensorboard"      # --tb_path's default: the root of every run's TensorBoard events
 # The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
 # What the sweeps derive from a run's checkpoints: results files (shards too), protocol records, their .bak
@@ -91,16 +94,30 @@ def check_writable(folders):
     """Write (and remove) a small probe checkpoint in each folder, so a read-only folder or a full disk stops
     the run before any epoch, with nothing trained, changed or lost."""
     for folder in folders:
-        probe = os.path.join(folder, f"{TEMP_PREFIX}write_check.pth")
-        try:
-            os.makedirs(folder, exist_ok=True)
-            save_atomic({"write_check": torch.zeros(256)}, probe)
-            os.remove(probe)
-        except OSError as err:
-            raise UserError(f"cannot write to {folder} ({err.strerror or err}), so the run cannot save its "
-                            "checkpoints; it stopped before any epoch, and nothing in the folder was changed "
-                            "or lost. Make the folder writable or free space on its disk (or choose another "
-                            "--model_path / --tb_path), then run the same command again.") from None
+        problem = folder_problem(folder, lambda probe: save_atomic({"write_check": torch.zeros(256)}, probe))
+        if problem:
+            raise unwritable(folder, problem)
+
+
+def unwritable(folder, problem):
+    """The UserError of a run or TensorBoard folder that cannot take the run's files, found at start-up."""
+    return UserError(f"cannot write to {folder} ({problem}), so the run cannot save its checkpoints; it stopped "
+                     "before any epoch, and nothing in the folder was changed or lost. Make the folder writable "
+                     "or free space on its disk (or choose another --model_path / --tb_path), then run the same "
+                     "command again.")
+
+
+def run_lock(run_dir):
+    """The advisory lock a training run holds on its folder from start-up to its last file (`LOCK_FILE`),
+    so that a second trainer of the folder, a new run or --resume, stops before touching anything."""
+    def busy(holder):
+        return UserError(f"run folder {run_dir} is being trained by another process ({holder}). Two trainers "
+                         "in one folder would interleave log.txt and overwrite each other's checkpoints, so this "
+                         "one stopped before touching anything. Wait for that run to finish (or stop it), then "
+                         "run this command again with --resume; to train both, give this one another --note or "
+                         "--trial.")
+    return exclusive_lock(os.path.join(run_dir, LOCK_FILE), busy,
+                          unwritable=lambda problem: unwritable(run_dir, problem))
 
 
 def move_results_aside(run_dir):
