@@ -101,8 +101,10 @@ def test_compile_and_channels_last_agree_within_noise(fresh, capsys):
     code, _, err = mi(fresh, capsys, "ty", *fit, "--force", "--compile", "--channels_last")
     assert code == 0, err
     eager, fast = (float(row["mi"]) for row in rows(os.path.join(fresh, "mi_ty_digits_a.csv")))
-    # Float reordering compounds over 200 Adam steps (~2 % here); another seed moves this estimate by ~60 %.
-    assert eager > 0.05 and abs(fast - eager) < 0.1 * eager
+    # Float reordering compounds over 200 Adam steps: 2 % on an AVX-512 CPU, 15 % on an AVX2 one (0.508 eager,
+    # 0.430 compiled + channels_last); another seed moves this estimate by ~60 %. A broken fast path (a critic
+    # that learns nothing, or garbage features) lands far outside this band.
+    assert eager > 0.05 and abs(fast - eager) < 0.35 * eager
 
 
 def test_float_iter_num_and_seed(fresh, capsys):
