@@ -20,7 +20,7 @@ def test_gpu_check_quick_runs_every_part_and_reports_each(tmp_path):
     assert list(parts) == ["bench", "mine_check", "memory", "pipeline"]        # --quick: flags inside bench
     assert all(p["status"] == "ok" for p in parts.values())
     rows = parts["bench"]["result"]["results"]
-    assert [row["name"].split()[0] for row in rows] == ["train", "probe", "mine", "discriminability", "flags"]
+    assert [row["name"].split()[0] for row in rows] == ["train", "probe", "mine", "discriminability", "+", "flags"]
     assert all(row["ours"] > 0 and row["reference"] > 0 for row in rows)
     (check,) = parts["mine_check"]["result"]["runs"]
     assert {c["precision"] for c in check["check"]} == {"fp32", "bf16"} and "bf16_within_tolerance" in check

@@ -187,7 +187,8 @@ def test_bench_measures_every_piece_and_records_the_device(tmp_path, capsys, mon
     assert path.name.startswith("bench_") and path.name.endswith("_quick.json") and record["device"] == "cpu"
     assert record["device_name"] and record["torch"] == torch.__version__
     names = [row["name"] for row in record["results"]]
-    assert [n.split()[0] for n in names] == ["train", "ctc", "probe", "mine", "discriminability", "flags"], names
+    expected = ["train", "ctc", "probe", "mine", "discriminability", "+", "flags"]   # "+": the three measures' row
+    assert [n.split()[0] for n in names] == expected, names
     assert names[-1].startswith("flags +channels_last")                # amp: nothing to measure on CPU
     assert record["results"][1]["config"]["speed"] == "amp=off channels_last=off compile=off"  # ctc: train's flags
     for row in record["results"]:

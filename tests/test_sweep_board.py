@@ -52,8 +52,9 @@ def test_a_sweep_writes_its_rows_beside_the_training_events(digits_run, tmp_path
     events = scalars(str(tb_path / "resnet8_digits_a_run" / "sweeps"))
     rows = read_rows(os.path.join(run_dir, "discriminability_digits_a.csv"))
     assert set(events) == {f"discriminability/digits_a/{column}"
-                           for column in ("recall_at_1", "nmi", "source_acc", "seconds")}
-    for column in ("recall_at_1", "nmi", "source_acc"):
+                           for column in ("recall_at_1", "nmi", "source_acc", "seconds", "nc1", "effective_rank",
+                                          "coding_rate")}
+    for column in ("recall_at_1", "nmi", "source_acc", "nc1", "effective_rank", "coding_rate"):
         written = events[f"discriminability/digits_a/{column}"]
         assert [step for step, _ in written] == [2, 3]
         assert [value for _, value in written] == pytest.approx([float(row[column]) for row in rows], rel=1e-5)
