@@ -58,6 +58,11 @@ class Selection:
         """The selected epochs of the checkpoints present, {epoch: path} `available`."""
         return select_epochs(available, self.start_epoch, self.skip, self.end_epoch)
 
+    def selects(self, epoch, end=None):
+        """Whether `epoch` is one of start, start + skip, ... up to `end_epoch` (and `end` when given)."""
+        bounds = [bound for bound in (self.end_epoch, end) if bound is not None]
+        return on_grid(epoch, self.start_epoch, self.skip, min(bounds) if bounds else None)
+
     def missing(self, available, leave_out=(), limit=20):
         """(how many epochs start, start + skip, ... up to `end_epoch` or the newest present checkpoint have
         no file in `available` nor an epoch in `leave_out`, the first `limit` of them): counted, never listed in
@@ -68,8 +73,7 @@ class Selection:
         if top < self.start_epoch:
             return 0, []
         expected = (top - self.start_epoch) // self.skip + 1
-        on_range = lambda e: self.start_epoch <= e <= top and (e - self.start_epoch) % self.skip == 0  # noqa: E731
-        count = expected - sum(map(on_range, set(available) | set(leave_out)))
+        count = expected - sum(self.selects(e, end=top) for e in set(available) | set(leave_out))
         absent = (e for e in range(self.start_epoch, top + 1, self.skip) if e not in available and e not in leave_out)
         return count, list(itertools.islice(absent, min(limit, count)))
 
@@ -106,7 +110,12 @@ def select_epochs(available, start, skip, end=None):
     if end is not None and end < start:
         raise UserError(f"--end_epoch {end} is before --start_epoch {start}, so no checkpoint is selected; "
                         "pass an --end_epoch at or after --start_epoch (or none: up to the newest checkpoint).")
-    return [e for e in sorted(available) if e >= start and (end is None or e <= end) and (e - start) % skip == 0]
+    return [e for e in sorted(available) if on_grid(e, start, skip, end)]
+
+
+def on_grid(epoch, start, skip, end=None):
+    """Whether `epoch` is one of start, start + skip, ... up to `end` (None: no bound): the selection rule."""
+    return epoch >= start and (end is None or epoch <= end) and (epoch - start) % skip == 0
 
 
 class DamagedResultsError(UserError):
@@ -461,8 +470,7 @@ def stale_rows(label, results, done, available, epochs, selection):
             return True                     # unreadable now: computing it again reports it
     recorded = {e for e, row in done.items() if row.get(FINGERPRINT)}
     stale = [e for e in epochs if e in recorded and changed(e)]
-    gone = [e for e in select_epochs(dict.fromkeys(recorded), selection.start_epoch, selection.skip,
-                                     selection.end_epoch) if e not in available]
+    gone = [e for e in sorted(recorded) if selection.selects(e) and e not in available]
     parts = [f"epochs {', '.join(map(str, stale))}: the checkpoint file changed since (another SHA-1); "
              "computed again"] if stale else []
     if gone:
