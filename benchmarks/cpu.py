@@ -27,20 +27,19 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import device_record, write_bench_json
-from benchmarks.train import fresh_model
+from benchmarks.common import device_record, time_calls, write_bench_json
+from benchmarks.train import fresh_model, sgd_step
 from dataset import DATASETS, build_transform
 from dataset.device_loader import DeviceLoader
 from dataset.variants import ArrayDataset
 from helper.cli import HelpFormatter
-from helper.core.speed import Speed, autocast, prepare_model
+from helper.core.speed import Speed, prepare_model
 
 VARIANTS = {                                # name -> (Speed, intra-op threads: 0 = all cores)
     "fp32 eager": (Speed(), 0),
@@ -110,24 +109,9 @@ def train_losses(model_name, speed, batch_size, steps, warmup):
     device = torch.device("cpu")
     dataset = learnable_cifar(batch_size * (steps + warmup))
     batches = iter(DeviceLoader(dataset, batch_size, device, seed=0, channels_last=speed.channels_last))
-    model = prepare_model(fresh_model(model_name, device), speed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    model.train()
-
-    def step():
-        x, y = next(batches)[:2]
-        with autocast(device, speed.amp, allow_cpu=True):
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach().float()
-
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    losses = [step() for _ in range(steps)]
-    return batch_size * steps / (time.perf_counter() - start), [float(loss) for loss in losses]
+    step = sgd_step(prepare_model(fresh_model(model_name, device), speed), batches, device, speed.amp, allow_cpu=True)
+    seconds, results = time_calls(step, steps, warmup, device)
+    return batch_size * steps / seconds, [float(loss) for _, loss in results]
 
 
 def run_variant(model_name, speed, threads, batch_size, steps, warmup):
