@@ -98,6 +98,10 @@ def get_args_parser():
                         "(stratified folds seeded by --seed); final_acc is the mean over folds, with final_acc_std "
                         "and final_acc_sem = std / sqrt(K). For small targets (digits_b: 179 eval images). "
                         "Results in transfer_<target>_linear[_<eval split>]_cv<K>.csv (default: off)")
+    g.add_argument("--target_per_class", type=POSITIVE_INT, default=None, metavar="N",
+                   help="only the first N images of each class of the target's training split, the same for every "
+                        "checkpoint (with --cv: the folds pool these and the whole eval split); makes the probe of a "
+                        "large target cheap (default: all)")
     g.add_argument("--save_finetuned", action="store_true",
                    help="finetune mode: write the fine-tuned weights to <run folder>/finetuned_<target>/ckpt_epoch_<E>.pth")
     g.add_argument("--concat", type=int_list, default=None, metavar="E1,E2,...",
@@ -135,10 +139,11 @@ def load_target(config):
     for fine-tuning."""
     name, root = config.target_dataset, config.features.data_folder
     info = DATASETS[name]
-    target = {"info": info, "train": load_split(name, info.train_split, root),
+    per_class = config.target_per_class
+    target = {"info": info, "train": load_split(name, info.train_split, root, per_class=per_class),
               "eval": load_split(name, config.eval_split, root)}
     if config.mode in ("finetune", "two_stage"):
-        target["train_aug"] = load_split(name, info.train_split, root, augment="standard")
+        target["train_aug"] = load_split(name, info.train_split, root, augment="standard", per_class=per_class)
     return target
 
 

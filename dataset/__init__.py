@@ -20,14 +20,16 @@ from dataset.variants import MODES, VARIANTS, first_per_class, wrap_arrays
 
 
 def get_dataset(name, split="train", variant="plain", augment="none", root="./data",
-                k=4096, mode="exact", download=True, per_class=None):
+                k=4096, mode="exact", download=True, per_class=None,
+                per_class_flag="--train_per_class"):
     """The `split` of data set `name` as a `torch.utils.data.Dataset`.
 
     variant: "plain" -> (img, target); "instance" -> (img, target, index);
     "contrast" -> (img, target, index, contrast_idx (k+1,) int64), negatives drawn
     from other classes ("exact") or any other sample ("relax").
     augment: "standard", "none" or "auto" (see `build_transform`).
-    per_class: keep only the first `per_class` images of each class, in the files' order (None: all).
+    per_class: keep only the first `per_class` images of each class, in the files' order (None: all);
+    `per_class_flag` is the flag that asked, for the message when a class has fewer.
     Raises UserError for unknown names and DataNotFoundError for missing files.
     """
     info = get_info(name, split)
@@ -36,7 +38,7 @@ def get_dataset(name, split="train", variant="plain", augment="none", root="./da
     transform = build_transform(info, augment)
     data, targets = info.load(info, split, root, download)
     if per_class is not None:
-        data, targets = first_per_class(data, targets, per_class, f"{name}'s {split} split")
+        data, targets = first_per_class(data, targets, per_class, f"{name}'s {split} split", per_class_flag)
     return wrap_arrays(data, targets, info, transform, variant, k, mode)
 
 

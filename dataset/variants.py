@@ -126,13 +126,13 @@ class ContrastDataset(ArrayDataset):
         return img, target, index, self.sampler(index)
 
 
-def first_per_class(data, targets, per_class, what):
+def first_per_class(data, targets, per_class, what, flag="--train_per_class"):
     """(data, targets) of the first `per_class` images of each class, in their order: the same subset for
-    every seed and run. A class with fewer images is a UserError naming `what`."""
+    every seed and run. A class with fewer images is a UserError naming `what` and the `flag` that asked."""
     targets = np.asarray(targets, dtype=np.int64)
     labels, counts = np.unique(targets, return_counts=True)
     if per_class < 1 or counts.min() < per_class:
-        raise UserError(f"--train_per_class {per_class}: {what} has {counts.min()} images in its smallest class "
+        raise UserError(f"{flag} {per_class}: {what} has {counts.min()} images in its smallest class "
                         f"(class {labels[counts.argmin()]}); choose between 1 and {counts.min()}.")
     keep = np.sort(np.concatenate([np.flatnonzero(targets == label)[:per_class] for label in labels]))
     return data[keep], targets[keep]

@@ -225,3 +225,24 @@ def test_flags_become_one_transfer_config_and_name_the_results_file(argv, lr, ev
     assert config.train.weight_decay == args.wd and config.train.seed == args.seed and config.cv == args.cv
     assert config.flags == vars(args) and config.source.arch == "resnext32_16x4d"
     assert KIND["transfer"].file_name(vars(args)) == name
+
+
+def test_target_per_class_probes_the_first_images_of_each_class(fresh, capsys, monkeypatch):
+    sizes = []
+    original = T.linear_probe
+
+    def spy(model, path, target, *a, **kw):
+        sizes.append((len(target["train"]), len(target["eval"])))
+        return original(model, path, target, *a, **kw)
+    monkeypatch.setattr(T, "linear_probe", spy)
+    code, _, _ = sweep(fresh, capsys, "--target_per_class", "20", "--cv", "3", "--start_epoch", "3",
+                       probe_epochs="2")
+    assert code == 0
+    assert sizes == [(5 * 20, 179)]                    # digits_b: 5 classes; its test split kept whole
+    with open(os.path.join(fresh, "transfer_digits_b_linear_cv3.args.json")) as f:
+        assert json.load(f)["target_per_class"] == 20
+    # Another subset is another protocol: refused against the rows already written, not mixed into them.
+    code, _, err = sweep(fresh, capsys, "--target_per_class", "30", "--cv", "3", "--start_epoch", "2")
+    assert code == 2 and "target_per_class" in err
+    code, _, err = sweep(fresh, capsys, "--target_per_class", "1000", "--cv", "3", "--force")
+    assert code == 2 and "--target_per_class 1000" in err and "smallest class" in err

@@ -136,7 +136,8 @@ def probe_config(args):
 def transfer_config(args):
     """transfer.py's flags (after its check_args and `sweep_device`) as a `TransferConfig`."""
     return TransferConfig(target_dataset=args.target_dataset, eval_split=args.eval_split, mode=args.mode,
-                          train=probe_config(args), bn_mode=args.bn_mode, cv=args.cv, probe_lr=args.probe_lr,
+                          target_per_class=args.target_per_class, train=probe_config(args), bn_mode=args.bn_mode,
+                          cv=args.cv, probe_lr=args.probe_lr,
                           save_finetuned=args.save_finetuned, force=args.force, features=feature_config(args),
                           source=source_config(args), flags=run_flags(args))
 

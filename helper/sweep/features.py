@@ -153,11 +153,13 @@ class FeatureConfig:
     progress: bool = True           # tqdm bars
 
 
-def load_split(name, split, data_folder, augment="none"):
-    """One split of data set `name` (DataNotFoundError names the missing path)."""
+def load_split(name, split, data_folder, augment="none", per_class=None):
+    """One split of data set `name` (DataNotFoundError names the missing path); `per_class`: only the first
+    images of each class (transfer.py --target_per_class)."""
     get_info(name, split)
     return get_dataset(name, split=split, augment=augment, root=data_folder,
-                       download=split == DATASETS[name].train_split)
+                       download=split == DATASETS[name].train_split, per_class=per_class,
+                       per_class_flag="--target_per_class")
 
 
 def feature_loader(dataset, config, device):

@@ -36,6 +36,7 @@ class TransferConfig:
     train: ProbeConfig = ProbeConfig()      # the new head's SGD settings (fine-tuning: every weight's)
     bn_mode: str = "eval"           # linear: eval (features cached) or train (the original's BatchNorm updates)
     cv: int | None = None           # K: the linear probe cross-validated over K folds of train + eval
+    target_per_class: int | None = None     # only the first images of each class of the target's train split
     probe_lr: float = 0.4           # two_stage: the learning rate of the final probe on the fine-tuned members
     save_finetuned: bool = False    # finetune: write the fine-tuned weights beside the run
     force: bool = False             # two_stage: fine-tune a member again when its saved one was made otherwise
