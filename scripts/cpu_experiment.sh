@@ -39,17 +39,21 @@
 #   shirt, sneaker, bag, ankle boot: unseen classes of the same domain); second, cross-domain target digits_b
 #   (TARGET2; empty: none). Model resnet8 and the optimiser of the digits protocol; EPOCHS epochs for both
 #   methods, a checkpoint every SAVE_FREQ.
-# - SOURCE_PER_CLASS and EPOCHS are fixed from a timing pilot before the experiment runs, and only from it:
-#   vanilla training of one seed, reading its training throughput (log.txt seconds per epoch) and its source
-#   training accuracy per epoch (log.txt train_acc1), never a transfer, discriminability or MI result. They
-#   are chosen so that the whole experiment takes at most 90 minutes on 2 idle cores and the source training
-#   accuracy is within 1 point of its final value by two thirds of the epochs at the latest (so at least the
-#   last third comes after saturation). The defaults below (SOURCE_PER_CLASS=1000, EPOCHS=30, SAVE_FREQ=1)
-#   are placeholders until the pilot fixes them; docs/results_cpu.md records the pilot and the values used.
+# - Sizes from a timing pilot, fixed before the experiment ran and only from it: vanilla training of seed 0,
+#   read by scripts/pilot_reading.py (seconds and source training accuracy per epoch; never a validation,
+#   transfer, discriminability or MI number). Rule: the whole experiment in at most 90 minutes on 2 idle cores,
+#   and the training accuracy within 1 point of its final value (the mean of the last 5 epochs; the curve
+#   smoothed over 5 epochs) by two thirds of the epochs, so at least the last third comes after saturation.
+#   With the standard crop-and-flip augmentation no size tried saturated by two thirds (50 to 400 images per
+#   class, 60 to 120 epochs: the accuracy kept rising as the cosine schedule annealed); without augmentation
+#   it did. Fixed: SOURCE_PER_CLASS=200, SOURCE_AUGMENT=none (--augment none, both methods), EPOCHS=60,
+#   SAVE_FREQ=4 (16 checkpoints with epoch 0). docs/results_fashion.md lists every pilot run.
 # - vanilla and CTC as in the digits protocol: CTC's transferability setting, nce_k 256, stage two for the
-#   last third (STAGE_TWO = 2/3 of EPOCHS); seeds 0..SEEDS-1 (3), runs of a method differ only in seed.
+#   last third (STAGE_TWO = 2/3 of EPOCHS: 40); seeds 0..SEEDS-1 (3), runs of a method differ only in seed.
 # - Transfer: the 5-fold cross-validated linear probe (transfer.py --cv 5, 30 probe epochs, lr 0.4, probe
-#   seed 0) over all fashion_b images (train + test), and the same over all digits_b images.
+#   seed 0) over the first TARGET_PER_CLASS=200 training images of each fashion_b class and its 5,000 test
+#   images pooled (6,000 images: binomial standard error 0.46 points at 85 %), and the same over all 897
+#   digits_b images.
 # - Discriminability and compression (discriminability.py) on the test splits of fashion_a, fashion_b and
 #   digits_b, each with its own labels: Recall@1, NMI, NC1, effective rank and coding rate (eps^2 = 0.5) at
 #   every checkpoint. MINE I(X;T) and I(T;Y) on the fashion_a and fashion_b test splits (the digits sizes),
@@ -65,12 +69,13 @@
 #
 # Environment: DATA=digits|fashion (fashion: the protocol above; SCALE=cpu only), SCALE=cpu|gpu (gpu:
 # resnext32_16x4d, cifar100 -> cinic10, 300 epochs with stage two at 200, a checkpoint every 2, nce_k 16384,
-# the paper's MINE sizes, JOBS=1), TARGET2 SOURCE_PER_CLASS (fashion), SEEDS MODEL SOURCE TARGET EPOCHS
-# STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS MINE_TY_ITERS MINE_XT_LR
-# MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW HOLDOUT DATA_FOLDER NUM_WORKERS JOBS (runs at once) THREADS (per
-# run; default: the cores / JOBS) TRAIN_SPEED (training's speed flags; cpu: --channels_last, gpu: the CUDA
-# defaults) PLOT (0: no figures) OUT (default figures/cpu_experiment, with DATA=fashion
-# figures/cpu_experiment_fashion) WORKDIR.
+# the paper's MINE sizes, JOBS=1), TARGET2 SOURCE_PER_CLASS TARGET_PER_CLASS SOURCE_AUGMENT FEATURE_CACHE (fashion; the
+# sweeps' --cache_dir, default save/features: each split's features are extracted once per checkpoint), SEEDS
+# MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS
+# MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW HOLDOUT DATA_FOLDER NUM_WORKERS JOBS (runs
+# at once) THREADS (per run; default: the cores / JOBS) TRAIN_SPEED (training's speed flags; cpu:
+# --channels_last, gpu: the CUDA defaults) PLOT (0: no figures) OUT (default figures/cpu_experiment, with
+# DATA=fashion figures/cpu_experiment_fashion) WORKDIR.
 # Idempotent: a rerun finds every run finished and every row written, and only redraws figures and table.
 set -euo pipefail
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -87,11 +92,13 @@ case "$DATA" in      # the data set's sizes; the SCALE defaults below fill the r
   fashion) if [ "$SCALE" != cpu ]; then
              echo "error: DATA=fashion is a SCALE=cpu configuration, got SCALE=$SCALE." >&2; exit 2
            fi
-           : "${SOURCE:=fashion_a}" "${TARGET:=fashion_b}" "${TARGET2=digits_b}" "${EPOCHS:=30}" "${SAVE_FREQ:=1}" \
-             "${SOURCE_PER_CLASS=1000}" "${OUT:=figures/cpu_experiment_fashion}" ;;
+           : "${SOURCE:=fashion_a}" "${TARGET:=fashion_b}" "${TARGET2=digits_b}" "${EPOCHS:=60}" "${SAVE_FREQ:=4}" \
+             "${SOURCE_PER_CLASS=200}" "${TARGET_PER_CLASS=200}" "${SOURCE_AUGMENT=none}" \
+             "${FEATURE_CACHE=save/features}" "${OUT:=figures/cpu_experiment_fashion}" ;;
   *) echo "error: DATA must be digits or fashion, got '$DATA'." >&2; exit 2 ;;
 esac
-TARGET2="${TARGET2:-}" SOURCE_PER_CLASS="${SOURCE_PER_CLASS:-}"
+TARGET2="${TARGET2:-}" SOURCE_PER_CLASS="${SOURCE_PER_CLASS:-}" TARGET_PER_CLASS="${TARGET_PER_CLASS:-}"
+FEATURE_CACHE="${FEATURE_CACHE:-}" SOURCE_AUGMENT="${SOURCE_AUGMENT:-}"
 LOGS="save/logs/cpu_experiment"
 if [ "$DATA" != digits ]; then LOGS+="_$DATA"; fi
 case "$SCALE" in
@@ -113,7 +120,8 @@ PROBE_EPOCHS="${PROBE_EPOCHS:-30}"
 DATA_FOLDER="${DATA_FOLDER:-./data}"
 PLOT="${PLOT:-1}"
 OUT="${OUT:-figures/cpu_experiment}"
-for name in SEEDS EPOCHS STAGE_TWO SAVE_FREQ CV JOBS ${THREADS:+THREADS} ${SOURCE_PER_CLASS:+SOURCE_PER_CLASS}; do
+for name in SEEDS EPOCHS STAGE_TWO SAVE_FREQ CV JOBS ${THREADS:+THREADS} ${SOURCE_PER_CLASS:+SOURCE_PER_CLASS} \
+            ${TARGET_PER_CLASS:+TARGET_PER_CLASS}; do
   [[ "${!name}" =~ ^[0-9]+$ ]] || { echo "error: $name must be a whole number, got '${!name}'." >&2; exit 2; }
 done
 (( SEEDS >= 1 && JOBS >= 1 )) || { echo "error: SEEDS and JOBS must be at least 1." >&2; exit 2; }
@@ -154,6 +162,7 @@ one_run() {
                 --learning_rate 0.05 --seed "$seed" --trial "$seed" --num_workers "$NUM_WORKERS"
                 --data_folder "$DATA_FOLDER" --resume "${QUIET[@]}")
   if [ -n "$SOURCE_PER_CLASS" ]; then common+=(--train_per_class "$SOURCE_PER_CLASS"); fi
+  if [ -n "$SOURCE_AUGMENT" ]; then common+=(--augment "$SOURCE_AUGMENT"); fi
   # shellcheck disable=SC2206  # TRAIN_SPEED holds speed flags, split on spaces
   common+=($TRAIN_SPEED)
   local steps=()
@@ -168,9 +177,11 @@ one_run() {
   fi
   local sweep=(--ckpt_path "$run" --model "$MODEL" --start_epoch 0 --skip "$SAVE_FREQ" --num_workers "$NUM_WORKERS"
                --data_folder "$DATA_FOLDER" "${QUIET[@]}")
+  if [ -n "$FEATURE_CACHE" ]; then sweep+=(--cache_dir "$FEATURE_CACHE"); fi   # each split extracted once per checkpoint
   for dataset in "${TARGETS[@]}"; do
     steps+=(:: transfer.py --source_dataset "$SOURCE" --target_dataset "$dataset" --epoch "$PROBE_EPOCHS"
             "${CV_FLAGS[@]}" "${sweep[@]}")
+    if [ "$dataset" = "$TARGET" ] && [ -n "$TARGET_PER_CLASS" ]; then steps+=(--target_per_class "$TARGET_PER_CLASS"); fi
   done
   for dataset in "${MEASURED[@]}"; do
     steps+=(:: discriminability.py --dataset "$dataset" "${sweep[@]}")
@@ -212,7 +223,7 @@ if (( JOBS == 1 )); then
 else
   export NO_SETUP=1 SCALE SEEDS MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV PROBE_EPOCHS MINE_XT_ITERS \
          MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS THREADS \
-         HOLDOUT DATA TARGET2 SOURCE_PER_CLASS TRAIN_SPEED
+         HOLDOUT DATA TARGET2 SOURCE_PER_CLASS TARGET_PER_CLASS SOURCE_AUGMENT FEATURE_CACHE TRAIN_SPEED
   printf '%s\n' "${tasks[@]}" | xargs -n 2 -P "$JOBS" bash "$SELF" --one \
     || { echo "error: at least one run failed (see above); rerun this script to resume." >&2; exit 1; }
 fi

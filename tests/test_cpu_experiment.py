@@ -129,7 +129,8 @@ def test_digits_is_the_default_and_its_commands_are_the_digits_protocol(tmp_path
             ("mine.py", "digits_b", False), ("mine.py", "digits_b", True), ("mine.py", "digits_b", True)]
         train = steps[0][1]
         assert (train["--dataset"], train["--epochs"], train["--save_freq"]) == ("digits_a", "90", "3")
-        assert "--train_per_class" not in train
+        assert "--train_per_class" not in train and "--augment" not in train
+        assert not any("--cache_dir" in flags or "--target_per_class" in flags for _, flags in steps[1:])
     assert len(others) == 2 and others[1].split()[0].endswith("plot.py")
     assert others[0].startswith("-m scripts.results_table")
     assert others[0].endswith("--target digits_b --out figures/cpu_experiment/results_table.md")
@@ -146,12 +147,17 @@ def test_fashion_runs_its_protocol_on_two_targets_with_the_three_measures(tmp_pa
             ("mine.py", "fashion_a", False), ("mine.py", "fashion_a", False), ("mine.py", "fashion_b", False),
             ("mine.py", "fashion_b", False), ("mine.py", "fashion_b", True), ("mine.py", "fashion_b", True)]
         program, train = steps[0]
-        assert (train["--dataset"], train["--train_per_class"], train["--epochs"]) == ("fashion_a", "1000", "30")
+        assert (train["--dataset"], train["--train_per_class"], train["--epochs"], train["--save_freq"],
+                train["--augment"]) == ("fashion_a", "200", "60", "4", "none")
         assert all(flags["--cv"] == "5" for program, flags in steps if program == "transfer.py")
+        probes = {flags["--target_dataset"]: flags.get("--target_per_class") for program, flags in steps
+                  if program == "transfer.py"}
+        assert probes == {"fashion_b": "200", "digits_b": None}     # the large target's probe on a subset
+        assert {flags["--cache_dir"] for _, flags in steps[1:]} == {"save/features"}
     programs = [steps[0][0] for steps in runs]
     assert programs == ["train_vanilla.py", "train_ctc.py"] * 3
     ctc = [steps[0][1] for steps in runs if steps[0][0] == "train_ctc.py"]
-    assert {(c["--stage_two_epoch"], c["-a"], c["--nce_t"]) for c in ctc} == {("20", "0.5", "0.10")}   # last third
+    assert {(c["--stage_two_epoch"], c["-a"], c["--nce_t"]) for c in ctc} == {("40", "0.5", "0.10")}   # last third
     assert sorted(c["--seed"] for c in ctc) == ["0", "1", "2"]
     tables = [c for c in others if c.startswith("-m scripts.results_table")]
     assert len(tables) == 2
