@@ -74,8 +74,8 @@
 # MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV (0: the plain probe) PROBE_EPOCHS MINE_XT_ITERS
 # MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW HOLDOUT DATA_FOLDER NUM_WORKERS JOBS (runs
 # at once) THREADS (per run; default: the cores / JOBS) TRAIN_SPEED (training's speed flags; cpu:
-# --channels_last, gpu: the CUDA defaults) PLOT (0: no figures) OUT (default figures/cpu_experiment, with
-# DATA=fashion figures/cpu_experiment_fashion) WORKDIR.
+# --channels_last, gpu: the CUDA defaults) PLOT (0: no figures) MINE (0: no MI sweeps) OUT (default
+# figures/cpu_experiment, with DATA=fashion figures/cpu_experiment_fashion) WORKDIR.
 # Idempotent: a rerun finds every run finished and every row written, and only redraws figures and table.
 set -euo pipefail
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -119,6 +119,7 @@ CV="${CV:-5}"
 PROBE_EPOCHS="${PROBE_EPOCHS:-30}"
 DATA_FOLDER="${DATA_FOLDER:-./data}"
 PLOT="${PLOT:-1}"
+MINE="${MINE:-1}"
 OUT="${OUT:-figures/cpu_experiment}"
 for name in SEEDS EPOCHS STAGE_TWO SAVE_FREQ CV JOBS ${THREADS:+THREADS} ${SOURCE_PER_CLASS:+SOURCE_PER_CLASS} \
             ${TARGET_PER_CLASS:+TARGET_PER_CLASS}; do
@@ -186,10 +187,12 @@ one_run() {
   for dataset in "${MEASURED[@]}"; do
     steps+=(:: discriminability.py --dataset "$dataset" "${sweep[@]}")
   done
-  mine_steps "$SOURCE"
-  mine_steps "$TARGET"
-  if [ -n "$HOLDOUT" ]; then   # the same two fits on the target, scored on rows the critic never trained on
-    mine_steps "$TARGET" --holdout "$HOLDOUT"
+  if [ "$MINE" != 0 ]; then
+    mine_steps "$SOURCE"
+    mine_steps "$TARGET"
+    if [ -n "$HOLDOUT" ]; then   # the same two fits on the target, scored on rows the critic never trained on
+      mine_steps "$TARGET" --holdout "$HOLDOUT"
+    fi
   fi
   OMP_NUM_THREADS="$THREADS" python -m scripts.run_steps "${steps[@]}"
 }
@@ -223,7 +226,7 @@ if (( JOBS == 1 )); then
 else
   export NO_SETUP=1 SCALE SEEDS MODEL SOURCE TARGET EPOCHS STAGE_TWO SAVE_FREQ NCE_K CV PROBE_EPOCHS MINE_XT_ITERS \
          MINE_TY_ITERS MINE_XT_LR MINE_TY_LR MINE_BATCH MINE_HIDDEN MINE_WINDOW DATA_FOLDER NUM_WORKERS JOBS THREADS \
-         HOLDOUT DATA TARGET2 SOURCE_PER_CLASS TARGET_PER_CLASS SOURCE_AUGMENT FEATURE_CACHE TRAIN_SPEED
+         HOLDOUT DATA TARGET2 SOURCE_PER_CLASS TARGET_PER_CLASS SOURCE_AUGMENT FEATURE_CACHE TRAIN_SPEED MINE
   printf '%s\n' "${tasks[@]}" | xargs -n 2 -P "$JOBS" bash "$SELF" --one \
     || { echo "error: at least one run failed (see above); rerun this script to resume." >&2; exit 1; }
 fi
