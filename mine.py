@@ -35,11 +35,11 @@ from helper.cli.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
 from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, mine_config, run_flags,
                               selection, source_config, sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
-from helper.core.errors import UserError, run_cli
+from helper.core.errors import UserError, run_cli, warn
 from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
 from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
-from helper.sweep.runner import run_sweep, warn
+from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run
 
 # A file written before best_step existed is read by plot.py; appending to it asks for --force.

@@ -47,12 +47,12 @@ from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, i
 from helper.cli.sweep import (check_output_folders, feature_args_parser, run_flags, selection, sweep_args_parser,
                               sweep_config, sweep_device, transfer_config)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
-from helper.core.errors import UserError, run_cli
+from helper.core.errors import UserError, run_cli, warn
 from helper.report.results import KIND
 from helper.sweep import rrl
 from helper.sweep import transfer as T
 from helper.sweep.features import load_split
-from helper.sweep.runner import ResultsCSV, run_sweep, warn
+from helper.sweep.runner import ResultsCSV, run_sweep
 from helper.sweep.source_run import open_run, source_acc
 
 # A file of fewer columns (written before param_transferability_blocks) is read by plot.py; appending to it

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from helper.core.checkpoint import (MAX_EPOCH, CheckpointError, atomic_write, changed_flags, checkpoint_files,
                                     describe_changes, file_sha1, parse_epoch, plain, write_flags)
-from helper.core.errors import UserError
+from helper.core.errors import UserError, warn
 from helper.core.lock import exclusive_lock
 from helper.core.writes import guarded_write
 from helper.sweep.board import SweepBoard
@@ -120,11 +120,6 @@ def on_grid(epoch, start, skip, end=None):
 
 class DamagedResultsError(UserError):
     """A results file that cannot be read as written: the message names the file and the line."""
-
-
-def warn(message):
-    """One 'warning: ...' line on stderr, as the sweeps print them."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _csv_line(values):

@@ -16,12 +16,11 @@ import torch.nn.functional as F
 from dataset import get_loader
 from helper.core.checkpoint import (CheckpointError, file_sha1, list_checkpoints, load_checkpoint, model_checkpoint,
                                     model_state, model_weights, save_atomic)
-from helper.core.errors import UserError
+from helper.core.errors import UserError, warn
 from helper.core.seed import set_seed
 from helper.sweep.features import FeatureConfig, feature_loader, split_features
 from helper.sweep.metrics import parameter_distance_transferability
 from helper.sweep.probe import ProbeConfig, cross_validated_probe, probe_backbone, probe_cached
-from helper.sweep.runner import warn
 from helper.sweep.source_run import SourceConfig, load_source
 from helper.train.loops import evaluate, train_one_epoch
 from helper.train.schedule import cosine_lr, set_lr
