@@ -10,13 +10,12 @@ other architectures). transfer.py transfers it with three protocols, one row eac
 - two_stage ("[2ft]cat"):  each member fine-tuned on the target alone (saved, and reused by later
                            concatenations), then a linear probe on the fine-tuned members' features.
 
-DISTILLn (distill_cat.py) trains one network to reproduce CATn's concatenated features (`CatRegression`).
+DISTILLn (distill_cat.py) trains one network to reproduce CATn's concatenated features (`crd.CatRegression`).
 """
 import os
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from helper.sweep import transfer as T
@@ -119,15 +118,3 @@ def two_stage(members, target, config, device):
 
 PROTOCOLS = {"linear": T.concat_probe, "finetune": finetune_concat, "two_stage": two_stage}
 
-
-# ------------------------------------------------------------------ DISTILLn
-class CatRegression(nn.Module):
-    """The DISTILL target: a linear map of the student's penultimate features (B, d) onto the
-    teachers' concatenated features (B, D), scored by the mean squared error per feature."""
-
-    def __init__(self, student_dim, teacher_dim):
-        super().__init__()
-        self.regressor = nn.Linear(student_dim, teacher_dim)
-
-    def forward(self, student_features, teacher_features):
-        return F.mse_loss(self.regressor(student_features).float(), teacher_features.float())
