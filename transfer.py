@@ -152,7 +152,7 @@ def report(head, row):
 
 def run_concat(args, config, run_dir, target, device):
     """One CAT evaluation with --mode's protocol: one row appended to <run folder>/transfer_<target>_concat.csv."""
-    members = T.concat_members(run_dir, args.concat, args.concat_paths)
+    members = rrl.concat_members(run_dir, args.concat, args.concat_paths)
     results = ResultsCSV(os.path.join(run_dir, KIND["transfer_concat"].file_name(vars(args))), CONCAT_FIELDS)
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
