@@ -48,20 +48,13 @@ from helper.cli.sweep import (check_output_folders, feature_args_parser, run_fla
                               sweep_config, sweep_device, transfer_config)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.core.errors import UserError, run_cli, warn
-from helper.report.results import KIND
 from helper.sweep import rrl
 from helper.sweep import transfer as T
 from helper.sweep.features import load_split
-from helper.sweep.runner import ResultsCSV, run_sweep
+from helper.sweep.results import KIND
+from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run, source_acc
 
-# A file of fewer columns (written before param_transferability_blocks) is read by plot.py; appending to it
-# asks for --force.
-FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
-          "param_transferability_blocks"]
-CV_FIELDS = FIELDS + ["final_acc_std", "final_acc_sem", "folds"]
-CONCAT_FIELDS = ["protocol", "epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch",
-                 "members_acc", "seconds"]
 DEFAULT_LR = {"linear": 0.4, "finetune": 0.01, "two_stage": 0.01}
 
 
@@ -153,7 +146,7 @@ def report(head, row):
 def run_concat(args, config, run_dir, target, device):
     """One CAT evaluation with --mode's protocol: one row appended to <run folder>/transfer_<target>_concat.csv."""
     members = rrl.concat_members(run_dir, args.concat, args.concat_paths)
-    results = ResultsCSV(os.path.join(run_dir, KIND["transfer_concat"].file_name(vars(args))), CONCAT_FIELDS)
+    results = KIND["transfer_concat"].results_file(run_dir, vars(args))
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
         results.repair()                  # first: an upgrade would turn a cut-off last line into a whole row
@@ -183,7 +176,7 @@ def upgrade_concat_csv(results):
         rows = list(reader)
     if reader.fieldnames and "protocol" not in reader.fieldnames:
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=CONCAT_FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(text, fieldnames=results.fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({**row, "protocol": "linear"} for row in rows)
         atomic_write(path, lambda f: f.write(text.getvalue().encode()))
@@ -202,7 +195,7 @@ def main(args):
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     sweep = sweep_config(args)
-    results = KIND["transfer"].results_file(run_dir, vars(args), CV_FIELDS if args.cv else FIELDS, sweep.shard)
+    results = KIND["transfer"].results_file(run_dir, vars(args), sweep.shard)
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):

@@ -171,12 +171,12 @@ def transfer_figure(series, metric="final_acc"):
         quantity = "linear-probe accuracy" if f["mode"] == "linear" else "fine-tuned accuracy"
         if metric == "best_acc_on_eval":
             quantity = f"best {quantity} over probe epochs"
-        unit = result.kind.quantities[metric].unit
+        unit = result.quantities[metric].unit
         panels.append(Panel(f"transfer to {where(f)}\n{f['detail']}", f"{quantity} [{unit}]",
                             [(stem, metric, None, "-", "")]))
         if f["mode"] == "finetune" and any(r.get(stem) and r[stem].series("param_transferability")
                                            for s in series for r in s.results):
-            quantity = result.kind.quantities["param_transferability"]
+            quantity = result.quantities["param_transferability"]
             panels.append(Panel(f"parameter distance, fine-tuned on {where(f)}", quantity.label(),
                                 [(stem, "param_transferability", None, "-", "")]))
     source = next((stem for stem in sorted(found) if any(r.get(stem) and r[stem].series("source_acc")
@@ -197,7 +197,7 @@ def discriminability_figure(series):
         return None
     grid = []
     for stem, result in sorted(found.items()):
-        f, quantities = result.facts, result.kind.quantities
+        f, quantities = result.facts, result.quantities
         grid.append([Panel(f"{quantities[q].name} on {where(f)}", quantities[q].label(), [(stem, q, None, "-", "")])
                      for q in ("recall_at_1", "nmi")])
     return render(grid, series, "discriminability")
@@ -217,7 +217,7 @@ def compression_figure(series):
               "discriminability.py --force recomputes it); left out of compression")
     grid = []
     for stem, columns in sorted(measured.items()):
-        f, quantities = found[stem].facts, found[stem].kind.quantities
+        f, quantities = found[stem].facts, found[stem].quantities
         if columns:
             grid.append([Panel(f"{quantities[q].name} on {where(f)}", quantities[q].label(),
                                [(stem, q, None, "-", "")], "log" if q == "nc1" else "linear") for q in columns])
@@ -251,7 +251,7 @@ def information_figure(series):
         if f["holdout"]:
             lines.append((stem, "mi_train", None, "--", " (fitted rows)"))
         title = f"{f['quantity']} on {where(f)}" + (f"\n{f['variant']}" if f["variant"] else "")
-        unit = found[stem].kind.quantities["mi"].unit
+        unit = found[stem].quantities["mi"].unit
         grid[r][c] = Panel(title, f"{f['quantity']} on {f['dataset']} [{unit}]", lines)
     for r, (mode_index, variant) in enumerate(rows):
         for c, col in enumerate(cols):
