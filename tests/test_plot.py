@@ -139,7 +139,8 @@ def test_every_kind_is_drawn_with_titles_from_the_argument_records(runs, tmp_pat
     assert [ax.get_yscale() for ax in compression] == ["log", "linear", "linear"]
     nc1_line = next(ln for ln in compression[0].get_lines() if ln.get_label() == "vanilla")
     assert list(nc1_line.get_ydata()) == pytest.approx([60 / e for e in EPOCHS])
-    info = axes_of(figures.information_figure(series))
+    info_figure = figures.information_figure(series)
+    info = axes_of(info_figure)
     # infonce is an estimator, not part of the data set's name; each gets its own row, I(X;T) above I(T;Y)
     assert [ax.get_title() for ax in info] == [
         "I(X;T) on digits_a (test split)", "I(X;T) on digits_b (test split)",
@@ -147,6 +148,9 @@ def test_every_kind_is_drawn_with_titles_from_the_argument_records(runs, tmp_pat
         "I(T;Y) on digits_a (test split)", "I(T;Y) on digits_b (test split)",
         "I(T;Y) on digits_a (test split)\nheld-out 50% of rows"]
     assert info[1].get_ylabel() == "I(X;T) on digits_b [nats]"
+    # the variants exist on digits_a only: packed two to a row, only the last cell is empty (a row per
+    # quantity and variant would leave three)
+    assert len(info_figure.axes) == 8 and not info_figure.axes[-1].get_visible()
 
 
 def test_curves_carry_source_accuracy_std_bands_and_the_stage_two_marker(runs):

@@ -238,28 +238,33 @@ def mi_layout(found):
 
 
 def information_figure(series):
-    """I(X;T) and I(T;Y) per epoch on each data set; held-out estimates beside their fitted-rows bound (dashed)."""
+    """I(X;T) and I(T;Y) per epoch on each data set; held-out estimates beside their fitted-rows bound (dashed).
+
+    The panels run a row per quantity and variant, a column per data set, packed left to right: a combination
+    no run has (held-out estimates often exist on the target only) leaves no empty cell, only a note.
+    """
     found = stems(series, "mi")
     if not found:
         print("note: no MINE results (mi_<mode>_<dataset>*.csv) in these runs; information figure left out")
         return None
     place, rows, cols = mi_layout(found)
-    grid = [[None] * len(cols) for _ in rows]
-    for (r, c), stem in place.items():
-        f = found[stem].facts
-        lines = [(stem, "mi", "std", "-", "")]
-        if f["holdout"]:
-            lines.append((stem, "mi_train", None, "--", " (fitted rows)"))
-        title = f"{f['quantity']} on {where(f)}" + (f"\n{f['variant']}" if f["variant"] else "")
-        unit = found[stem].quantities["mi"].unit
-        grid[r][c] = Panel(title, f"{f['quantity']} on {f['dataset']} [{unit}]", lines)
+    panels = []
     for r, (mode_index, variant) in enumerate(rows):
         for c, col in enumerate(cols):
-            if grid[r][c] is None:
+            stem = place.get((r, c))
+            if stem is None:
                 quantity = list(MI_QUANTITIES.values())[mode_index] if mode_index < 9 else "MI"
                 print(f"note: no run has {quantity} on {col}{f' ({variant})' if variant else ''}; "
                       "that panel of information is left out")
-    return render(grid, series, "information")
+                continue
+            f = found[stem].facts
+            lines = [(stem, "mi", "std", "-", "")]
+            if f["holdout"]:
+                lines.append((stem, "mi_train", None, "--", " (fitted rows)"))
+            title = f"{f['quantity']} on {where(f)}" + (f"\n{f['variant']}" if f["variant"] else "")
+            unit = found[stem].quantities["mi"].unit
+            panels.append(Panel(title, f"{f['quantity']} on {f['dataset']} [{unit}]", lines))
+    return render(rows_of(panels, len(cols)), series, "information")
 
 
 def information_plane_figure(series):
