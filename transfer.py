@@ -33,9 +33,6 @@ over folds, with final_acc_std, final_acc_sem and folds. Every sweep's last colu
 SHA-1 of the checkpoint file the row was computed from (docs/run_folder.md).
 """
 import argparse
-import csv
-import io
-import os
 import sys
 import time
 
@@ -46,7 +43,7 @@ from helper.cli import HelpFormatter, NoEffectFlag
 from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, int_list
 from helper.cli.sweep import (check_output_folders, feature_args_parser, run_flags, selection, sweep_args_parser,
                               sweep_config, sweep_device, transfer_config)
-from helper.core.checkpoint import atomic_write, resolve_run_dir
+from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli, warn
 from helper.sweep import rrl
 from helper.sweep import transfer as T
@@ -150,7 +147,7 @@ def run_concat(args, config, run_dir, target, device):
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
         results.repair()                  # first: an upgrade would turn a cut-off last line into a whole row
-        upgrade_concat_csv(results)
+        results.add_protocol_column()
         if not args.force and any(row["paths"] == paths and row["protocol"] == args.mode
                                   for row in results.all_rows()):
             print(f"concat: these checkpoints are already in {results.path} with --mode {args.mode} "
@@ -164,22 +161,6 @@ def run_concat(args, config, run_dir, target, device):
     report(f"Concat {row['epochs']} ({args.mode}, feature size {row['feat_size']})", row)
     print(f"concat: results in {results.path}")
     return 0
-
-
-def upgrade_concat_csv(results):
-    """Give a concat file written before the protocol column its column (its rows are linear probes)."""
-    path = results.path
-    if not os.path.isfile(path) or "protocol" in (results.header(path) or ["protocol"]):
-        return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-    if reader.fieldnames and "protocol" not in reader.fieldnames:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=results.fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**row, "protocol": "linear"} for row in rows)
-        atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def main(args):

@@ -271,10 +271,24 @@ class ResultsCSV:
         if (self.header(path) or []) + [FINGERPRINT] != self.fields:
             return                          # up to date, or other columns: append() says so
         rows = self.read_file(path)
-        text = _csv_line(self.fields) + "".join(_csv_line([row.get(k, "") for k in self.fields]) for row in rows)
-        atomic_write(path, lambda f: f.write(text.encode()))
+        self.rewrite(rows)
         print(f"note: gave {path} its {FINGERPRINT} column; its {len(rows)} earlier rows have none and are "
               "kept as computed from the checkpoints in place", flush=True)
+
+    def add_protocol_column(self):
+        """Give a concat probe's file, when written before its `protocol` column, that column: 'linear' in its
+        old rows (the only protocol then); rewritten atomically."""
+        path = self.write_path
+        if not os.path.isfile(path) or "protocol" in (self.header(path) or ["protocol"]):
+            return
+        rows = [row for _, row in csv_records(path, "epochs")]
+        self.rewrite([{**row, "protocol": "linear"} for row in rows])
+
+    def rewrite(self, rows):
+        """Replace the file this process writes by the header and `rows` (dicts; a missing column left empty),
+        atomically."""
+        text = _csv_line(self.fields) + "".join(_csv_line([row.get(k, "") for k in self.fields]) for row in rows)
+        atomic_write(self.write_path, lambda f: f.write(text.encode()))
 
     def repair(self):
         """Drop an incomplete last line from the file this process writes, with a warning."""
