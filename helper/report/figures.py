@@ -1,4 +1,4 @@
-"""The paper's figures from the result files of runs (see helper/report/results.py for what each file holds).
+"""The paper's figures from the result files of runs (helper/sweep/results.py says what each file holds).
 
     series = load_series([[run_a], [ctc_seed0, ctc_seed1]], ["vanilla", "ctc"])
     fig = transfer_figure(series, "final_acc")     # None when no run has transfer results
