@@ -302,6 +302,22 @@ def test_names_without_argument_records_parse_with_the_writers_suffixes(tmp_path
     assert found["transfer_digits_b_linear_bntrain_train"].facts["split"] == "train"
 
 
+def test_a_protocol_record_describes_a_file_its_name_alone_would_not(tmp_path, capsys):
+    """The name is read back only for a file without a protocol record: with one, any name of the kind's shape
+    is read; without one, a name its sweep never writes is left out with a note."""
+    for stem in ("transfer_digits_b_probe", "transfer_digits_b_other"):
+        (tmp_path / f"{stem}.csv").write_text("epoch,final_acc\n2,55\n")
+    (tmp_path / "transfer_digits_b_probe.args.json").write_text(json.dumps(
+        {"target_dataset": "digits_b", "mode": "finetune", "epoch": 30, "lr": 0.01}))
+    found = find_results(str(tmp_path))
+    assert list(found) == ["transfer_digits_b_probe"] and found["transfer_digits_b_probe"].series("final_acc") == {
+        2: 55.0}
+    facts = found["transfer_digits_b_probe"].facts
+    assert (facts["dataset"], facts["mode"], facts["described_by"]) == ("digits_b", "finetune", "args")
+    out = capsys.readouterr().out
+    assert f"note: {tmp_path / 'transfer_digits_b_other.csv'} is not a result file plot.py knows" in out
+
+
 def test_plotted_columns_are_columns_the_sweeps_write():
     assert set(QUANTITIES) == set(FACTS) == set(KIND)
     for kind in KINDS:

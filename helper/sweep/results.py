@@ -133,7 +133,7 @@ class DamagedResultsError(UserError):
         super().__init__(f"results file {path} is damaged at line {line}: {why}. {hint}")
 
 
-# What a sweep's user can do about a damaged file (plot.py and the tables can only refuse it, helper/report).
+# What a sweep's user can do about a damaged file (plot.py, which can only refuse it, says otherwise: PLOT_HINT).
 SWEEP_HINT = ("Nothing was read from it or appended to it. Fix or delete that line, or pass --force to the sweep "
               "to start the file anew (the old one is kept as {path}.bak).")
 
