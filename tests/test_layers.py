@@ -128,6 +128,6 @@ def test_the_layer_check_sees_a_violation(tmp_path):
     """The checker itself: a lazy upward import inside a function is found, a downward one is not."""
     bad = tmp_path / "bad.py"
     bad.write_text("from helper.core.errors import UserError\n\n\ndef f():\n"
-                   "    from helper.sweep.runner import ResultsCSV\n")
-    assert upward_imports("helper.train", [bad]) == ["bad.py imports helper.sweep.runner.ResultsCSV"]
+                   "    from helper.sweep.results import ResultsCSV\n")
+    assert upward_imports("helper.train", [bad]) == ["bad.py imports helper.sweep.results.ResultsCSV"]
     assert upward_imports("helper.report", [bad]) == []
