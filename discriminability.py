@@ -29,16 +29,11 @@ from helper.cli.sweep import (check_output_folders, feature_args_parser, feature
                               source_config, sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
-from helper.report.results import KIND
 from helper.sweep.features import load_split, split_features
 from helper.sweep.metrics import KMEANS_BACKENDS, coding_rate, effective_rank, nc1, nmi_kmeans, recall_at_1
+from helper.sweep.results import KIND
 from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run, source_acc
-
-# A file written before nc1, effective_rank and coding_rate existed is read by plot.py and the results table (those
-# columns empty); appending to it asks for --force.
-FIELDS = ["epoch", "recall_at_1", "nmi", "source_acc", "seconds", "nc1", "effective_rank", "coding_rate"]
-
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
@@ -85,7 +80,7 @@ def main(args):
     split = info.train_split if args.train_split else info.eval_split
     data = load_split(args.dataset, split, args.data_folder)
     sweep = sweep_config(args)
-    results = KIND["discriminability"].results_file(run_dir, vars(args), FIELDS, sweep.shard)
+    results = KIND["discriminability"].results_file(run_dir, vars(args), sweep.shard)
 
     def evaluate_one(epoch, path):
         start = time.time()

@@ -24,6 +24,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from crd import CatRegression
 from dataset import DATASETS, same_classes
 from helper.cli import HelpFormatter
 from helper.cli.flags import NON_NEGATIVE_FLOAT
@@ -31,7 +32,6 @@ from helper.cli.speed import resolve_speed_args, speed_config
 from helper.cli.train import INTERRUPTED_TRAINING, resolve_warmup, sgd_config, train_run, training_parser
 from helper.core.checkpoint import unwrap
 from helper.core.errors import UserError, run_cli
-from helper.sweep.rrl import CatRegression
 from helper.train.ctc import load_frozen_teacher
 from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 

@@ -35,16 +35,13 @@ from helper.cli.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
 from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, mine_config, run_flags,
                               selection, source_config, sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
-from helper.core.errors import UserError, run_cli
-from helper.report.results import KIND
+from helper.core.errors import UserError, run_cli, warn
 from helper.sweep.features import load_split, split_features
 from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
-from helper.sweep.runner import run_sweep, warn
+from helper.sweep.results import KIND
+from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run
 
-# A file written before best_step existed is read by plot.py; appending to it asks for --force.
-FIELDS = ["epoch", "mi", "std", "mi_train", "nan_steps", "iters", "batch_size", "seconds", "estimator", "layer",
-          "best_step"]
 DEFAULT_WINDOW = 500        # the paper's moving average: the last 500 iterations' bounds
 SHORT_FIT = 1000            # iterations below which a ~0 estimate more likely means "not learned yet"
 PAIRS = {"xt": ("X", "T"), "ty": ("T", "Y"), "xy": ("X", "Y")}
@@ -153,7 +150,7 @@ def report(result, epoch, mode, layer, arch, history_dir):
     for suffix, curve in curves.items():
         if curve is not None:
             atomic_write(os.path.join(history_dir, f"epoch_{epoch}{suffix}.npy"), lambda f: np.save(f, curve))
-    row = {k: result.get(k) for k in FIELDS if k in result}
+    row = {k: result.get(k) for k in KIND["mi"].columns if k in result}
     row["layer"] = None if mode == "xy" else layer
     return row
 
@@ -179,7 +176,7 @@ def main(args):
     data = load_split(args.dataset, split, args.data_folder)
     tables = {}                                 # X and Y, built at the first checkpoint that needs them
     sweep = sweep_config(args)
-    results = KIND["mi"].results_file(run_dir, vars(args), FIELDS, sweep.shard)
+    results = KIND["mi"].results_file(run_dir, vars(args), sweep.shard)
     history_dir = os.path.splitext(results.path)[0] + "_history"
     clamp_notice(config, len(data))
 

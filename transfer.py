@@ -33,9 +33,6 @@ over folds, with final_acc_std, final_acc_sem and folds. Every sweep's last colu
 SHA-1 of the checkpoint file the row was computed from (docs/run_folder.md).
 """
 import argparse
-import csv
-import io
-import os
 import sys
 import time
 
@@ -46,22 +43,15 @@ from helper.cli import HelpFormatter, NoEffectFlag
 from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, int_list
 from helper.cli.sweep import (check_output_folders, feature_args_parser, run_flags, selection, sweep_args_parser,
                               sweep_config, sweep_device, transfer_config)
-from helper.core.checkpoint import atomic_write, resolve_run_dir
-from helper.core.errors import UserError, run_cli
-from helper.report.results import KIND
+from helper.core.checkpoint import resolve_run_dir
+from helper.core.errors import UserError, run_cli, warn
 from helper.sweep import rrl
 from helper.sweep import transfer as T
 from helper.sweep.features import load_split
-from helper.sweep.runner import ResultsCSV, run_sweep, warn
+from helper.sweep.results import KIND
+from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run, source_acc
 
-# A file of fewer columns (written before param_transferability_blocks) is read by plot.py; appending to it
-# asks for --force.
-FIELDS = ["epoch", "final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds",
-          "param_transferability_blocks"]
-CV_FIELDS = FIELDS + ["final_acc_std", "final_acc_sem", "folds"]
-CONCAT_FIELDS = ["protocol", "epochs", "paths", "feat_size", "final_acc", "best_acc_on_eval", "best_epoch",
-                 "members_acc", "seconds"]
 DEFAULT_LR = {"linear": 0.4, "finetune": 0.01, "two_stage": 0.01}
 
 
@@ -157,12 +147,12 @@ def report(head, row):
 
 def run_concat(args, config, run_dir, target, device):
     """One CAT evaluation with --mode's protocol: one row appended to <run folder>/transfer_<target>_concat.csv."""
-    members = T.concat_members(run_dir, args.concat, args.concat_paths)
-    results = ResultsCSV(os.path.join(run_dir, KIND["transfer_concat"].file_name(vars(args))), CONCAT_FIELDS)
+    members = rrl.concat_members(run_dir, args.concat, args.concat_paths)
+    results = KIND["transfer_concat"].results_file(run_dir, vars(args))
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
         results.repair()                  # first: an upgrade would turn a cut-off last line into a whole row
-        upgrade_concat_csv(results)
+        results.add_protocol_column()
         if not args.force and any(row["paths"] == paths and row["protocol"] == args.mode
                                   for row in results.all_rows()):
             print(f"concat: these checkpoints are already in {results.path} with --mode {args.mode} "
@@ -178,22 +168,6 @@ def run_concat(args, config, run_dir, target, device):
     return 0
 
 
-def upgrade_concat_csv(results):
-    """Give a concat file written before the protocol column its column (its rows are linear probes)."""
-    path = results.path
-    if not os.path.isfile(path) or "protocol" in (results.header(path) or ["protocol"]):
-        return
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-    if reader.fieldnames and "protocol" not in reader.fieldnames:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=CONCAT_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**row, "protocol": "linear"} for row in rows)
-        atomic_write(path, lambda f: f.write(text.getvalue().encode()))
-
-
 def main(args):
     check_args(args)
     device = sweep_device(args)
@@ -207,7 +181,7 @@ def main(args):
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     sweep = sweep_config(args)
-    results = KIND["transfer"].results_file(run_dir, vars(args), CV_FIELDS if args.cv else FIELDS, sweep.shard)
+    results = KIND["transfer"].results_file(run_dir, vars(args), sweep.shard)
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):

@@ -1,11 +1,11 @@
-"""Tests for crd/: NCE and CRD memory, instance discrimination, ITRD and KD losses (CPU, float32)."""
+"""Tests for crd/: NCE and CRD memory, instance discrimination, ITRD, KD and feature-regression losses (CPU, float32)."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from crd import (ContrastMemory, CRDLoss, Embed, InstanceDiscrimination, ITRDLoss, itrd_correlation_loss,
-                 itrd_mutual_loss, kd_loss, nce_loss)
+from crd import (CatRegression, ContrastMemory, CRDLoss, Embed, InstanceDiscrimination, ITRDLoss,
+                 itrd_correlation_loss, itrd_mutual_loss, kd_loss, nce_loss)
 from helper.core.errors import UserError
 
 DIM, N_DATA, NCE_K, BATCH = 8, 20, 5, 4
@@ -231,3 +231,13 @@ def test_kd_loss_zero_for_identical_logits_only():
     expected = (p_t * (p_t.log() - F.log_softmax(logits / 4, dim=1))).sum(1).mean() * 16
     assert kd_loss(logits, other).item() == pytest.approx(expected.item(), rel=1e-5)
     assert kd_loss(logits, other) > 0
+
+
+def test_cat_regression_is_the_mean_squared_error_of_the_mapped_student_features():
+    regression = CatRegression(3, 5)
+    student, teachers = torch.randn(4, 3), torch.randn(4, 5)
+    mapped = student @ regression.regressor.weight.T + regression.regressor.bias
+    assert regression(student, teachers).item() == pytest.approx(((mapped - teachers) ** 2).mean().item(), rel=1e-5)
+    assert regression(student, mapped.detach()).item() == pytest.approx(0.0, abs=1e-10)
+    regression(student, teachers).backward()
+    assert regression.regressor.weight.grad.abs().sum() > 0

@@ -24,7 +24,8 @@ from helper.cli.sweep import run_flags, sweep_args_parser, sweep_config
 from helper.core.checkpoint import CheckpointError, load_checkpoint
 from helper.cli.train import INTERRUPTED_TRAINING
 from helper.core.errors import INTERRUPTED
-from helper.sweep.runner import ResultsCSV, run_sweep, write_args_json
+from helper.sweep.results import KIND, ResultsCSV, write_args_json
+from helper.sweep.runner import run_sweep
 from tests.conftest import REPO_ROOT
 from tests.helpers import cli, copy_run, read_rows
 
@@ -181,7 +182,7 @@ def plotted_run(tmp_path):
     run.mkdir()
     train_args = train_vanilla.get_args_parser().parse_args(["--dataset", "digits_a", "--model", "resnet8"])
     (run / "args.json").write_text(json.dumps(run_flags(train_args)))
-    results = ResultsCSV(str(run / "discriminability_digits_a.csv"), discriminability.FIELDS)
+    results = ResultsCSV(str(run / "discriminability_digits_a.csv"), KIND["discriminability"].columns)
     for epoch in (1, 2):
         results.append({"epoch": epoch, "recall_at_1": 50.0 + epoch, "nmi": 0.1, "source_acc": 90.0, "seconds": 1.0})
     write_args_json(results, run_flags(discriminability.get_args_parser().parse_args(["--ckpt_path", str(run)])))

@@ -16,7 +16,7 @@ import train_vanilla
 from dataset import get_dataset
 from dataset.registry import DataNotFoundError
 from helper.core.checkpoint import file_sha1
-from helper.sweep.runner import FINGERPRINT, DamagedResultsError, ResultsCSV
+from helper.sweep.results import FINGERPRINT, DamagedResultsError, ResultsCSV
 from tests.fakedata import write_fake_cinic
 from tests.helpers import cli, copy_run, read_rows
 

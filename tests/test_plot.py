@@ -17,10 +17,10 @@ import train_vanilla
 import transfer
 from helper.report import figures
 from helper.core.checkpoint import plain
-from helper.report.results import KIND, KINDS, find_results, flags_from_name, kind_of
+from helper.report.results import FACTS, QUANTITIES, find_results, flags_from_name
 from helper.report.seed_groups import group_label, group_runs, seed_band
 from helper.cli.sweep import run_flags
-from helper.sweep.runner import ResultsCSV, write_args_json
+from helper.sweep.results import KIND, KINDS, ResultsCSV, kind_of, write_args_json
 from tests.helpers import cli
 
 EPOCHS = [2, 4, 6, 8, 10]
@@ -52,12 +52,12 @@ def fill_run(run, level):
     for name, extra in (("transfer_digits_b_linear.csv", []),
                         ("transfer_digits_b_linear_bntrain.csv", ["--bn_mode", "train"]),
                         ("transfer_digits_b_finetune.csv", ["--mode", "finetune"])):
-        sweep_file(run, name, transfer.FIELDS,
+        sweep_file(run, name, KIND["transfer"].columns,
                    [{"epoch": e, "final_acc": level + e, "best_acc_on_eval": level + e + 1, "best_epoch": 30,
                      "source_acc": 90 + e / 2, "seconds": 1.0,
                      "param_transferability": 0.01 * e if "finetune" in name else None} for e in EPOCHS],
                    transfer, t + extra)
-    sweep_file(run, "discriminability_digits_a.csv", discriminability.FIELDS,
+    sweep_file(run, "discriminability_digits_a.csv", KIND["discriminability"].columns,
                [{"epoch": e, "recall_at_1": 50 + e, "nmi": 0.05 * e, "source_acc": 90.0, "seconds": 1.0,
                  "nc1": level / e, "effective_rank": 20 - e, "coding_rate": level / 10 + e} for e in EPOCHS],
                discriminability, ["--dataset", "digits_a"])
@@ -74,7 +74,7 @@ def fill_run(run, level):
                          "batch_size": 256, "seconds": 1.0, "estimator": estimator, "layer": -1,
                          "mi_train": (level / 50 + 0.2 * e) if holdout else None,
                          "best_step": 200 if holdout else None} for e in EPOCHS]
-                sweep_file(run, KIND["mi"].file_name(vars(args)), mine.FIELDS, rows,
+                sweep_file(run, KIND["mi"].file_name(vars(args)), KIND["mi"].columns, rows,
                            mine, m)
 
 
@@ -139,7 +139,8 @@ def test_every_kind_is_drawn_with_titles_from_the_argument_records(runs, tmp_pat
     assert [ax.get_yscale() for ax in compression] == ["log", "linear", "linear"]
     nc1_line = next(ln for ln in compression[0].get_lines() if ln.get_label() == "vanilla")
     assert list(nc1_line.get_ydata()) == pytest.approx([60 / e for e in EPOCHS])
-    info = axes_of(figures.information_figure(series))
+    info_figure = figures.information_figure(series)
+    info = axes_of(info_figure)
     # infonce is an estimator, not part of the data set's name; each gets its own row, I(X;T) above I(T;Y)
     assert [ax.get_title() for ax in info] == [
         "I(X;T) on digits_a (test split)", "I(X;T) on digits_b (test split)",
@@ -147,6 +148,9 @@ def test_every_kind_is_drawn_with_titles_from_the_argument_records(runs, tmp_pat
         "I(T;Y) on digits_a (test split)", "I(T;Y) on digits_b (test split)",
         "I(T;Y) on digits_a (test split)\nheld-out 50% of rows"]
     assert info[1].get_ylabel() == "I(X;T) on digits_b [nats]"
+    # the variants exist on digits_a only: packed two to a row, only the last cell is empty (a row per
+    # quantity and variant would leave three)
+    assert len(info_figure.axes) == 8 and not info_figure.axes[-1].get_visible()
 
 
 def test_curves_carry_source_accuracy_std_bands_and_the_stage_two_marker(runs):
@@ -208,7 +212,7 @@ def test_group_seeds_draws_mean_and_std_bands(tmp_path, capsys, unsaved):
     seeds = [make_run(tmp_path, train_vanilla, base + ["--trial", str(t), "--seed", str(t)]) for t in range(3)]
     ctc = make_run(tmp_path, train_ctc, base + ["--stage_two_epoch", "6"])
     for run, level in zip(seeds + [ctc], (60, 62, 64, 70)):
-        sweep_file(run, "transfer_digits_b_linear.csv", transfer.FIELDS,
+        sweep_file(run, "transfer_digits_b_linear.csv", KIND["transfer"].columns,
                    [{"epoch": e, "final_acc": level + e, "source_acc": 90.0} for e in EPOCHS], transfer,
                    ["--source_dataset", "digits_a", "--target_dataset", "digits_b"])
     out = tmp_path / "fig"
@@ -235,7 +239,7 @@ def test_compression_measures_of_seed_groups_and_files_written_before_them(tmp_p
     base = ["--dataset", "digits_a", "--model", "resnet8", "--epochs", "10"]
     seeds = [make_run(tmp_path, train_vanilla, base + ["--trial", str(t), "--seed", str(t)]) for t in range(2)]
     for t, run in enumerate(seeds):
-        sweep_file(run, "discriminability_digits_a.csv", discriminability.FIELDS,
+        sweep_file(run, "discriminability_digits_a.csv", KIND["discriminability"].columns,
                    [{"epoch": e, "recall_at_1": 50.0, "nmi": 0.5, "nc1": 1.0 + t, "effective_rank": 10.0 + 2 * t,
                      "coding_rate": 5.0} for e in EPOCHS], discriminability, ["--dataset", "digits_a"])
     series = figures.load_series(group_runs([str(r) for r in seeds]), ["vanilla"])
@@ -257,7 +261,7 @@ def test_compression_measures_of_seed_groups_and_files_written_before_them(tmp_p
 
 
 def test_concat_results_get_their_own_figure(runs, tmp_path, capsys, unsaved):
-    results = ResultsCSV(str(runs[0] / "transfer_digits_b_concat.csv"), transfer.CONCAT_FIELDS + ["protocol"])
+    results = ResultsCSV(str(runs[0] / "transfer_digits_b_concat.csv"), KIND["transfer_concat"].columns)
     results.append({"epochs": "4;10", "paths": "a;b", "feat_size": 128, "final_acc": 71.5, "protocol": "linear"})
     out = tmp_path / "fig"
     code, text, _ = run_plot([str(r) for r in runs] + ["--out", str(out)], capsys)
@@ -272,7 +276,7 @@ def test_a_sweep_run_only_as_shards_is_plotted(tmp_path):
     run = tmp_path / "sharded_run"
     run.mkdir()
     for shard, epochs in ((0, [2, 6]), (1, [4])):
-        results = ResultsCSV(str(run / "transfer_cinic10_linear.csv"), transfer.FIELDS, shard=(shard, 2))
+        results = ResultsCSV(str(run / "transfer_cinic10_linear.csv"), KIND["transfer"].columns, shard=(shard, 2))
         for e in epochs:
             results.append({"epoch": e, "final_acc": 50 + e})
     result = find_results(str(run))["transfer_cinic10_linear"]
@@ -298,21 +302,36 @@ def test_names_without_argument_records_parse_with_the_writers_suffixes(tmp_path
     assert found["transfer_digits_b_linear_bntrain_train"].facts["split"] == "train"
 
 
+def test_a_protocol_record_describes_a_file_its_name_alone_would_not(tmp_path, capsys):
+    """The name is read back only for a file without a protocol record: with one, any name of the kind's shape
+    is read; without one, a name its sweep never writes is left out with a note."""
+    for stem in ("transfer_digits_b_probe", "transfer_digits_b_other"):
+        (tmp_path / f"{stem}.csv").write_text("epoch,final_acc\n2,55\n")
+    (tmp_path / "transfer_digits_b_probe.args.json").write_text(json.dumps(
+        {"target_dataset": "digits_b", "mode": "finetune", "epoch": 30, "lr": 0.01}))
+    found = find_results(str(tmp_path))
+    assert list(found) == ["transfer_digits_b_probe"] and found["transfer_digits_b_probe"].series("final_acc") == {
+        2: 55.0}
+    facts = found["transfer_digits_b_probe"].facts
+    assert (facts["dataset"], facts["mode"], facts["described_by"]) == ("digits_b", "finetune", "args")
+    out = capsys.readouterr().out
+    assert f"note: {tmp_path / 'transfer_digits_b_other.csv'} is not a result file plot.py knows" in out
+
+
 def test_plotted_columns_are_columns_the_sweeps_write():
-    writers = {"transfer": transfer.FIELDS, "transfer_concat": transfer.CONCAT_FIELDS,
-               "discriminability": discriminability.FIELDS, "mi": mine.FIELDS}
+    assert set(QUANTITIES) == set(FACTS) == set(KIND)
     for kind in KINDS:
-        plotted = set(kind.quantities) | ({"std"} if kind.name == "mi" else set())
-        assert plotted <= set(writers[kind.name]), kind.name
+        plotted = set(QUANTITIES[kind.name]) | ({"std"} if kind.name == "mi" else set())
+        assert plotted <= set(kind.numeric), kind.name
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("epoch,final_acc\n2,55.0\n4,abc\n", "line 3: column 'final_acc' holds 'abc', not a number"),
-    ("epoch,final_acc\n2,55.0\n4\n", "line 3: 1 values for the 2 columns of the header"),
-    ("2,55.0\n4,56.0\n", "line 1: the first line '2,55.0' is not a header with an 'epoch' column"),
-    ("epoch,final_acc\nx,55\n", "line 2: column 'epoch' holds 'x', not a number"),
-    ("epoch,final_acc\n2,5\x005\n", "line 2: column 'final_acc' holds '5\\x005', not a number"),
-    ("epoch,final_acc\n2,55\n\xff\xfe,1\n", "it is not CSV text ('utf-8' codec can't decode"),
+    ("epoch,final_acc\n2,55.0\n4,abc\n", "line 3: its 'final_acc' value 'abc' is not a number"),
+    ("epoch,final_acc\n2,55.0\n4\n", "line 3: it has 1 values where the header has 2 columns"),
+    ("2,55.0\n4,56.0\n", "line 1: it should be the header, with a 'epoch' column, but reads '2,55.0'"),
+    ("epoch,final_acc\nx,55\n", "line 2: its epoch 'x' is not a whole number"),
+    ("epoch,final_acc\n2,5\x005\n", "line 2: its 'final_acc' value '5\\x005' is not a number"),
+    ("epoch,final_acc\n2,55\n\xff\xfe,1\n", "line 3: it is not UTF-8 text"),
 ])
 def test_damaged_result_files_are_refused_with_file_and_line(tmp_path, capsys, damage, message):
     run = tmp_path / "run"
@@ -320,7 +339,8 @@ def test_damaged_result_files_are_refused_with_file_and_line(tmp_path, capsys, d
     (run / "transfer_digits_b_linear.csv").write_bytes(damage.encode("latin-1"))
     code, _, err = run_plot([str(run), "--out", str(tmp_path / "fig")], capsys)
     assert code == 2 and "Traceback" not in err
-    assert flat("transfer_digits_b_linear.csv, line") in flat(err) and flat(message) in flat(err)
+    assert flat("transfer_digits_b_linear.csv is damaged at line") in flat(err) and flat(message) in flat(err)
+    assert flat("then plot again") in flat(err) and flat("--force to the sweep") not in flat(err)   # plot.py cannot
 
 
 def test_a_damaged_argument_record_is_a_clear_error(runs, tmp_path, capsys):
@@ -352,9 +372,9 @@ def test_unknown_run_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_a_cross_validated_probe_is_titled_by_its_folds_and_pooled_split():
-    facts = KIND["transfer"].describe({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
+    facts = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": 5, "epoch": 30, "lr": 0.4})
     assert facts["split"] == "train + test" and facts["detail"].startswith("5-fold cross-validated linear probe")
-    plain = KIND["transfer"].describe({"target_dataset": "digits_b", "mode": "linear", "cv": None})
+    plain = FACTS["transfer"]({"target_dataset": "digits_b", "mode": "linear", "cv": None})
     assert plain["split"] == "test" and plain["detail"].startswith("linear probe")
 
 
@@ -381,9 +401,9 @@ NAMED = [   # (kind, a sweep's flags, the file it writes)
 @pytest.mark.parametrize("kind, flags, name", NAMED)
 def test_each_result_kind_names_its_files_and_reads_the_names_back(kind, flags, name):
     assert KIND[kind].file_name(flags) == name
-    found, match = kind_of(name[:-len(".csv")])
-    assert found is KIND[kind]
-    recovered = flags_from_name(found, match)
+    stem = name[:-len(".csv")]
+    assert kind_of(stem) is KIND[kind]
+    recovered = flags_from_name(KIND[kind], stem)
     dataset = "target_dataset" if kind.startswith("transfer") else "dataset"
     assert recovered[dataset] == flags[dataset]
     if "mode" in flags:                             # a concat file's name does not say its protocol

@@ -23,7 +23,8 @@ from helper.core.errors import UserError
 from helper.sweep.features import cache_path, cached_features
 from helper.train.loops import NonFiniteLossError
 from helper.cli.sweep import run_flags, sweep_args_parser, sweep_config
-from helper.sweep.runner import DamagedResultsError, ResultsCSV, run_sweep, select_epochs
+from helper.sweep.results import DamagedResultsError, ResultsCSV
+from helper.sweep.runner import run_sweep, select_epochs
 from tests.helpers import cli, read_rows
 
 BASE = ["--dataset", "digits_a", "--model", "resnet8", "--batch_size", "128", "--num_workers", "0",
@@ -145,7 +146,7 @@ def test_a_kill_while_creating_the_file_leaves_no_headerless_file(tmp_path, monk
         f.write(b"epoch,ac")
         raise KeyboardInterrupt
     real = C.atomic_write
-    monkeypatch.setattr("helper.sweep.runner.atomic_write", lambda path, write: real(path, killed))
+    monkeypatch.setattr("helper.sweep.results.atomic_write", lambda path, write: real(path, killed))
     with pytest.raises(KeyboardInterrupt):
         ResultsCSV(str(tmp_path / "res.csv"), FIELDS).append({"epoch": 1, "acc": 1.0})
     assert os.listdir(tmp_path) == []

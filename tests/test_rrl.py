@@ -47,14 +47,14 @@ def test_init_cat_trains_every_member_and_equals_a_hand_built_concatenation():
 
 def test_init_cat_protocol_moves_every_member_and_shares_the_concat_file(fresh, capsys, monkeypatch):
     moved = {}
-    original = T.finetune
+    original = rrl.finetune
 
     def spy(model, *a, **kw):
         before = {name: p.detach().clone() for name, p in model.members.named_parameters()}
         out = original(model, *a, **kw)
         moved.update({name: not torch.equal(before[name], p) for name, p in model.members.named_parameters()})
         return out
-    monkeypatch.setattr(T, "finetune", spy)
+    monkeypatch.setattr(rrl, "finetune", spy)
     concat_csv = os.path.join(fresh, "transfer_digits_b_concat.csv")
     with open(concat_csv, "w") as f:      # a linear probe's row, written before the protocol column existed
         f.write("epochs,paths,feat_size,final_acc,best_acc_on_eval,best_epoch,seconds\n1;2,a;b,128,50,60,1,3.0\n"
@@ -75,11 +75,13 @@ def test_two_stage_fine_tunes_each_member_once_and_probes_the_fine_tuned_weights
     other_ckpt = os.path.join(other, "ckpt_epoch_2.pth")
     tuned = []
     original_finetune = T.finetune
-    monkeypatch.setattr(T, "finetune", lambda model, *a, **kw: tuned.append(model) or original_finetune(model, *a, **kw))
+    for module in (T, rrl):                 # a sweep's fine-tuning (transfer.py --mode finetune) and two_stage's
+        monkeypatch.setattr(module, "finetune",
+                            lambda model, *a, **kw: tuned.append(model) or original_finetune(model, *a, **kw))
     probed = []
-    original_probe = T.concat_probe
-    monkeypatch.setattr(T, "concat_probe", lambda members, *a, **kw: probed.append(members) or original_probe(members, *a, **kw))
-    monkeypatch.setitem(rrl.PROTOCOLS, "linear", T.concat_probe)
+    original_probe = rrl.concat_probe
+    monkeypatch.setattr(rrl, "concat_probe", lambda members, *a, **kw: probed.append(members) or original_probe(members, *a, **kw))
+    monkeypatch.setitem(rrl.PROTOCOLS, "linear", rrl.concat_probe)
 
     # Epoch 3 fine-tuned by a sweep with --save_finetuned: two_stage's first stage reuses it.
     code, _, _ = cat(fresh, capsys, "--mode", "finetune", "--save_finetuned", "--start_epoch", "3")
@@ -138,7 +140,7 @@ def test_members_that_cannot_take_the_target_images_are_refused(monkeypatch):
     class Named(list):
         info = type("Info", (), {"name": "digits_b"})
     with pytest.raises(UserError, match="member b cannot take digits_b's images"):
-        T.check_inputs(members, ["a", "b"], Named(dataset))
+        rrl.check_inputs(members, ["a", "b"], Named(dataset))
 
 
 def distill(tmp_path, capsys, teachers, *extra):

@@ -216,7 +216,7 @@ def test_bad_input_exits_2(fresh, tmp_path, capsys):
 ])
 def test_flags_become_one_transfer_config_and_name_the_results_file(argv, lr, eval_split, name):
     from helper.cli.sweep import transfer_config
-    from helper.report.results import KIND
+    from helper.sweep.results import KIND
     args = transfer.get_args_parser().parse_args(["--ckpt_path", "x", "--device", "cpu", *argv])
     transfer.check_args(args)
     config = transfer_config(args)

@@ -1,9 +1,14 @@
-"""User-facing errors: one clear paragraph and a non-zero exit, never a traceback."""
+"""User-facing errors (one clear paragraph and a non-zero exit, never a traceback) and warnings (one line)."""
 import sys
 import textwrap
 
 INTERRUPTED = "interrupted; the same command continues where this stopped"
 INTERRUPTED_STATUS = 130            # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
+def warn(message):
+    """One 'warning: ...' line on stderr, as the scripts print them: something was skipped or ignored, the run goes on."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class UserError(Exception):

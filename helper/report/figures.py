@@ -1,4 +1,4 @@
-"""The paper's figures from the result files of runs (see helper/report/results.py for what each file holds).
+"""The paper's figures from the result files of runs (helper/sweep/results.py says what each file holds).
 
     series = load_series([[run_a], [ctc_seed0, ctc_seed1]], ["vanilla", "ctc"])
     fig = transfer_figure(series, "final_acc")     # None when no run has transfer results
@@ -171,12 +171,12 @@ def transfer_figure(series, metric="final_acc"):
         quantity = "linear-probe accuracy" if f["mode"] == "linear" else "fine-tuned accuracy"
         if metric == "best_acc_on_eval":
             quantity = f"best {quantity} over probe epochs"
-        unit = result.kind.quantities[metric].unit
+        unit = result.quantities[metric].unit
         panels.append(Panel(f"transfer to {where(f)}\n{f['detail']}", f"{quantity} [{unit}]",
                             [(stem, metric, None, "-", "")]))
         if f["mode"] == "finetune" and any(r.get(stem) and r[stem].series("param_transferability")
                                            for s in series for r in s.results):
-            quantity = result.kind.quantities["param_transferability"]
+            quantity = result.quantities["param_transferability"]
             panels.append(Panel(f"parameter distance, fine-tuned on {where(f)}", quantity.label(),
                                 [(stem, "param_transferability", None, "-", "")]))
     source = next((stem for stem in sorted(found) if any(r.get(stem) and r[stem].series("source_acc")
@@ -197,7 +197,7 @@ def discriminability_figure(series):
         return None
     grid = []
     for stem, result in sorted(found.items()):
-        f, quantities = result.facts, result.kind.quantities
+        f, quantities = result.facts, result.quantities
         grid.append([Panel(f"{quantities[q].name} on {where(f)}", quantities[q].label(), [(stem, q, None, "-", "")])
                      for q in ("recall_at_1", "nmi")])
     return render(grid, series, "discriminability")
@@ -217,7 +217,7 @@ def compression_figure(series):
               "discriminability.py --force recomputes it); left out of compression")
     grid = []
     for stem, columns in sorted(measured.items()):
-        f, quantities = found[stem].facts, found[stem].kind.quantities
+        f, quantities = found[stem].facts, found[stem].quantities
         if columns:
             grid.append([Panel(f"{quantities[q].name} on {where(f)}", quantities[q].label(),
                                [(stem, q, None, "-", "")], "log" if q == "nc1" else "linear") for q in columns])
@@ -238,28 +238,33 @@ def mi_layout(found):
 
 
 def information_figure(series):
-    """I(X;T) and I(T;Y) per epoch on each data set; held-out estimates beside their fitted-rows bound (dashed)."""
+    """I(X;T) and I(T;Y) per epoch on each data set; held-out estimates beside their fitted-rows bound (dashed).
+
+    The panels run a row per quantity and variant, a column per data set, packed left to right: a combination
+    no run has (held-out estimates often exist on the target only) leaves no empty cell, only a note.
+    """
     found = stems(series, "mi")
     if not found:
         print("note: no MINE results (mi_<mode>_<dataset>*.csv) in these runs; information figure left out")
         return None
     place, rows, cols = mi_layout(found)
-    grid = [[None] * len(cols) for _ in rows]
-    for (r, c), stem in place.items():
-        f = found[stem].facts
-        lines = [(stem, "mi", "std", "-", "")]
-        if f["holdout"]:
-            lines.append((stem, "mi_train", None, "--", " (fitted rows)"))
-        title = f"{f['quantity']} on {where(f)}" + (f"\n{f['variant']}" if f["variant"] else "")
-        unit = found[stem].kind.quantities["mi"].unit
-        grid[r][c] = Panel(title, f"{f['quantity']} on {f['dataset']} [{unit}]", lines)
+    panels = []
     for r, (mode_index, variant) in enumerate(rows):
         for c, col in enumerate(cols):
-            if grid[r][c] is None:
+            stem = place.get((r, c))
+            if stem is None:
                 quantity = list(MI_QUANTITIES.values())[mode_index] if mode_index < 9 else "MI"
                 print(f"note: no run has {quantity} on {col}{f' ({variant})' if variant else ''}; "
                       "that panel of information is left out")
-    return render(grid, series, "information")
+                continue
+            f = found[stem].facts
+            lines = [(stem, "mi", "std", "-", "")]
+            if f["holdout"]:
+                lines.append((stem, "mi_train", None, "--", " (fitted rows)"))
+            title = f"{f['quantity']} on {where(f)}" + (f"\n{f['variant']}" if f["variant"] else "")
+            unit = found[stem].quantities["mi"].unit
+            panels.append(Panel(title, f"{f['quantity']} on {f['dataset']} [{unit}]", lines))
+    return render(rows_of(panels, len(cols)), series, "information")
 
 
 def information_plane_figure(series):

@@ -1,27 +1,24 @@
-"""The result files the sweeps write, one table entry per kind, and a reader that checks them.
+"""What plot.py reads from the results files of runs: each file's rows with numbers parsed, and what it
+measured, with the quantity and unit of each plotted column.
 
-    for result in find_results(run_dir):           # every result file of a run folder, shards merged
+    for result in find_results(run_dir):           # every results file of a run folder, shards merged
         result.kind.name, result.facts, result.series("mi")
 
-An entry says how its writer names a file (`file_name(flags)`, from the sweep's flags) and which
-files belong to it (the pattern that reads such a name back), the column that names a row, which
-columns hold numbers, and what each plotted column means (quantity, unit). What a file measured (data set, split,
-estimator, probe protocol, ...) is read from the flags the sweep saved beside it (its protocol
-record, `<results stem>` + `PROTOCOL_RECORD`); only a file without one is described from its name. A value
-that is not a number is refused with the file and line named, never plotted.
+The kinds of file, their names and columns are helper/sweep/results.py, beside the sweeps that write them.
+What a file measured (data set, split, estimator, probe protocol, ...) is read from the flags the sweep saved
+beside it (its protocol record, `<results stem>` + `PROTOCOL_RECORD`); only a file without one (written before
+protocol records, or the concat probe's) is described from its name (`flags_from_name`). A value that is not
+a number is refused with the file and line named, never plotted.
 """
-import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable
 
 from dataset.registry import DATASETS
-from helper.core.errors import UserError
 from helper.sweep.mi import ESTIMATORS
-from helper.sweep.runner import (PROTOCOL_RECORD, DamageWords, ResultsCSV, csv_records, main_results_path,
-                                 protocol_record_path)
+from helper.sweep.results import (PROTOCOL_RECORD, ResultKind, ResultsCSV, csv_records, kind_of, main_results_path,
+                                  protocol_record_path, read_args)
 
 MI_QUANTITIES = {"xt": "I(X;T)", "ty": "I(T;Y)", "xy": "I(X;Y)"}
 
@@ -35,32 +32,6 @@ class Quantity:
 
     def label(self, where=""):
         return f"{self.name}{f' on {where}' if where else ''} [{self.unit}]"
-
-
-@dataclass(frozen=True)
-class ResultKind:
-    """One kind of result file: its name, columns and plotted quantities, shared by its writer and plot.py."""
-    name: str
-    naming: Callable            # the sweep's flags (dict) -> the main file's stem; `stem` reads it back
-    stem: re.Pattern            # main file's stem -> the flags its name encodes (for files without a protocol record)
-    numeric: tuple              # columns that must hold numbers (or be empty)
-    quantities: dict            # plotted column -> Quantity
-    key: str = "epoch"          # the column that names a row: the checkpoint epoch (the concat probe: its epochs)
-    saves_args: bool = True     # its writer saves its protocol record (run_sweep does; the concat probe does not)
-    describe: Callable = None   # the flags (recorded, or read from the name) -> facts: data set, split, detail, ...
-
-    @property
-    def by_epoch(self):
-        """One row per checkpoint epoch (the concat probe has one row per combination of checkpoints)."""
-        return self.key == "epoch"
-
-    def file_name(self, flags):
-        """The results file a sweep with `flags` (its flags as a dict) writes: '<stem>.csv'."""
-        return self.naming(flags) + ".csv"
-
-    def results_file(self, run_dir, flags, fields, shard=(0, 1)):
-        """The `ResultsCSV` a sweep with `flags` writes in `run_dir`, checking this kind's numeric columns."""
-        return ResultsCSV(os.path.join(run_dir, self.file_name(flags)), fields, shard, self.numeric)
 
 
 def _eval_split(dataset):
@@ -111,73 +82,47 @@ def _mi_facts(flags):
             "detail": ", ".join(x for x in (", ".join(variant) or "MINE", steps) if x)}
 
 
-def _transfer_name(flags):
-    """transfer_<target>_<mode>; protocol variants get their own file so a rerun never mixes them."""
-    target, mode, eval_split = flags["target_dataset"], flags["mode"], flags["eval_split"]
-    name = f"transfer_{target}_{mode}"
-    if mode == "linear" and flags["bn_mode"] == "train":
-        name += "_bntrain"
-    if eval_split != DATASETS[target].eval_split:
-        name += f"_{eval_split}"
-    if flags.get("cv"):
-        name += f"_cv{flags['cv']}"
-    return name
-
-
-def _discriminability_name(flags):
-    """discriminability_<dataset>, suffixed _train for the training split."""
-    return f"discriminability_{flags['dataset']}{'_train' if flags.get('train_split') else ''}"
-
-
-def _mi_name(flags):
-    """mi_<mode>_<dataset>, suffixed by every setting that changes what the value means."""
-    name = f"mi_{flags['mode']}_{flags['dataset']}"
-    if flags["estimator"] != "mine":
-        name += f"_{flags['estimator']}"
-    if flags["layer"] != -1 and flags["mode"] != "xy":
-        name += f"_layer{flags['layer']}"
-    if flags["holdout"] is not None:
-        name += "_holdout"
-    return name
-
-
-_NAME = r"[A-Za-z0-9_]+?"       # a data set name; lazy, so the known suffixes after it are matched first
 PCT, NATS = "%", "nats"
-KINDS = (
-    ResultKind("transfer_concat", lambda flags: f"transfer_{flags['target_dataset']}_concat",
-               re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
-               ("feat_size", "final_acc", "best_acc_on_eval", "best_epoch", "seconds"),
-               {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)}, key="epochs", saves_args=False,
-               describe=_transfer_facts),
-    ResultKind("transfer", _transfer_name,
-               re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
-                          r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
-               ("final_acc", "best_acc_on_eval", "best_epoch", "source_acc", "param_transferability", "seconds"),
-               {"final_acc": Quantity("final_acc", "target accuracy", PCT),
-                "best_acc_on_eval": Quantity("best_acc_on_eval", "best target accuracy over probe epochs", PCT),
-                "source_acc": Quantity("source_acc", "source test accuracy", PCT),
-                "param_transferability": Quantity("param_transferability", "parameter-distance transferability",
-                                                  "mean |w - w0|")}, describe=_transfer_facts),
-    ResultKind("discriminability", _discriminability_name,
-               re.compile(rf"^discriminability_(?P<dataset>{_NAME})(?P<train>_train)?$"),
-               ("recall_at_1", "nmi", "source_acc", "seconds", "nc1", "effective_rank", "coding_rate"),
-               {"recall_at_1": Quantity("recall_at_1", "Recall@1", PCT),
-                "nmi": Quantity("nmi", "NMI of k-means clusters", "0-1"),
-                "nc1": Quantity("nc1", "within-class variability NC1", "tr(Σ_W Σ_B⁺) / C"),
-                "effective_rank": Quantity("effective_rank", "effective rank of the features", "dimensions"),
-                "coding_rate": Quantity("coding_rate", "coding rate (ε² = 0.5)", NATS)},
-               describe=_discriminability_facts),
-    ResultKind("mi", _mi_name, re.compile(rf"^mi_(?P<mode>xt|ty|xy)_(?P<dataset>{_NAME})(?:_(?P<estimator>"
-                                rf"{'|'.join(ESTIMATORS)}))?(?:_layer(?P<layer>-?\d+))?(?P<holdout>_holdout)?$"),
-               ("mi", "std", "mi_train", "best_step", "nan_steps", "iters", "batch_size", "seconds", "layer"),
-               {"mi": Quantity("mi", "mutual information", NATS),
-                "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)}, describe=_mi_facts),
-)
-KIND = {kind.name: kind for kind in KINDS}
+# plotted column -> Quantity, per kind of results file
+QUANTITIES = {
+    "transfer_concat": {"final_acc": Quantity("final_acc", "linear-probe accuracy", PCT)},
+    "transfer": {"final_acc": Quantity("final_acc", "target accuracy", PCT),
+                 "best_acc_on_eval": Quantity("best_acc_on_eval", "best target accuracy over probe epochs", PCT),
+                 "source_acc": Quantity("source_acc", "source test accuracy", PCT),
+                 "param_transferability": Quantity("param_transferability", "parameter-distance transferability",
+                                                   "mean |w - w0|")},
+    "discriminability": {"recall_at_1": Quantity("recall_at_1", "Recall@1", PCT),
+                         "nmi": Quantity("nmi", "NMI of k-means clusters", "0-1"),
+                         "nc1": Quantity("nc1", "within-class variability NC1", "tr(Σ_W Σ_B⁺) / C"),
+                         "effective_rank": Quantity("effective_rank", "effective rank of the features", "dimensions"),
+                         "coding_rate": Quantity("coding_rate", "coding rate (ε² = 0.5)", NATS)},
+    "mi": {"mi": Quantity("mi", "mutual information", NATS),
+           "mi_train": Quantity("mi_train", "bound on the fitted rows", NATS)},
+}
+# the flags (recorded, or read from the name) -> facts: data set, split, detail, ..., per kind
+FACTS = {"transfer_concat": _transfer_facts, "transfer": _transfer_facts, "discriminability": _discriminability_facts,
+         "mi": _mi_facts}
 
 
-def flags_from_name(kind, match):
-    """The flags a result file's name encodes (`kind.naming`), for a file without a protocol record."""
+# ------------------------------------------------------------------ names of files without a protocol record
+_NAME = r"[A-Za-z0-9_]+?"       # a data set name; lazy, so the known suffixes after it are matched first
+# Each kind's file names (helper/sweep/results.py, `ResultKind.naming`) read back into the flags they encode.
+NAMED_FLAGS = {
+    "transfer_concat": re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_concat$"),
+    "transfer": re.compile(rf"^transfer_(?P<target_dataset>{_NAME})_(?P<mode>linear|finetune)"
+                           r"(?P<bntrain>_bntrain)?(?:_(?P<eval_split>[a-z]+))?(?:_\w+)?$"),
+    "discriminability": re.compile(rf"^discriminability_(?P<dataset>{_NAME})(?P<train>_train)?$"),
+    "mi": re.compile(rf"^mi_(?P<mode>xt|ty|xy)_(?P<dataset>{_NAME})(?:_(?P<estimator>{'|'.join(ESTIMATORS)}))?"
+                     r"(?:_layer(?P<layer>-?\d+))?(?P<holdout>_holdout)?$"),
+}
+
+
+def flags_from_name(kind, stem):
+    """The flags the name `stem` of a `kind` file encodes, for a file without a protocol record (None when the
+    name is not one its sweep writes)."""
+    match = NAMED_FLAGS[kind.name].match(stem)
+    if match is None:
+        return None
     found = {k: v for k, v in match.groupdict().items() if v is not None}
     if kind.name == "transfer_concat":
         found["mode"] = "linear"
@@ -189,15 +134,6 @@ def flags_from_name(kind, match):
         found["layer"] = int(found["layer"])
     found["holdout"] = bool(found.get("holdout"))
     return found
-
-
-def kind_of(stem):
-    """(ResultKind, match) of a result file stem, or (None, None) for another file."""
-    for kind in KINDS:
-        match = kind.stem.match(stem)
-        if match:
-            return kind, match
-    return None, None
 
 
 @dataclass
@@ -213,30 +149,26 @@ class Result:
     def stem(self):
         return os.path.splitext(os.path.basename(self.path))[0]
 
+    @property
+    def quantities(self):
+        """{plotted column: Quantity} of its kind."""
+        return QUANTITIES[self.kind.name]
+
     def series(self, column):
         """{epoch: value} of a column; empty and non-finite cells left out."""
         return {row["epoch"]: row[column] for row in self.rows
                 if isinstance(row.get(column), float) and math.isfinite(row[column])}
 
 
-def damaged(path, line, why):
-    return UserError(f"{path}, line {line}: {why}. The file is damaged (cut short, edited, or written by other "
-                     "code); fix or delete that line, or recompute it with the sweep's --force, then plot again.")
-
-
-PLOT_WORDS = DamageWords(
-    error=damaged,
-    not_text=lambda err: f"it is not CSV text ({err})",
-    no_header=lambda key, values: f"the first line {','.join(values)!r} is not a header with an '{key}' column",
-    length=lambda values, header: f"{len(values)} values for the {len(header)} columns of the header",
-    epoch=lambda text: f"column 'epoch' holds {text!r}, not a number",
-    number=lambda column, text: f"column '{column}' holds {text!r}, not a number")
+# What plot.py's user can do about a damaged results file.
+PLOT_HINT = ("It was cut short, edited, or written by other code; fix or delete that line, or recompute it with "
+             "the sweep's --force, then plot again.")
 
 
 def parse_rows(path, kind):
     """The rows of one CSV file, numbers parsed; a malformed line is a UserError naming the file and line."""
     rows = []
-    for _, row in csv_records(path, kind.key, PLOT_WORDS, kind.numeric):
+    for _, row in csv_records(path, kind.key, kind.numeric, PLOT_HINT):
         for column in (("epoch",) if kind.by_epoch else ()) + kind.numeric:
             text = row.get(column, "")
             row[column] = None if text == "" else int(text) if column == "epoch" else float(text)
@@ -244,30 +176,20 @@ def parse_rows(path, kind):
     return rows
 
 
-def read_args(path):
-    """The resolved arguments a sweep saved beside its results (None when there is no such file)."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            flags = json.load(f)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} could not be read as JSON ({err}); it records the arguments of the results "
-                        "beside it. Restore it, or delete it and the panel is described from the file name.") from None
-    if not isinstance(flags, dict):
-        raise UserError(f"{path} holds no argument record (a JSON object is expected).")
-    return flags
-
-
-def read_result(path, kind, match):
-    """The Result of a main results file path (whose shard files are merged in, later rows of an epoch winning)."""
+def read_result(path, kind):
+    """The Result of a main results file path (whose shard files are merged in, later rows of an epoch winning);
+    None for a file without a protocol record whose name its kind's sweep never writes."""
     files = ResultsCSV(path, []).files()
+    flags = next((a for a in (read_args(protocol_record_path(f)) for f in files) if a is not None), None)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    named = flags_from_name(kind, stem) if flags is None else None
+    if flags is None and named is None:
+        return None
     rows = [row for file in files for row in parse_rows(file, kind)]
     if kind.by_epoch:
         rows = sorted({row["epoch"]: row for row in rows}.values(), key=lambda row: row["epoch"])
-    flags = next((a for a in (read_args(protocol_record_path(f)) for f in files) if a is not None), None)
     result = Result(kind, path, flags or {}, rows)
-    result.facts = kind.describe(flags if flags is not None else flags_from_name(kind, match))
+    result.facts = FACTS[kind.name](flags if flags is not None else named)
     result.facts["described_by"] = "args" if flags is not None else "name"
     if flags is None and kind.saves_args:
         print(f"note: {path} has no {PROTOCOL_RECORD} beside it; its panel is described from the file name")
@@ -282,14 +204,13 @@ def find_results(run_dir):
             continue
         main = main_results_path(name)
         stem = os.path.splitext(main)[0]
-        kind, match = kind_of(stem)
-        if kind is None:
-            print(f"note: {os.path.join(run_dir, name)} is not a result file plot.py knows; left out")
-            continue
-        if stem in read:                    # its shards were merged when the first of its files came up
+        kind = kind_of(stem)
+        if kind is not None and stem in read:   # its shards were merged when the first of its files came up
             continue
         read.add(stem)
-        result = read_result(os.path.join(run_dir, main), kind, match)
-        if result.rows:
+        result = read_result(os.path.join(run_dir, main), kind) if kind else None
+        if result is None:
+            print(f"note: {os.path.join(run_dir, name)} is not a result file plot.py knows; left out")
+        elif result.rows:
             found[stem] = result
     return found

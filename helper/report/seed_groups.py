@@ -13,7 +13,7 @@ import os
 import re
 
 from helper.core.stats import mean_std
-from helper.report.results import read_args
+from helper.sweep.results import read_args
 from helper.train.engine import RESUME_FREE_ARGS
 from helper.train.run_folder import FLAGS_FILE
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from helper.core.errors import UserError
 from helper.core.stats import mean_std, spearman, t_interval, welch_interval
-from helper.sweep.runner import ResultsCSV
+from helper.sweep.results import ResultsCSV
 
 # (mode, data set side, results-file suffix): the held-out estimates (mine.py --holdout) on the target show how
 # much of its curves is the critic memorising its rows

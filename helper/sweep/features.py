@@ -22,9 +22,8 @@ from tqdm import tqdm
 from dataset import DATASETS, eval_loader, get_dataset, get_info
 from dataset.device_loader import gpu_loader_works
 from helper.core.checkpoint import file_sha1, save_atomic
-from helper.core.errors import UserError
+from helper.core.errors import UserError, warn
 from helper.core.speed import autocast, compiled
-from helper.sweep.runner import warn
 
 
 @contextlib.contextmanager

@@ -14,8 +14,7 @@ import torch
 
 from dataset import DATASETS
 from helper.core.checkpoint import CheckpointError, DamagedCheckpointError, list_checkpoints
-from helper.core.errors import UserError
-from helper.sweep.runner import warn
+from helper.core.errors import UserError, warn
 from models import load_model
 
 

@@ -1,6 +1,6 @@
 """What only transfer.py does with a checkpoint: the linear probe (plain, BatchNorm-train or
-cross-validated), fine-tuning with its parameter-distance transferability, and the CAT
-concatenation of several checkpoints (helper/sweep/rrl.py has its protocols).
+cross-validated) and fine-tuning with its parameter-distance transferability (the concatenation of
+several checkpoints, CAT, is helper/sweep/rrl.py).
 
 The sweep toolkit they build on (opening a run, a split's cached features, the results file) is
 helper/sweep/source_run.py, features.py and runner.py, shared with discriminability.py and mine.py.
@@ -14,15 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from dataset import get_loader
-from helper.core.checkpoint import (CheckpointError, file_sha1, list_checkpoints, load_checkpoint, model_checkpoint,
-                                    model_state, model_weights, save_atomic)
-from helper.core.errors import UserError
+from helper.core.checkpoint import (CheckpointError, file_sha1, load_checkpoint, model_checkpoint, model_state,
+                                    model_weights, save_atomic)
+from helper.core.errors import warn
 from helper.core.seed import set_seed
 from helper.sweep.features import FeatureConfig, feature_loader, split_features
 from helper.sweep.metrics import parameter_distance_transferability
 from helper.sweep.probe import ProbeConfig, cross_validated_probe, probe_backbone, probe_cached
-from helper.sweep.runner import warn
-from helper.sweep.source_run import SourceConfig, load_source
+from helper.sweep.source_run import SourceConfig
 from helper.train.loops import evaluate, train_one_epoch
 from helper.train.schedule import cosine_lr, set_lr
 
@@ -175,76 +174,3 @@ def finetune_checkpoint(model, epoch, init_state, target, config, device, source
         save_finetuned(model, epoch, row["final_acc"], config.source.arch, config,
                        finetuned_path(source_path, config.target_dataset), file_sha1(source_path))
     return row
-
-
-def concat_members(run_dir, epochs, paths):
-    """[(label, path)] of the CAT members: the `epochs` of this run (--concat), then the files of the
-    comma-separated `paths` (--concat_paths).
-
-    A run's snapshots are labelled by epoch, other files by their path; the same file twice is refused.
-    """
-    available = list_checkpoints(run_dir)
-    members = []
-    for epoch in epochs or []:
-        if epoch not in available:
-            raise UserError(f"--concat: ckpt_epoch_{epoch}.pth is not in {run_dir}.")
-        members.append((str(epoch), available[epoch]))
-    members += [(p, p) for p in (paths or "").split(",") if p.strip()]
-    if len(members) < 2:
-        raise UserError("concatenation needs at least two checkpoints: pass --concat E1,E2 "
-                        "and/or --concat_paths p1,p2.")
-    seen = {}
-    for label, path in members:
-        key = os.path.realpath(path)
-        if key in seen:
-            raise UserError(f"the concatenation names {path} twice ({seen[key]} and {label}): the same network "
-                            "twice adds no feature. Pass each checkpoint once.")
-        seen[key] = label
-    return members
-
-
-def load_member(label, path, source, device):
-    """(frozen model, checkpoint) of one CAT member, loaded with `source` (a `SourceConfig`).
-
-    Snapshots of the run (labelled by epoch) must be --model; other files (labelled by path) may be
-    any architecture: the one they record, else --model.
-    """
-    arch = source.arch
-    if label == path:
-        ckpt = load_checkpoint(path)
-        arch = (ckpt.get("arch") if isinstance(ckpt, dict) else None) or source.arch
-    try:
-        return load_source(path, source, device, arch=arch)
-    except CheckpointError as err:
-        raise UserError(f"concatenation member {label}: {err}") from None
-
-
-def check_inputs(models, labels, dataset):
-    """Refuse a member that cannot take the target's images (another input size or channel count)."""
-    images = torch.stack([dataset[i][0] for i in range(min(2, len(dataset)))])
-    for model, label in zip(models, labels):
-        device = next(model.parameters()).device
-        try:
-            with torch.no_grad():
-                model.eval().penultimate(images.to(device))
-        except RuntimeError as err:
-            raise UserError(f"concatenation member {label} cannot take {dataset.info.name}'s images of shape "
-                            f"{tuple(images.shape[1:])} ({str(err).splitlines()[0]}); every member must accept "
-                            "the target's input size.") from None
-
-
-def concat_probe(members, target, config, device):
-    """Linear probe on the concatenated frozen features of several checkpoints (CAT)."""
-    train_parts, eval_parts = [], []
-    for label, path in members:
-        model, _ = load_member(label, path, config.source, device)
-        check_inputs([model], [label], target["train"])
-        (train_feats, train_labels), (eval_feats, eval_labels) = target_features(model, path, target, config,
-                                                                                 device)
-        train_parts.append(train_feats)
-        eval_parts.append(eval_feats)
-        del model
-    train_feats, eval_feats = torch.cat(train_parts, dim=1), torch.cat(eval_parts, dim=1)
-    result = probe_cached(train_feats, train_labels, eval_feats, eval_labels,
-                          **probe_kwargs(config, target["info"].num_classes, device))
-    return {**probe_result(result), "feat_size": train_feats.shape[1]}
