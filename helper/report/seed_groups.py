@@ -12,9 +12,9 @@ its `_trial_<N>` part set aside.
 import os
 import re
 
+from helper.core.protocol import RESUME_FREE_ARGS
 from helper.core.stats import mean_std
 from helper.report.results import read_args
-from helper.train.engine import RESUME_FREE_ARGS
 from helper.train.run_folder import FLAGS_FILE
 
 SEED_ARGS = {"seed", "trial", "note"}   # the note names a repetition as often as a method; the flags name methods

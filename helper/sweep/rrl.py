@@ -22,16 +22,15 @@ from torch import nn
 from helper.sweep import transfer as T
 from helper.core.checkpoint import file_sha1, load_checkpoint
 from helper.core.errors import UserError
+from helper.core.protocol import FINETUNE_MEMBER_ARGS
 from models.base import ImageClassifier
 
 
 
 def finetune_flags(config):
     """{flag: value} of the transfer.py flags that decide what a fine-tuned member is (a saved one is reused
-    only when they all agree with the ones it records), from a `TransferConfig`."""
-    train = config.train
-    return {"target_dataset": config.target_dataset, "epoch": train.epochs, "lr": train.lr,
-            "wd": train.weight_decay, "batch": train.batch_size, "seed": train.seed}
+    only when they all agree with the ones it records), from a `TransferConfig`'s recorded flags."""
+    return {flag: config.flags.get(flag) for flag in sorted(FINETUNE_MEMBER_ARGS)}
 
 
 class ConcatNet(ImageClassifier):

@@ -42,6 +42,7 @@ from helper.core.checkpoint import (MAX_EPOCH, CheckpointError, atomic_write, ch
                                     describe_changes, file_sha1, parse_epoch, plain, write_flags)
 from helper.core.errors import UserError
 from helper.core.lock import exclusive_lock
+from helper.core.protocol import SWEEP_FREE_ARGS
 from helper.core.writes import guarded_write
 from helper.sweep.board import SweepBoard
 from helper.train.run_folder import DEFAULT_TB_PATH
@@ -344,12 +345,6 @@ class ResultsCSV:
 
 def _format(value):
     return f"{value:.6g}" if isinstance(value, float) else ("" if value is None else value)
-
-
-# Flags that say which checkpoints to take and how fast or where to compute, not what a row means.
-SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch", "force", "shard", "no_progress", "wait",
-                   "device", "num_workers", "data_folder", "cache_dir", "extract_batch", "source_dataset",
-                   "channels_last", "compile", "loader", "tb_path"}
 
 
 PROTOCOL_RECORD = ".args.json"     # `<results stem>` + this: the flags the rows were computed with
