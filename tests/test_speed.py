@@ -113,7 +113,7 @@ def sweep_args(argv):
 def test_sweep_defaults_follow_the_device():
     args = sweep_args([])
     assert (args.amp, args.channels_last, args.compile) == (False, None, None)
-    resolve_speed_args(args, torch.device("cuda"), pick_loader=False)                 # as sweep_device does
+    args = resolve_speed_args(args, torch.device("cuda"), pick_loader=False)          # as sweep_device does
     assert (args.amp, args.channels_last, args.compile) == (False, True, False)   # features: the paper's fp32
     fits = mine.get_args_parser().parse_args(["--mode", "xt", "--dataset", "digits_a", "--ckpt_path", "x"])
     for device in ("cuda", "cpu"):                          # MINE fits: fp32 (TF32 matmuls on CUDA), docs/mine.md

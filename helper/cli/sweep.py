@@ -88,7 +88,7 @@ def feature_args_parser(model_default=None, extract_batch=256, amp_help=AMP_HELP
 def sweep_device(args):
     """The device of `--device`, with --channels_last/--compile settled for it in `args` (CUDA: channels_last on)."""
     device = get_device(args.device)
-    resolve_speed_args(args, device, pick_loader=False)
+    vars(args).update(vars(resolve_speed_args(args, device, pick_loader=False)))
     return device
 
 
