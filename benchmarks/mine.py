@@ -26,7 +26,7 @@ from helper.cli.flags import POSITIVE_FLOAT, number_in
 from helper.cli.speed import resolve_speed_args
 from helper.core.device import get_device
 from helper.core.errors import UserError
-from helper.sweep.mi import StatisticsNetwork, estimate_mi, one_hot
+from helper.sweep.mi import MineConfig, StatisticsNetwork, estimate_mi, one_hot
 from helper.sweep.mi_cases import gaussian_classes, latent_gaussian
 
 
@@ -63,9 +63,9 @@ def reference_loop(a, b, args, device):
 
 def fit(a, b, args, device, iters, amp, tf32=True):
     """One seeded MINE fit of I(a; b) with the benchmark's critic settings: `estimate_mi`'s result dict."""
-    return estimate_mi(a, b, "mine", iters=iters, batch_size=args.batch_size, lr=args.lr,
-                       hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=min(500, iters), seed=0,
-                       device=device, amp=amp, tf32=tf32)
+    config = MineConfig(iters=iters, batch_size=args.batch_size, lr=args.lr, hidden_size=args.hidden_size,
+                        ma_rate=args.ma_rate, window=min(500, iters), seed=0, amp=amp, tf32=tf32, progress=False)
+    return estimate_mi(a, b, config, device=device)
 
 
 def ours(a, b, args, device, iters):

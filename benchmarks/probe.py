@@ -18,7 +18,7 @@ from dataset import DATASETS, dataset_names, get_dataset, get_loader
 from helper.cli import HelpFormatter
 from helper.core.device import get_device
 from helper.sweep.features import extract_features
-from helper.sweep.probe import probe_backbone, probe_cached
+from helper.sweep.probe import ProbeConfig, probe_backbone, probe_cached
 from models import available_models, create_model, load_model
 
 
@@ -51,8 +51,8 @@ def measure(args):
         torch.manual_seed(0)
         model = create_model(args.model, num_classes=info.num_classes).to(device)
     model.eval()
-    probe = dict(num_classes=info.num_classes, epochs=args.epochs, lr=0.4, weight_decay=5e-4, batch_size=args.batch,
-                 seed=0, device=device)
+    probe = dict(config=ProbeConfig(epochs=args.epochs, batch_size=args.batch), num_classes=info.num_classes,
+                 device=device)
 
     def cached():
         loaders = [get_loader(s, args.extract_batch, train=False, num_workers=args.num_workers)

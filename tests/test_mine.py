@@ -192,7 +192,7 @@ def test_short_fit_near_zero_is_warned(fresh, capsys, monkeypatch):
 def test_window_defaults_to_the_last_500_iterations_or_the_whole_shorter_fit(flags, window):
     args = mine.get_args_parser().parse_args(["--ckpt_path", "run", "--mode", "xt", "--dataset", "digits_a"] + flags)
     mine.check_args(args)
-    assert args.window == window
+    assert mine.fit_window(args) == window
 
 
 @pytest.mark.parametrize("flags, message", [

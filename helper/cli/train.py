@@ -28,7 +28,8 @@ STEP_DECAY_FLAGS = ("--step_decay_epochs", "--lr_decay_epochs")
 INTERRUPTED_TRAINING = "interrupted; the same command with --resume continues where this stopped"
 
 
-def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_flags=STEP_DECAY_FLAGS):
+def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=ScheduleConfig.min_lr_scale,
+                    step_decay_flags=STEP_DECAY_FLAGS):
     """A `parents=` parser with the flags every training script shares; defaults are the paper's.
 
     `epochs`, `warmup_epochs`, `min_lr_scale`: the script's defaults, its cosine schedule as in its
@@ -60,7 +61,8 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_fl
                    help="comma-separated epochs for step decay over the whole run, e.g. 150,180,210 (CRD/ITRD); "
                         "empty = cosine annealing (paper). In train_ctc.py it replaces both cosine phases, "
                         "including stage 2's restart")
-    g.add_argument("--lr_decay_rate", type=number_in(float, 0, 1, low_open=True), default=0.1, help="step-decay factor")
+    g.add_argument("--lr_decay_rate", type=number_in(float, 0, 1, low_open=True), default=ScheduleConfig.lr_decay_rate,
+                   help="step-decay factor")
     g.add_argument("--min_lr_scale", type=FRACTION, default=min_lr_scale,
                    help="cosine schedule floor, as a fraction of each cosine phase's initial learning rate "
                         f"(original: {min_lr_scale})")
@@ -76,7 +78,7 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_fl
     g.add_argument("--note", "--notes", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
     g.add_argument("-t", "--trial", default="0", help="trial id, part of the run folder name")
     g.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders are created")
-    g.add_argument("--run_dir", default=None,
+    g.add_argument("--run_dir", default=RunConfig.run_dir,
                    help="the run folder itself, instead of <model_path>/<name from the flags>; e.g. to continue a "
                         "run with a new learning rate: --resume --allow_arg_changes --run_dir <its folder>")
     g.add_argument("--tb_path", default=DEFAULT_TB_PATH, help="where TensorBoard logs are written")

@@ -10,7 +10,7 @@ its results file. What a recorded flag is for decides what a change of it does:
                checkpoints a sweep takes (a change is free).
 
 The table sits at the bottom of the layers so that the training engine, the sweeps and the reports
-all read it; tests/test_flags.py checks that every flag the scripts record has a row.
+all read it; tests/test_flags.py checks that every flag the scripts record has a row, and no other.
 """
 from dataclasses import dataclass
 
@@ -42,7 +42,7 @@ FLAGS = {
     # train_ctc.py's objective and distill_cat.py's regression
     **_rows("alpha_it contrast_feat_dim instance_dim instance_m instance_t kd_T lambda_corr lambda_mutual nce_k "
             "nce_m nce_t stage_two_decay_rate stage_two_epoch train_projector update_memory_bank weight_decay_coef "
-            "distill_weight teachers", train=PROTOCOL),
+            "ce_weight teacher_model distill_weight teachers", train=PROTOCOL),
     **_rows("resume overwrite allow_arg_changes run_dir sync_bn print_freq", train=EXECUTION),
     # the original scripts' flags that change nothing, recorded when given
     **_rows("optimizer net_size original_lr_decay_epochs", train=EXECUTION),
@@ -50,7 +50,7 @@ FLAGS = {
     # ---- both
     **_rows("model dataset", train=RUN_NAME, sweep=PROTOCOL),
     "seed": Flag(train=PROTOCOL, sweep=PROTOCOL, member=True),     # also the fine-tuned head's init
-    **_rows("batch_size mode ce_weight teacher_model", train=PROTOCOL, sweep=PROTOCOL),
+    **_rows("batch_size mode", train=PROTOCOL, sweep=PROTOCOL),
     **_rows("amp", train=EXECUTION, sweep=PROTOCOL),       # a sweep's bf16 features are other numbers
     **_rows("device num_workers no_progress data_folder model_path tb_path channels_last compile loader",
             train=EXECUTION, sweep=EXECUTION),
