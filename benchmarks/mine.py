@@ -201,12 +201,12 @@ def get_args_parser():
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--dim_a", type=int, default=3072, help="X width (CIFAR image 3x32x32)")
     parser.add_argument("--dim_b", type=int, default=512, help="T width (feature)")
-    parser.add_argument("--batch_size", type=int, default=5000)
+    parser.add_argument("--batch_size", type=int, default=MineConfig.batch_size)
     parser.add_argument("--iters", type=int, default=None,
                         help="default 300 on CUDA, 20 on CPU; with --check 10000 on CUDA, 300 on CPU")
-    parser.add_argument("--hidden_size", type=int, default=1024)
-    parser.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4)
-    parser.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=0.01)
+    parser.add_argument("--hidden_size", type=int, default=MineConfig.hidden_size)
+    parser.add_argument("--lr", type=POSITIVE_FLOAT, default=MineConfig.lr)
+    parser.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=MineConfig.ma_rate)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the CPU, then CUDA if present)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast in estimate_mi only")
     parser.add_argument("--check", action="store_true",

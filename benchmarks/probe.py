@@ -30,8 +30,8 @@ def get_args_parser():
     parser.add_argument("--dataset", default="digits_b", choices=dataset_names(),
                         help="target data set (default digits_b, always present; cifar10 / cinic10 when downloaded)")
     parser.add_argument("--data_folder", default="./data", help="root of the data sets")
-    parser.add_argument("--epochs", type=int, default=30, help="probe epochs (paper: 30)")
-    parser.add_argument("--batch", type=int, default=512, help="probe batch size (paper: 512)")
+    parser.add_argument("--epochs", type=int, default=ProbeConfig.epochs, help="probe epochs (paper: 30)")
+    parser.add_argument("--batch", type=int, default=ProbeConfig.batch_size, help="probe batch size (paper: 512)")
     parser.add_argument("--extract_batch", type=int, default=256, help="feature extraction batch size")
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader workers of extraction / evaluation")
     parser.add_argument("--device", default=None, help="cuda, cpu; default: CUDA when present")
