@@ -57,7 +57,7 @@ def get_args_parser():
     return parser
 
 
-def metrics_of(features, labels, num_classes, n_init=10, seed=0, kmeans="torch", device="cpu"):
+def metrics_of(features, labels, num_classes, n_init, seed, kmeans, device):
     """{'recall_at_1' (percent), 'nmi' ([0, 1]), 'nc1', 'effective_rank', 'coding_rate' (nats)} of features
     (N, D) and labels (N,): Recall@1 and NMI (of `n_init` seeded k-means restarts with the `kmeans` backend)
     computed on `device`, the three compression measures in float64 on the CPU."""
