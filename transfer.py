@@ -145,11 +145,13 @@ def probe_config(args):
                        seed=args.seed)
 
 
-def transfer_config(flags):
-    """The settled flags (`settled_flags`) as a `TransferConfig`, which records them in saved checkpoints."""
-    return T.TransferConfig(target_dataset=flags.target_dataset, eval_split=flags.eval_split, mode=flags.mode,
-                            train=probe_config(flags), bn_mode=flags.bn_mode, cv=flags.cv, probe_lr=flags.probe_lr,
-                            save_finetuned=flags.save_finetuned, force=flags.force, features=feature_config(flags),
+def transfer_config(args, device):
+    """The flags as a `TransferConfig` for `device`; it records the settled flags (`settled_flags`) in the
+    checkpoints it saves and beside its results."""
+    flags = settled_flags(args, device)
+    return T.TransferConfig(target_dataset=args.target_dataset, eval_split=flags.eval_split, mode=args.mode,
+                            train=probe_config(args), bn_mode=args.bn_mode, cv=args.cv, probe_lr=args.probe_lr,
+                            save_finetuned=args.save_finetuned, force=args.force, features=feature_config(flags),
                             source=source_config(flags), flags=run_flags(flags))
 
 
@@ -216,7 +218,7 @@ def main(args):
     check_args(args)
     device = sweep_device(args)
     check_output_folders(args)
-    config = transfer_config(settled_flags(args, device))
+    config = transfer_config(args, device)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     target = load_target(config)
     if args.concat or args.concat_paths:

@@ -218,8 +218,7 @@ def test_flags_become_one_transfer_config_and_name_the_results_file(argv, lr, ev
     from helper.report.results import KIND
     args = transfer.get_args_parser().parse_args(["--ckpt_path", "x", "--device", "cpu", *argv])
     transfer.check_args(args)
-    flags = transfer.settled_flags(args, "cpu")
-    config = transfer.transfer_config(flags)
+    flags, config = transfer.settled_flags(args, "cpu"), transfer.transfer_config(args, "cpu")
     assert (config.train.lr, config.eval_split, config.train.epochs, config.train.batch_size) == (
         lr, eval_split, args.epoch, args.batch)
     assert config.train.weight_decay == args.wd and config.train.seed == args.seed and config.cv == args.cv
