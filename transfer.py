@@ -83,8 +83,8 @@ def get_args_parser():
     g.add_argument("--epoch", "--epochs", type=POSITIVE_INT, default=ProbeConfig.epochs,
                    help="epochs of probe / fine-tuning training (paper: 30; seed 002's fine-tuning: 100)")
     g.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
-                   help=f"initial SGD learning rate, cosine-annealed to 0 (default: {DEFAULT_LR['linear']} linear (paper), "
-                        f"{DEFAULT_LR['finetune']} finetune and two_stage)")
+                   help="initial SGD learning rate, cosine-annealed to 0 (default: "
+                        f"{DEFAULT_LR['linear']} linear (paper), {DEFAULT_LR['finetune']} finetune and two_stage)")
     g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=ProbeConfig.weight_decay,
                    help="SGD weight decay (paper: 5e-4; seed 002's fine-tuning: 1e-4)")
     g.add_argument("--batch", "--batch_size", type=POSITIVE_INT, default=ProbeConfig.batch_size,

@@ -180,8 +180,8 @@ def peak_memory(quick):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     a, b = torch.randn(mine_rows, dim_a), torch.randn(mine_rows, dim_b)
-    estimate_mi(a, b, MineConfig(iters=2, batch_size=min(5000, mine_rows), hidden_size=hidden, window=1, progress=False),
-                device=device)
+    critic = MineConfig(iters=2, batch_size=min(5000, mine_rows), hidden_size=hidden, window=1, progress=False)
+    estimate_mi(a, b, critic, device=device)
     result[f"MINE step, {dim_a}+{dim_b}-d, batch {min(5000, mine_rows)}, hidden {hidden}"] = peak()
     measure = "torch.cuda.max_memory_allocated" if cuda else "the process's peak resident memory (CPU)"
     return {"device": str(device), "measure": measure, "peak_mib": result}

@@ -364,5 +364,5 @@ def test_the_continue_command_names_the_script_that_wrote_the_run(script):
     assert command == (f"python {script} <the same flags> --learning_rate 0.025 --resume --allow_arg_changes "
                        "--run_dir save/model/run")
     typed = ("./" + script, "--epochs", "9", "--learning_rate=0.1", "--run_dir", "old", "--resume")
-    assert continue_command(script, typed, "save/model/run") == (f"python ./{script} --epochs 9 --learning_rate=0.1 "
-                                                                 "--resume --allow_arg_changes --run_dir save/model/run")
+    assert continue_command(script, typed, "save/model/run") == (
+        f"python ./{script} --epochs 9 --learning_rate=0.1 --resume --allow_arg_changes --run_dir save/model/run")

@@ -33,9 +33,9 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=ScheduleConfig.min
     """A `parents=` parser with the flags every training script shares; defaults are the paper's.
 
     `epochs`, `warmup_epochs`, `min_lr_scale`: the script's defaults, its cosine schedule as in its
-    original (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `settled_flags` and `schedule_config`
-    must get the same `warmup_epochs` to resolve an absent --warmup_epochs. `step_decay_flags`: the spellings of the
-    step-decay epochs (train_vanilla.py leaves out --lr_decay_epochs, which its original ignored).
+    original (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `settled_flags` and `schedule_config` must
+    get the same `warmup_epochs` to resolve an absent --warmup_epochs. `step_decay_flags`: the spellings of
+    the step-decay epochs (train_vanilla.py leaves out --lr_decay_epochs, which its original ignored).
     """
     parser = argparse.ArgumentParser(add_help=False)
     g = parser.add_argument_group("data and model")

@@ -405,7 +405,8 @@ def estimate_mi(a, b, config=MineConfig(), device=None, eval_every=EVAL_EVERY, s
     start = time.time()
     estimator, lr, ma_rate, holdout, seed = config.estimator, config.lr, config.ma_rate, config.holdout, config.seed
     amp, tf32, progress = config.amp, config.tf32, config.progress
-    iters, batch_size, window, eval_every = int(config.iters), int(config.batch_size), int(config.window), int(eval_every)
+    iters, batch_size, window = int(config.iters), int(config.batch_size), int(config.window)
+    eval_every = int(eval_every)
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     _check_inputs(a, b, estimator, iters, batch_size, window, holdout, eval_every)
     chosen = ESTIMATOR_REGISTRY[estimator]
