@@ -92,5 +92,5 @@ def describe(args):
 
 
 def speed_config(args):
-    """The resolved speed flags of `args` (after `resolve_speed_args`) as a `Speed`."""
+    """The speed flags of the settled flags (what `resolve_speed_args` returns) as a `Speed`."""
     return Speed(amp=bool(args.amp), channels_last=bool(args.channels_last), compile=bool(args.compile))
