@@ -66,35 +66,41 @@ def run_benchmark(name, args, device):
     return getattr(importlib.import_module(f"benchmarks.{module}"), function)(args, device)
 
 
+def sized(args, device):
+    """The flags with an absent --train_steps and --train_images sized for `device` and --quick (a copy; `args`
+    stays as parsed)."""
+    cuda = device.type == "cuda"
+    steps = args.train_steps if args.train_steps is not None else 3 if args.quick else (200 if cuda else 10)
+    images = args.train_images if args.train_images is not None else 50000 if cuda and not args.quick else 512
+    return argparse.Namespace(**{**vars(args), "train_steps": steps, "train_images": images})
+
+
 def main(args):
     device = get_device(args.device)
     for option, choices in (("only", BENCHES), ("ablate", SPEED_FLAGS)):
         unknown = set(getattr(args, option)) - set(choices)
         if unknown:
             raise UserError(f"--{option} takes {', '.join(choices)}; got {', '.join(sorted(unknown))}.")
-    if args.train_steps is None:
-        args.train_steps = 3 if args.quick else (200 if device.type == "cuda" else 10)
-    if args.train_images is None:
-        args.train_images = 50000 if device.type == "cuda" and not args.quick else 512
+    flags = sized(args, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
     record = {**device_record(device), "python": platform.python_version(),
               "date": datetime.datetime.now().astimezone().isoformat(), "cpu_threads": torch.get_num_threads(),
-              "flags": vars(args), "results": rows}
-    path = None if args.no_json else (args.json or default_json_path(record))
-    for name in args.only:
+              "flags": vars(flags), "results": rows}
+    path = None if flags.no_json else (flags.json or default_json_path(record))
+    for name in flags.only:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
             with contextlib.redirect_stdout(io.StringIO()):      # the scripts' own reports
-                result = run_benchmark(name, argparse.Namespace(**vars(args)), device)
+                result = run_benchmark(name, argparse.Namespace(**vars(flags)), device)
             rows.extend(result if isinstance(result, list) else [result])
         except Exception as err:                                   # report and go on with the others
             traceback.print_exc()
             rows.append({"name": name, "error": f"{type(err).__name__}: {err}"})
         write_bench_json(path, record)                             # after each: a stopped run keeps its rows
     print_table(rows, f"{record['device_name']} ({device}) | torch {record['torch']} | {record['date'][:19]}"
-                      f"{' | quick' if args.quick else ''}")
+                      f"{' | quick' if flags.quick else ''}")
     if path:
         print(f"numbers, with the device they came from, in {path}")
     return 1 if any("error" in row for row in rows) else 0

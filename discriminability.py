@@ -26,7 +26,7 @@ from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter
 from helper.cli.flags import POSITIVE_INT
 from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, run_flags, selection,
-                              source_config, sweep_args_parser, sweep_config, sweep_device)
+                              settled_sweep_flags, source_config, sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
 from helper.sweep.features import load_split, split_features
@@ -37,7 +37,7 @@ from helper.sweep.source_run import open_run, source_acc
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
-                                     parents=[sweep_args_parser(start_epoch=2, skip=2),
+                                     parents=[sweep_args_parser(),
                                               feature_args_parser(model_default=None)])
     g = parser.add_argument_group("discriminability")
     g.add_argument("--dataset", default=None, choices=dataset_names(),
@@ -52,7 +52,7 @@ def get_args_parser():
     return parser
 
 
-def metrics_of(features, labels, num_classes, n_init=10, seed=0, kmeans="torch", device="cpu"):
+def metrics_of(features, labels, num_classes, n_init, seed, kmeans, device):
     """{'recall_at_1' (percent), 'nmi' ([0, 1]), 'nc1', 'effective_rank', 'coding_rate' (nats)} of features
     (N, D) and labels (N,): Recall@1 and NMI (of `n_init` seeded k-means restarts with the `kmeans` backend)
     computed on `device`, the three compression measures in float64 on the CPU."""
@@ -63,24 +63,32 @@ def metrics_of(features, labels, num_classes, n_init=10, seed=0, kmeans="torch",
             "coding_rate": coding_rate(features)}
 
 
+def measured_dataset(args, first, run_dir):
+    """--dataset, or when absent the source data set the run's first selected checkpoint (`first`) records."""
+    if args.dataset is not None:
+        return args.dataset
+    recorded = first.get("dataset") if isinstance(first, dict) else None
+    if recorded not in DATASETS:
+        why = ("do not record a known source data set" if first is not None
+               else "selected here could not be read, so their source data set is unknown")
+        raise UserError(f"the checkpoints in {run_dir} {why}; pass --dataset.")
+    return recorded
+
+
 def main(args):
     device = sweep_device(args)
     check_output_folders(args)
-    features = feature_config(args)
+    flags = settled_sweep_flags(args, device)
+    features = feature_config(flags)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
-    source = open_run(run_dir, selection(args), source_config(args))
-    first = source.first
-    if args.dataset is None:
-        args.dataset = first.get("dataset") if isinstance(first, dict) else None
-        if args.dataset not in DATASETS:
-            why = ("do not record a known source data set" if first is not None
-                   else "selected here could not be read, so their source data set is unknown")
-            raise UserError(f"the checkpoints in {run_dir} {why}; pass --dataset.")
-    info = DATASETS[args.dataset]
+    source = open_run(run_dir, selection(args), source_config(flags))
+    dataset = measured_dataset(args, source.first, run_dir)
+    flags = settled_sweep_flags(args, device, dataset=dataset)      # recorded with the data set measured
+    info = DATASETS[dataset]
     split = info.train_split if args.train_split else info.eval_split
-    data = load_split(args.dataset, split, args.data_folder)
+    data = load_split(dataset, split, args.data_folder)
     sweep = sweep_config(args)
-    results = KIND["discriminability"].results_file(run_dir, vars(args), sweep.shard)
+    results = KIND["discriminability"].results_file(run_dir, vars(flags), sweep.shard)
 
     def evaluate_one(epoch, path):
         start = time.time()
@@ -90,11 +98,11 @@ def main(args):
         row.update(source_acc=source_acc(ckpt), seconds=time.time() - start)
         tqdm.write(f"Source Epoch: {epoch}, Recall@1: {row['recall_at_1']:.2f}, NMI: {row['nmi']:.4f}, "
                    f"NC1: {row['nc1']:.4g}, effective rank: {row['effective_rank']:.2f}, "
-                   f"coding rate: {row['coding_rate']:.2f} ({args.dataset} {split})")
+                   f"coding rate: {row['coding_rate']:.2f} ({dataset} {split})")
         return row
 
-    return run_sweep(sweep, run_flags(args), run_dir, results, evaluate_one,
-                     label=f"discriminability on {args.dataset} {split}")
+    return run_sweep(sweep, run_flags(flags), run_dir, results, evaluate_one,
+                     label=f"discriminability on {dataset} {split}")
 
 
 if __name__ == "__main__":

@@ -28,11 +28,13 @@ from crd import CatRegression
 from dataset import DATASETS, same_classes
 from helper.cli import HelpFormatter
 from helper.cli.flags import NON_NEGATIVE_FLOAT
-from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import INTERRUPTED_TRAINING, resolve_warmup, sgd_config, train_run, training_parser
+from helper.cli.speed import speed_config
+from helper.cli.train import (INTERRUPTED_TRAINING, loop_config, run_config, settled_flags, sgd_config,
+                              training_parser)
 from helper.core.checkpoint import unwrap
 from helper.core.errors import UserError, run_cli
 from helper.train.ctc import load_frozen_teacher
+from helper.train.engine import train_run
 from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 
 
@@ -91,15 +93,13 @@ def load_teachers(paths, args, device):
 
 def main(args):
     paths = teacher_paths(args)
-    resolve_warmup(args, 0)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment,
                                               per_class=args.train_per_class)
-        resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
-        speed = speed_config(args)
+        flags = settled_flags(args, device, train_set, 0)
         teachers = load_teachers(paths, args, device)
-        model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
+        model = build_model(args.model, train_set.num_classes, device, speed_config(flags), args.sync_bn)
         regression = CatRegression(unwrap(model).feat_dim, sum(t.feat_dim for t in teachers)).to(device)
         optimizer = build_sgd(model.parameters(), sgd_config(args), heads=regression.parameters())
 
@@ -112,8 +112,9 @@ def main(args):
             loss = args.ce_weight * F.cross_entropy(logits, targets) + args.distill_weight * distill
             return loss, logits, targets, {"distill": distill.detach()}
 
-        return train_run(args, run_name(args, len(teachers)), model, optimizer, train_set, val_set,
-                                compute_loss, device, state={"regression": regression})
+        return train_run(run_config(args, "distill_cat.py"), loop_config(flags, 0), vars(flags),
+                         run_name(args, len(teachers)), model, optimizer, train_set, val_set, compute_loss, device,
+                         state={"regression": regression})
 
 
 if __name__ == "__main__":

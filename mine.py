@@ -32,17 +32,17 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names, get_loader
 from helper.cli import HelpFormatter
 from helper.cli.flags import POSITIVE_FLOAT, POSITIVE_INT, number_in
-from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, mine_config, run_flags,
-                              selection, source_config, sweep_args_parser, sweep_config, sweep_device)
+from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, run_flags, selection,
+                              settled_sweep_flags, source_config, sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import atomic_write, resolve_run_dir
 from helper.core.errors import UserError, run_cli, warn
 from helper.sweep.features import load_split, split_features
-from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, estimate_mi, one_hot
+from helper.sweep.mi import ESTIMATORS, EVAL_EVERY, MineConfig, estimate_mi, one_hot
 from helper.sweep.results import KIND
 from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run
 
-DEFAULT_WINDOW = 500        # the paper's moving average: the last 500 iterations' bounds
+DEFAULT_WINDOW = MineConfig.window     # the paper's moving average: the last 500 iterations' bounds
 SHORT_FIT = 1000            # iterations below which a ~0 estimate more likely means "not learned yet"
 PAIRS = {"xt": ("X", "T"), "ty": ("T", "Y"), "xy": ("X", "Y")}
 
@@ -66,7 +66,7 @@ def get_args_parser():
         no_amp_help="fp32 throughout, as in the paper (the default)",
         seed_help="seed of the statistics network's init and of the batch draws, so estimates repeat (default 0)")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
-                                     parents=[sweep_args_parser(start_epoch=2, skip=2), features])
+                                     parents=[sweep_args_parser(), features])
     g = parser.add_argument_group("mutual information")
     g.add_argument("--mode", required=True, choices=sorted(PAIRS),
                    help="xt: I(X;T), ty: I(T;Y), xy: I(X;Y) (paper: xt and ty on cifar100 and cinic10)")
@@ -78,41 +78,54 @@ def get_args_parser():
     g.add_argument("--layer", type=int, default=-1,
                    help="T: -1 the pooled penultimate feature (paper); another index picks that stage "
                         "feature of model(x, is_feat=True), flattened")
-    g.add_argument("--estimator", default="mine", choices=ESTIMATORS,
+    g.add_argument("--estimator", default=MineConfig.estimator, choices=ESTIMATORS,
                    help="bound to train and report (paper: mine, the Donsker-Varadhan bound); infonce scores "
                         "all R x R pairs of a sub-batch of R = min(batch, 512, sqrt(2^27 / hidden)) rows "
                         "(362 at hidden 1024), so its bound is capped at log R; the CSV's batch_size says R")
-    g.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4,
+    g.add_argument("--lr", type=POSITIVE_FLOAT, default=MineConfig.lr,
                    help="Adam learning rate of the statistics network (paper: 8e-5 for xt, 1e-5 for ty)")
-    g.add_argument("--iter_num", type=whole_number, default=10000,
+    g.add_argument("--iter_num", type=whole_number, default=MineConfig.iters,
                    help="training iterations; 1e+4 is accepted (paper: 1e+4 for xt, 2e+4 for ty)")
-    g.add_argument("--batch_size", type=POSITIVE_INT, default=5000, help="pairs per iteration (paper: 5000)")
-    g.add_argument("--hidden_size", type=POSITIVE_INT, default=1024, help="width of the statistics network (paper: 1024)")
+    g.add_argument("--batch_size", type=POSITIVE_INT, default=MineConfig.batch_size,
+                   help="pairs per iteration (paper: 5000)")
+    g.add_argument("--hidden_size", type=POSITIVE_INT, default=MineConfig.hidden_size,
+                   help="width of the statistics network (paper: 1024)")
     g.add_argument("--window", type=POSITIVE_INT, default=None,
                    help=f"iterations averaged for the reported value (default: the last {DEFAULT_WINDOW}, or all of "
                         f"a shorter fit, as the paper's moving average)")
-    g.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=0.01,
+    g.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=MineConfig.ma_rate,
                    help="weight of each new batch in MINE's moving average of E[exp T] (the bias-corrected "
                         "gradient), in (0, 1] (paper: 0.01)")
-    g.add_argument("--holdout", type=number_in(float, 0, 1, low_open=True, high_open=True), default=None,
+    g.add_argument("--holdout", type=number_in(float, 0, 1, low_open=True, high_open=True), default=MineConfig.holdout,
                    metavar="FRACTION",
                    help="fit on the other rows; half of this held-out fraction (e.g. 0.5) picks the critic's best "
                         f"checkpoint (evaluated every {EVAL_EVERY} steps), the other half gives its bound (mi, std, "
                         "best_step); the training-rows value goes to mi_train (default: off, as the paper)")
-    g.add_argument("--no_tf32", dest="tf32", action="store_false",
+    g.add_argument("--no_tf32", dest="tf32", action="store_false", default=MineConfig.tf32,
                    help="full-fp32 matmuls in the statistics network on CUDA (default: TF32 tensor cores "
                         "when --amp is off)")
     return parser
 
 
 def check_args(args):
-    """Resolve an absent --window to the fit's length at most; refuse an explicit one longer than the fit."""
-    if args.window is None:
-        args.window = min(DEFAULT_WINDOW, args.iter_num)
-    elif args.window > args.iter_num:
+    """Refuse an explicit --window longer than the fit."""
+    if args.window is not None and args.window > args.iter_num:
         raise UserError(f"--window {args.window} is longer than the fit (--iter_num {args.iter_num}): the "
                         "reported value would average every iteration, the untrained first ones included. "
                         "Use a --window of at most --iter_num (paper: 500 of 10^4).")
+
+
+def fit_window(args):
+    """--window, or when absent the last DEFAULT_WINDOW iterations of the fit (all of a shorter one)."""
+    return args.window if args.window is not None else min(DEFAULT_WINDOW, args.iter_num)
+
+
+def mine_config(args):
+    """The estimator flags of the settled flags (`settled_sweep_flags`) as a `MineConfig`."""
+    return MineConfig(estimator=args.estimator, iters=args.iter_num, batch_size=args.batch_size, lr=args.lr,
+                      hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=args.window, holdout=args.holdout,
+                      seed=args.seed, amp=bool(args.amp), tf32=args.tf32, compile=bool(args.compile),
+                      progress=not args.no_progress)
 
 
 def image_table(dataset, features):
@@ -126,11 +139,6 @@ def image_table(dataset, features):
     if not images:
         raise UserError(f"the {dataset.info.name} evaluation split is empty: no images to estimate MI on.")
     return torch.cat(images), torch.cat(labels)
-
-
-def fit(a, b, config, device):
-    """One seeded estimate of I(a; b) with a `MineConfig`'s settings (the result dict of estimate_mi)."""
-    return estimate_mi(a, b, device=device, **config.kwargs())
 
 
 def report(result, epoch, mode, layer, arch, history_dir):
@@ -167,16 +175,17 @@ def main(args):
     check_args(args)
     device = sweep_device(args)
     check_output_folders(args)
-    features, config = feature_config(args), mine_config(args)
+    flags = settled_sweep_flags(args, device, window=fit_window(args))
+    features, config = feature_config(flags), mine_config(flags)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
-    source = open_run(run_dir, selection(args), source_config(args))
+    source = open_run(run_dir, selection(args), source_config(flags))
     # a checkpoint that does not record its classes (the original code's) takes --source_dataset's, else its head's
     source_classes = DATASETS[args.source_dataset].num_classes if args.source_dataset else None
     split = DATASETS[args.dataset].eval_split
     data = load_split(args.dataset, split, args.data_folder)
     tables = {}                                 # X and Y, built at the first checkpoint that needs them
     sweep = sweep_config(args)
-    results = KIND["mi"].results_file(run_dir, vars(args), sweep.shard)
+    results = KIND["mi"].results_file(run_dir, vars(flags), sweep.shard)
     history_dir = os.path.splitext(results.path)[0] + "_history"
     clamp_notice(config, len(data))
 
@@ -188,17 +197,17 @@ def main(args):
         x, y = tables["x"], tables["y"]
         if args.mode == "xy":                   # independent of the checkpoint: one fit for every epoch
             if "xy" not in tables:
-                tables["xy"] = fit(x, y, config, device)
+                tables["xy"] = estimate_mi(x, y, config, device)
             result = tables["xy"]
         else:
             # a cache hit reads the checkpoint only to hash it (its SHA-1 keys the cache)
             t, _ = split_features(lambda: source.load(path, device, default_classes=source_classes)[0], data, split,
                                   path, features, device, layer=args.layer)
-            result = fit(x, t, config, device) if args.mode == "xt" else fit(t, y, config, device)
+            result = estimate_mi(x, t, config, device) if args.mode == "xt" else estimate_mi(t, y, config, device)
         return report(result, epoch, args.mode, args.layer, source.arch or os.path.basename(path), history_dir)
 
     label = f"I({';'.join(PAIRS[args.mode])}) on {args.dataset}"
-    return run_sweep(sweep, run_flags(args), run_dir, results, evaluate_one, label=label)
+    return run_sweep(sweep, run_flags(flags), run_dir, results, evaluate_one, label=label)
 
 
 if __name__ == "__main__":

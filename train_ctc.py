@@ -28,10 +28,11 @@ import argparse
 
 from helper.cli import HelpFormatter
 from helper.cli.flags import FRACTION, NON_NEGATIVE_FLOAT, POSITIVE_FLOAT
-from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import (INTERRUPTED_TRAINING, check_ctc_args, ctc_config, loader_config, resolve_warmup,
-                              sgd_config, train_run, training_parser)
+from helper.cli.speed import speed_config
+from helper.cli.train import (INTERRUPTED_TRAINING, check_ctc_args, ctc_config, loop_config, run_config,
+                              settled_flags, sgd_config, training_parser)
 from helper.core.errors import run_cli
+from helper.train.engine import train_run
 from helper.train.ctc import CTCData, CTCObjective, load_teacher
 from helper.train.setup import build_model, format_float, load_source_data, start_training
 
@@ -101,21 +102,21 @@ def run_name(args, teacher_arch=None):
 
 def main(args):
     check_ctc_args(args)
-    resolve_warmup(args, 0)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment, variant="instance",
                                               per_class=args.train_per_class)
-        resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
-        speed, loader, config = speed_config(args), loader_config(args), ctc_config(args)
-        data = CTCData(config, loader, train_set, device)  # checks --nce_k before anything is trained or written
-        model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
+        flags = settled_flags(args, device, train_set, 0)
+        loop, config = loop_config(flags, 0), ctc_config(args)
+        data = CTCData(config, loop.loader, train_set, device)  # checks --nce_k before anything is trained or written
+        model = build_model(args.model, train_set.num_classes, device, speed_config(flags), args.sync_bn)
         teacher, teacher_arch = (load_teacher(args.teacher, args.teacher_model, train_set.num_classes, args.dataset,
                                               args.kd_weight, device) if args.teacher else (None, None))
         ctc = CTCObjective(config, sgd_config(args), model, len(train_set), device, teacher)
         optimizer = ctc.build_optimizer()
-        return train_run(args, run_name(args, teacher_arch), model, optimizer, train_set, val_set, ctc.compute_loss,
-                         device, state=ctc.state(), loader_for=data.loader_for, lr_phases=ctc.lr_phases(args.epochs),
+        return train_run(run_config(args, "train_ctc.py"), loop, vars(flags), run_name(args, teacher_arch), model,
+                         optimizer, train_set, val_set, ctc.compute_loss, device, state=ctc.state(),
+                         loader_for=data.loader_for, lr_phases=ctc.lr_phases(args.epochs),
                          before_epoch=lambda epoch: ctc.before_epoch(epoch, optimizer, data))
 
 

@@ -14,9 +14,11 @@ import argparse
 import torch.nn.functional as F
 
 from helper.cli import HelpFormatter, NoEffectFlag
-from helper.cli.speed import resolve_speed_args, speed_config
-from helper.cli.train import INTERRUPTED_TRAINING, resolve_warmup, sgd_config, train_run, training_parser
+from helper.cli.speed import speed_config
+from helper.cli.train import (INTERRUPTED_TRAINING, loop_config, run_config, settled_flags, sgd_config,
+                              training_parser)
 from helper.core.errors import run_cli
+from helper.train.engine import train_run
 from helper.train.setup import build_model, build_sgd, format_float, load_source_data, start_training
 
 
@@ -42,14 +44,12 @@ def run_name(args):
 
 
 def main(args):
-    resolve_warmup(args, WARMUP_EPOCHS)
     with start_training(args.device, args.seed, args.batch_size) as env:
         device = env.device
         train_set, val_set = load_source_data(args.dataset, args.data_folder, args.augment,
                                               per_class=args.train_per_class)
-        resolve_speed_args(args, device, train_set)     # amp, channels_last, --loader auto: for this device and set
-        speed = speed_config(args)
-        model = build_model(args.model, train_set.num_classes, device, speed, args.sync_bn)
+        flags = settled_flags(args, device, train_set, WARMUP_EPOCHS)
+        model = build_model(args.model, train_set.num_classes, device, speed_config(flags), args.sync_bn)
         optimizer = build_sgd(model.parameters(), sgd_config(args))
 
         def compute_loss(batch):
@@ -57,7 +57,8 @@ def main(args):
             logits = model(images)
             return F.cross_entropy(logits, targets), logits, targets, {}
 
-        return train_run(args, run_name(args), model, optimizer, train_set, val_set, compute_loss, device)
+        return train_run(run_config(args, "train_vanilla.py"), loop_config(flags, WARMUP_EPOCHS), vars(flags),
+                         run_name(args), model, optimizer, train_set, val_set, compute_loss, device)
 
 
 if __name__ == "__main__":

@@ -41,23 +41,24 @@ from tqdm import tqdm
 from dataset import DATASETS, dataset_names
 from helper.cli import HelpFormatter, NoEffectFlag
 from helper.cli.flags import NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, int_list
-from helper.cli.sweep import (check_output_folders, feature_args_parser, run_flags, selection, sweep_args_parser,
-                              sweep_config, sweep_device, transfer_config)
+from helper.cli.sweep import (check_output_folders, feature_args_parser, feature_config, run_flags, selection,
+                              settled_sweep_flags, source_config, sweep_args_parser, sweep_config, sweep_device)
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli, warn
 from helper.sweep import rrl
 from helper.sweep import transfer as T
 from helper.sweep.features import load_split
+from helper.sweep.probe import ProbeConfig
 from helper.sweep.results import KIND
 from helper.sweep.runner import run_sweep
 from helper.sweep.source_run import open_run, source_acc
 
-DEFAULT_LR = {"linear": 0.4, "finetune": 0.01, "two_stage": 0.01}
+DEFAULT_LR = {"linear": ProbeConfig.lr, "finetune": 0.01, "two_stage": 0.01}    # --lr's default per --mode
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
-                                     parents=[sweep_args_parser(start_epoch=2, skip=2),
+                                     parents=[sweep_args_parser(),
                                               feature_args_parser(model_default="resnext32_16x4d")])
     g = parser.add_argument_group("transfer")
     g.add_argument("--source_dataset", default="cifar100", choices=dataset_names(),
@@ -66,24 +67,24 @@ def get_args_parser():
     g.add_argument("--eval_split", default=None,
                    help="target split to report accuracy on (default: the data set's evaluation split, "
                         "'valid' for cinic10 as in the paper, 'test' for the others)")
-    g.add_argument("--mode", default="linear", choices=["linear", "finetune", "two_stage"],
+    g.add_argument("--mode", default=T.TransferConfig.mode, choices=["linear", "finetune", "two_stage"],
                    help="linear: frozen backbone, new linear head (paper); finetune: train every weight; "
                         "two_stage (with --concat/--concat_paths only): fine-tune each member, then probe")
-    g.add_argument("--epoch", "--epochs", type=POSITIVE_INT, default=30,
+    g.add_argument("--epoch", "--epochs", type=POSITIVE_INT, default=ProbeConfig.epochs,
                    help="epochs of probe / fine-tuning training (paper: 30; seed 002's fine-tuning: 100)")
     g.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
-                   help="initial SGD learning rate, cosine-annealed to 0 (default: 0.4 linear (paper), 0.01 finetune "
-                        "and two_stage)")
-    g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=5e-4,
+                   help="initial SGD learning rate, cosine-annealed to 0 (default: "
+                        f"{DEFAULT_LR['linear']} linear (paper), {DEFAULT_LR['finetune']} finetune and two_stage)")
+    g.add_argument("--wd", type=NON_NEGATIVE_FLOAT, default=ProbeConfig.weight_decay,
                    help="SGD weight decay (paper: 5e-4; seed 002's fine-tuning: 1e-4)")
-    g.add_argument("--batch", "--batch_size", type=POSITIVE_INT, default=512,
+    g.add_argument("--batch", "--batch_size", type=POSITIVE_INT, default=ProbeConfig.batch_size,
                    help="training batch size (paper: 512; seed 002's fine-tuning: 18)")
-    g.add_argument("--bn_mode", default="eval", choices=["eval", "train"],
+    g.add_argument("--bn_mode", default=T.TransferConfig.bn_mode, choices=["eval", "train"],
                    help="linear mode only. eval (default): BatchNorm frozen, features extracted once per "
                         "checkpoint and cached. train: reproduces the original code, which ran the backbone "
                         "in train mode so BatchNorm statistics kept updating during the 'linear' probe; "
                         "features then cannot be cached and the backbone runs on every batch (much slower)")
-    g.add_argument("--cv", type=int, default=None, metavar="K",
+    g.add_argument("--cv", type=int, default=T.TransferConfig.cv, metavar="K",
                    help="linear mode: K-fold cross-validated probe over the target's train and eval images pooled "
                         "(stratified folds seeded by --seed); final_acc is the mean over folds, with final_acc_std "
                         "and final_acc_sem = std / sqrt(K). For small targets (digits_b: 179 eval images). "
@@ -99,9 +100,9 @@ def get_args_parser():
                         "(CAT, Zhang & Bottou 2023) with --mode; one row in transfer_<target>_concat.csv")
     g.add_argument("--concat_paths", default=None, metavar="P1,P2,...",
                    help="checkpoint files (other runs, any architecture of the zoo) to add to the concatenation")
-    g.add_argument("--probe_lr", type=POSITIVE_FLOAT, default=0.4,
+    g.add_argument("--probe_lr", type=POSITIVE_FLOAT, default=T.TransferConfig.probe_lr,
                    help="--mode two_stage: learning rate of the final linear probe on the fine-tuned members "
-                        "(default 0.4, the linear probe's)")
+                        f"(default {T.TransferConfig.probe_lr}, the linear probe's)")
     g.add_argument("--name", action=NoEffectFlag, record=False,
                    reason="results are named after the target and protocol (transfer_<target>_<mode>...csv)",
                    help="the original's experiment name; accepted and ignored")
@@ -109,9 +110,7 @@ def get_args_parser():
 
 
 def check_args(args):
-    """Fill mode-dependent defaults and reject values the loops cannot use."""
-    if args.lr is None:
-        args.lr = DEFAULT_LR[args.mode]
+    """Reject values the loops cannot use."""
     if args.mode == "two_stage" and not (args.concat or args.concat_paths):
         raise UserError("--mode two_stage fine-tunes the members of a concatenation: pass --concat E1,E2 "
                         "and/or --concat_paths p1,p2 (a single checkpoint is --mode finetune).")
@@ -121,7 +120,34 @@ def check_args(args):
                                 or args.concat or args.concat_paths):
         raise UserError(f"--cv {args.cv}: the cross-validated probe needs K >= 2 and cached features "
                         "(--mode linear, --bn_mode eval, no --concat).")
-    args.eval_split = args.eval_split or DATASETS[args.target_dataset].eval_split
+
+
+def mode_defaults(args):
+    """The flags whose default depends on others: --lr on --mode, --eval_split on the target's splits."""
+    return {"lr": args.lr if args.lr is not None else DEFAULT_LR[args.mode],
+            "eval_split": args.eval_split or DATASETS[args.target_dataset].eval_split}
+
+
+def settled_flags(args, device):
+    """The flags transfer.py is built from and records: `mode_defaults` filled in, the layout flags settled."""
+    return settled_sweep_flags(args, device, **mode_defaults(args))
+
+
+def probe_config(args):
+    """--epoch, --lr (its --mode default when absent), --wd, --batch and --seed as a `ProbeConfig`."""
+    return ProbeConfig(epochs=args.epoch, lr=mode_defaults(args)["lr"], weight_decay=args.wd, batch_size=args.batch,
+                       seed=args.seed)
+
+
+def transfer_config(args, device):
+    """The flags as a `TransferConfig` for `device`; it records the settled flags (`settled_flags`) in the
+    checkpoints it saves and beside its results."""
+    flags = settled_flags(args, device)
+    return T.TransferConfig(target_dataset=args.target_dataset, eval_split=flags.eval_split, mode=args.mode,
+                            target_per_class=args.target_per_class, train=probe_config(args), bn_mode=args.bn_mode,
+                            cv=args.cv, probe_lr=args.probe_lr,
+                            save_finetuned=args.save_finetuned, force=args.force, features=feature_config(flags),
+                            source=source_config(flags), flags=run_flags(flags))
 
 
 def load_target(config):
@@ -148,7 +174,7 @@ def report(head, row):
 def run_concat(args, config, run_dir, target, device):
     """One CAT evaluation with --mode's protocol: one row appended to <run folder>/transfer_<target>_concat.csv."""
     members = rrl.concat_members(run_dir, args.concat, args.concat_paths)
-    results = KIND["transfer_concat"].results_file(run_dir, vars(args))
+    results = KIND["transfer_concat"].results_file(run_dir, config.flags)
     paths = ";".join(path for _, path in members)
     with results.lock(wait=args.wait):
         results.repair()                  # first: an upgrade would turn a cut-off last line into a whole row
@@ -172,7 +198,7 @@ def main(args):
     check_args(args)
     device = sweep_device(args)
     check_output_folders(args)
-    config = transfer_config(args)
+    config = transfer_config(args, device)
     run_dir = resolve_run_dir(args.ckpt_path, args.model_path)
     target = load_target(config)
     if args.concat or args.concat_paths:
@@ -181,7 +207,7 @@ def main(args):
     if args.bn_mode == "train" and args.cache_dir and args.mode == "linear":
         warn("--cache_dir is ignored with --bn_mode train: the features change as BatchNorm updates.")
     sweep = sweep_config(args)
-    results = KIND["transfer"].results_file(run_dir, vars(args), sweep.shard)
+    results = KIND["transfer"].results_file(run_dir, config.flags, sweep.shard)
     init_state = T.load_init_state(run_dir) if args.mode == "finetune" else None
 
     def evaluate_one(epoch, path):
@@ -195,7 +221,7 @@ def main(args):
         report(f"Source Epoch: {epoch}", row)
         return row
 
-    return run_sweep(sweep, run_flags(args), run_dir, results, evaluate_one,
+    return run_sweep(sweep, config.flags, run_dir, results, evaluate_one,
                      label=f"transfer to {args.target_dataset}")
 
 

@@ -68,10 +68,10 @@ def main(args):
     if min(args.batch_size, args.nce_k, args.n_data, args.num_classes, steps) < 1 or args.nce_k >= args.n_data:
         raise UserError("--batch_size, --nce_k, --n_data, --num_classes and --steps must be positive and "
                         "--nce_k below --n_data.")
-    resolve_speed_args(args, device)             # the defaults train_ctc.py resolves (and cuDNN autotuning)
+    speed = resolve_speed_args(args, device)     # the defaults train_ctc.py resolves (and cuDNN autotuning)
     torch.manual_seed(0)
     opts = ctc_args(args)
-    model = prepare_model(create_model(args.model, num_classes=args.num_classes).to(device), speed_config(args))
+    model = prepare_model(create_model(args.model, num_classes=args.num_classes).to(device), speed_config(speed))
     ctc = CTCObjective(ctc_config(opts), sgd_config(opts), model, args.n_data, device)
     optimizer = build_sgd(ctc.parameters(), sgd_config(opts))
     batch = synthetic_batch(args, device)
@@ -79,7 +79,7 @@ def main(args):
 
     def train_step(compute_loss):
         def step():
-            with autocast(device, args.amp):
+            with autocast(device, speed.amp):
                 loss = compute_loss(batch)[0]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -95,7 +95,7 @@ def main(args):
 
     @torch.no_grad()
     def frozen_forward():
-        with autocast(device, args.amp):
+        with autocast(device, speed.amp):
             ctc.frozen(batch[0], is_feat=True)
 
     def seconds_per_step(step):
@@ -110,14 +110,14 @@ def main(args):
     result = {
         "device": device_name(device), "torch": torch.__version__, "model": args.model,
         "batch_size": args.batch_size, "nce_k": args.nce_k, "n_data": args.n_data,
-        "stage_two_loss": args.stage_two_loss, "steps": steps, "speed": describe(args),
+        "stage_two_loss": args.stage_two_loss, "steps": steps, "speed": describe(speed),
         "seconds_per_step": times,
         "stage_two_overhead_percent": overhead,
         "contrastive_share_of_stage_two_step_percent": 100.0 * contrastive / times["stage_two"],
         "stage_one_overhead_percent": 100.0 * (times["stage_one"] - times["plain"]) / times["plain"],
     }
     print(f"{result['device']} | torch {result['torch']} | {args.model} batch {args.batch_size} "
-          f"nce_k {args.nce_k} n_data {args.n_data} | {steps} steps | {describe(args)}")
+          f"nce_k {args.nce_k} n_data {args.n_data} | {steps} steps | {describe(speed)}")
     print(f"plain cross-entropy step : {1000 * times['plain']:8.2f} ms")
     print(f"CTC stage-2 step ({args.stage_two_loss})  : {1000 * times['stage_two']:8.2f} ms "
           f"({overhead:+.1f}% over plain)")

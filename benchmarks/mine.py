@@ -26,7 +26,7 @@ from helper.cli.flags import POSITIVE_FLOAT, number_in
 from helper.cli.speed import resolve_speed_args
 from helper.core.device import get_device
 from helper.core.errors import UserError
-from helper.sweep.mi import StatisticsNetwork, estimate_mi, one_hot
+from helper.sweep.mi import MineConfig, StatisticsNetwork, estimate_mi, one_hot
 from helper.sweep.mi_cases import gaussian_classes, latent_gaussian
 
 
@@ -63,9 +63,9 @@ def reference_loop(a, b, args, device):
 
 def fit(a, b, args, device, iters, amp, tf32=True):
     """One seeded MINE fit of I(a; b) with the benchmark's critic settings: `estimate_mi`'s result dict."""
-    return estimate_mi(a, b, "mine", iters=iters, batch_size=args.batch_size, lr=args.lr,
-                       hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=min(500, iters), seed=0,
-                       device=device, amp=amp, tf32=tf32)
+    config = MineConfig(iters=iters, batch_size=args.batch_size, lr=args.lr, hidden_size=args.hidden_size,
+                        ma_rate=args.ma_rate, window=min(500, iters), seed=0, amp=amp, tf32=tf32, progress=False)
+    return estimate_mi(a, b, config, device=device)
 
 
 def ours(a, b, args, device, iters):
@@ -201,12 +201,12 @@ def get_args_parser():
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--dim_a", type=int, default=3072, help="X width (CIFAR image 3x32x32)")
     parser.add_argument("--dim_b", type=int, default=512, help="T width (feature)")
-    parser.add_argument("--batch_size", type=int, default=5000)
+    parser.add_argument("--batch_size", type=int, default=MineConfig.batch_size)
     parser.add_argument("--iters", type=int, default=None,
                         help="default 300 on CUDA, 20 on CPU; with --check 10000 on CUDA, 300 on CPU")
-    parser.add_argument("--hidden_size", type=int, default=1024)
-    parser.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-4)
-    parser.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=0.01)
+    parser.add_argument("--hidden_size", type=int, default=MineConfig.hidden_size)
+    parser.add_argument("--lr", type=POSITIVE_FLOAT, default=MineConfig.lr)
+    parser.add_argument("--ma_rate", type=number_in(float, 0, 1, low_open=True), default=MineConfig.ma_rate)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the CPU, then CUDA if present)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast in estimate_mi only")
     parser.add_argument("--check", action="store_true",

@@ -18,7 +18,7 @@ from dataset import DATASETS, dataset_names, get_dataset, get_loader
 from helper.cli import HelpFormatter
 from helper.core.device import get_device
 from helper.sweep.features import extract_features
-from helper.sweep.probe import probe_backbone, probe_cached
+from helper.sweep.probe import ProbeConfig, probe_backbone, probe_cached
 from models import available_models, create_model, load_model
 
 
@@ -30,8 +30,8 @@ def get_args_parser():
     parser.add_argument("--dataset", default="digits_b", choices=dataset_names(),
                         help="target data set (default digits_b, always present; cifar10 / cinic10 when downloaded)")
     parser.add_argument("--data_folder", default="./data", help="root of the data sets")
-    parser.add_argument("--epochs", type=int, default=30, help="probe epochs (paper: 30)")
-    parser.add_argument("--batch", type=int, default=512, help="probe batch size (paper: 512)")
+    parser.add_argument("--epochs", type=int, default=ProbeConfig.epochs, help="probe epochs (paper: 30)")
+    parser.add_argument("--batch", type=int, default=ProbeConfig.batch_size, help="probe batch size (paper: 512)")
     parser.add_argument("--extract_batch", type=int, default=256, help="feature extraction batch size")
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader workers of extraction / evaluation")
     parser.add_argument("--device", default=None, help="cuda, cpu; default: CUDA when present")
@@ -51,8 +51,8 @@ def measure(args):
         torch.manual_seed(0)
         model = create_model(args.model, num_classes=info.num_classes).to(device)
     model.eval()
-    probe = dict(num_classes=info.num_classes, epochs=args.epochs, lr=0.4, weight_decay=5e-4, batch_size=args.batch,
-                 seed=0, device=device)
+    probe = dict(config=ProbeConfig(epochs=args.epochs, batch_size=args.batch), num_classes=info.num_classes,
+                 device=device)
 
     def cached():
         loaders = [get_loader(s, args.extract_batch, train=False, num_workers=args.num_workers)

@@ -154,7 +154,7 @@ def peak_memory(quick):
     """Peak memory (MiB) of one training step at the paper's model and batch, and one MINE step at its sizes."""
     from helper.core.device import get_device
     from helper.core.speed import Speed, autocast, prepare_model
-    from helper.sweep.mi import estimate_mi
+    from helper.sweep.mi import MineConfig, estimate_mi
     from models import create_model
     device = get_device(None)
     cuda = device.type == "cuda"
@@ -180,7 +180,8 @@ def peak_memory(quick):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     a, b = torch.randn(mine_rows, dim_a), torch.randn(mine_rows, dim_b)
-    estimate_mi(a, b, iters=2, batch_size=min(5000, mine_rows), hidden_size=hidden, window=1, seed=0, device=device)
+    critic = MineConfig(iters=2, batch_size=min(5000, mine_rows), hidden_size=hidden, window=1, progress=False)
+    estimate_mi(a, b, critic, device=device)
     result[f"MINE step, {dim_a}+{dim_b}-d, batch {min(5000, mine_rows)}, hidden {hidden}"] = peak()
     measure = "torch.cuda.max_memory_allocated" if cuda else "the process's peak resident memory (CPU)"
     return {"device": str(device), "measure": measure, "peak_mib": result}

@@ -6,9 +6,11 @@ import subprocess
 import sysconfig
 
 import pytest
+import torch
 
 from helper.train.engine import TrainingRun
 from helper.core.errors import run_cli
+from helper.sweep.mi import EVAL_EVERY, MineConfig, estimate_mi
 from tests.conftest import REPO_ROOT
 
 # torch.compile's CPU backend (inductor) builds C++ against Python's headers: without both, nothing to test.
@@ -16,6 +18,12 @@ needs_compiler = pytest.mark.skipif(
     not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
     or not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")),
     reason="torch.compile on CPU needs a C++ compiler and Python's headers")
+
+
+def mine_fit(a, b, estimator="mine", device=torch.device("cpu"), eval_every=EVAL_EVERY, **settings):
+    """`estimate_mi` with the `MineConfig` of `settings`, unseeded and without a progress bar unless they say."""
+    config = MineConfig(estimator=estimator, **{"seed": None, "progress": False, **settings})
+    return estimate_mi(a, b, config, device=device, eval_every=eval_every)
 
 
 def cli(main, parser, argv, capsys):

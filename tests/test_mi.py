@@ -8,9 +8,8 @@ import torch
 
 from helper.core.errors import UserError
 from helper.sweep.mi_cases import class_means, gaussian_classes, latent_gaussian
-from helper.sweep.mi import (ESTIMATORS, PROGRESS_EVERY, StatisticsNetwork, critic_memory_bytes, estimate_mi, one_hot,
-                       sample_batches)
-from tests.helpers import needs_compiler
+from helper.sweep.mi import ESTIMATORS, PROGRESS_EVERY, StatisticsNetwork, critic_memory_bytes, one_hot, sample_batches
+from tests.helpers import mine_fit, needs_compiler
 
 CPU = torch.device("cpu")
 FAST = dict(hidden_size=64, lr=2e-3, window=200, device=CPU, seed=0)
@@ -35,7 +34,7 @@ def gaussian_pair(rows, dim, rho, seed):
 
 def run(estimator, x, y, iters=600, **kw):
     batch = 64 if estimator == "infonce" else 256
-    return estimate_mi(x, y, estimator, iters=iters, batch_size=kw.pop("batch_size", batch), **{**FAST, **kw})
+    return mine_fit(x, y, estimator, iters=iters, batch_size=kw.pop("batch_size", batch), **{**FAST, **kw})
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
@@ -56,7 +55,7 @@ def test_infonce_is_capped_by_log_batch():
     assert truth > math.log(8)
     assert np.nanmax(result["history"]) <= math.log(8) + 1e-5
     assert result["mi"] > 0.6 * math.log(8)
-    wide = estimate_mi(x, y, "infonce", iters=2, batch_size=2000, window=2, hidden_size=64, device=CPU, seed=0)
+    wide = mine_fit(x, y, "infonce", iters=2, batch_size=2000, window=2, hidden_size=64, device=CPU, seed=0)
     assert wide["batch_size"] == 512                            # the R x R critic's row cap, reported as such
 
 
@@ -77,15 +76,15 @@ def test_sampler_draws_without_replacement_and_independent_marginals():
 
 def test_same_seed_same_result_and_batch_clamp():
     x, y, _ = gaussian_pair(100, 2, 0.5, seed=3)
-    first = estimate_mi(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 7})
-    second = estimate_mi(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 7})
-    other = estimate_mi(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 8})
+    first = mine_fit(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 7})
+    second = mine_fit(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 7})
+    other = mine_fit(x, y, iters=40, batch_size=5000, **{**FAST, "seed": 8})
     assert np.array_equal(first["history"], second["history"]) and first["mi"] == second["mi"]
     assert not np.array_equal(first["history"], other["history"])
     assert first["batch_size"] == 100
-    unseeded = [estimate_mi(x, y, iters=3, **{**FAST, "window": 3, "seed": None})["history"] for _ in range(2)]
+    unseeded = [mine_fit(x, y, iters=3, **{**FAST, "window": 3, "seed": None})["history"] for _ in range(2)]
     assert not np.array_equal(*unseeded)                        # unseeded fits differ (init and batches)
-    mixed = estimate_mi(x.double(), (y > 0).long(), iters=3, **{**FAST, "window": 3})   # any dtypes: fitted in float32
+    mixed = mine_fit(x.double(), (y > 0).long(), iters=3, **{**FAST, "window": 3})   # any dtypes: fitted in float32
     assert np.isfinite(mixed["mi"])
 
 
@@ -101,7 +100,7 @@ def test_held_out_estimate_of_independent_variables_stays_near_zero(iters):
     20,000-row, 256-wide, batch-512 numbers)."""
     x, _, _ = gaussian_pair(1000, 5, 0.0, seed=1)
     y = torch.randn(1000, 5, generator=torch.Generator().manual_seed(2))
-    result = estimate_mi(x, y, iters=iters, batch_size=128, hidden_size=64, lr=3e-3, window=min(500, iters),
+    result = mine_fit(x, y, iters=iters, batch_size=128, hidden_size=64, lr=3e-3, window=min(500, iters),
                          **HELD_OUT)
     assert abs(result["mi"]) < 0.05, result["mi"]
     assert result["mi_train"] > 0.1                             # memorised: the training rows show "information"
@@ -114,7 +113,7 @@ def test_held_out_estimate_of_independent_variables_stays_near_zero(iters):
 @pytest.mark.parametrize("rho", [0.5, 0.9])
 def test_held_out_estimate_of_correlated_gaussians_within_10_percent(rho):
     x, y, truth = gaussian_pair(40000, 5, rho, seed=1)          # 0.72 and 4.15 nats
-    result = estimate_mi(x, y, iters=1500, batch_size=256, hidden_size=64, lr=1e-3, window=500,
+    result = mine_fit(x, y, iters=1500, batch_size=256, hidden_size=64, lr=1e-3, window=500,
                          eval_every=100, **HELD_OUT)
     assert abs(result["mi"] - truth) < 0.1 * truth, (result["mi"], truth)
     assert 0 < result["best_step"] <= 1500 and result["std"] > 0 and np.isfinite(result["mi_train"])
@@ -144,15 +143,15 @@ def test_best_step_is_deterministic_and_costs_no_per_step_sync(monkeypatch, caps
     calls = {}
     for iters in (100, 200):
         counter.calls = 0
-        first = estimate_mi(x, y, iters=iters, **kw)
+        first = mine_fit(x, y, iters=iters, **kw)
         calls[iters] = counter.calls
     assert calls[200] == calls[100]                             # 100 more steps and 4 more evaluations: no read
-    second = estimate_mi(x, y, iters=200, **kw)
+    second = mine_fit(x, y, iters=200, **kw)
     assert (first["best_step"], first["mi"], first["std"]) == (second["best_step"], second["mi"], second["std"])
     np.testing.assert_array_equal(first["holdout_curve"], second["holdout_curve"])
     for iters in (PROGRESS_EVERY, 2 * PROGRESS_EVERY):
         counter.calls = 0
-        estimate_mi(x, y, iters=iters, progress=True, **kw)
+        mine_fit(x, y, iters=iters, progress=True, **kw)
         calls[iters] = counter.calls
     assert calls[2 * PROGRESS_EVERY] - calls[PROGRESS_EVERY] == 1   # the bar: one read per PROGRESS_EVERY steps
     bar = capsys.readouterr().err
@@ -165,7 +164,7 @@ def test_memory_estimate_refuses_a_critic_that_cannot_fit(monkeypatch):
     assert critic_memory_bytes(10000, 3584, 5000, 1024, "mine", 362, holdout=True) > need
     with pytest.raises(UserError, match=r"needs about \d+\.\d GiB .* only 0\.0 GiB are free"):
         monkeypatch.setattr("helper.sweep.mi.free_memory_bytes", lambda device: 2 ** 20)
-        estimate_mi(torch.zeros(100, 2), torch.zeros(100, 2), iters=1, hidden_size=4096, device=CPU)
+        mine_fit(torch.zeros(100, 2), torch.zeros(100, 2), iters=1, hidden_size=4096, device=CPU)
 
 
 def test_non_finite_steps_are_skipped_not_zeroed():
@@ -211,7 +210,7 @@ def test_known_mi_at_reduced_paper_widths_fp32_and_bf16(case, record_property):
     build, iters = KNOWN_MI[case]
     a, b, truth = build()
     kw = dict(iters=iters, batch_size=256, hidden_size=64, lr=3e-3, window=200, device=CPU, seed=0)
-    full, low = estimate_mi(a, b, **kw), estimate_mi(a, b, amp=True, **kw)
+    full, low = mine_fit(a, b, **kw), mine_fit(a, b, amp=True, **kw)
     record_property("fp32_minus_truth", full["mi"] - truth)
     record_property("bf16_minus_fp32", low["mi"] - full["mi"])
     assert abs(full["mi"] - truth) < 0.1 * truth, (full["mi"], truth)
@@ -222,8 +221,8 @@ def test_known_mi_at_reduced_paper_widths_fp32_and_bf16(case, record_property):
 def test_compiled_step_follows_the_eager_one():
     x, y, _ = gaussian_pair(300, 2, 0.8, seed=8)
     kw = dict(iters=30, batch_size=64, **{**FAST, "hidden_size": 32, "window": 10})
-    eager = estimate_mi(x, y, **kw)
-    fast = estimate_mi(x, y, compile=True, **kw)
+    eager = mine_fit(x, y, **kw)
+    fast = mine_fit(x, y, compile=True, **kw)
     np.testing.assert_allclose(fast["history"], eager["history"], atol=1e-3, rtol=1e-3)
     assert fast["nan_steps"] == 0
 
@@ -235,11 +234,11 @@ def test_one_hot_and_input_errors():
     with pytest.raises(UserError):
         one_hot(torch.tensor([3]), 3)
     with pytest.raises(UserError, match="same number of rows"):
-        estimate_mi(torch.zeros(10, 2), torch.zeros(9, 2), iters=1, device=CPU)
+        mine_fit(torch.zeros(10, 2), torch.zeros(9, 2), iters=1, device=CPU)
     with pytest.raises(UserError, match="Unknown MI estimator"):
-        estimate_mi(torch.zeros(10, 2), torch.zeros(10, 2), estimator="kde", iters=1, device=CPU)
+        mine_fit(torch.zeros(10, 2), torch.zeros(10, 2), estimator="kde", iters=1, device=CPU)
     with pytest.raises(UserError, match="holdout"):
-        estimate_mi(torch.zeros(10, 2), torch.zeros(10, 2), holdout=1.5, iters=1, device=CPU)
+        mine_fit(torch.zeros(10, 2), torch.zeros(10, 2), holdout=1.5, iters=1, device=CPU)
 
 
 def test_known_mi_cases_are_what_they_claim():

@@ -68,9 +68,9 @@ def test_xt_sweep_writes_rows_resumes_and_force_recomputes(fresh, capsys, monkey
     assert np.load(os.path.join(fresh, "mi_xt_digits_a_history", "epoch_2.npy")).shape == (20,)
     # X built once per invocation, T extracted per checkpoint.
     assert len(tables) == 1 and len(extracted) == 2 and len(fits) == 2
-    (x, t), kw = fits[0]
+    (x, t, config, _), _ = fits[0]
     assert x.shape == (180, 3072) and t.shape == (180, 64)       # digits_a test split; resnet8 feat_dim 64
-    assert kw["hidden_size"] == 32 and kw["window"] == 5 and kw["seed"] == 0
+    assert config.hidden_size == 32 and config.window == 5 and config.seed == 0
     assert not torch.equal(fits[0][0][1], fits[1][0][1])        # each checkpoint's own T
 
     code, out, _ = mi(fresh, capsys, "xt")
@@ -89,7 +89,7 @@ def test_ty_sweep_uses_one_hot_labels(fresh, capsys, monkeypatch):
     assert code == 0 and "I(T;Y) of resnet8 of 2-th epoch is : " in out
     assert [r["epoch"] for r in rows(os.path.join(fresh, "mi_ty_digits_a.csv"))] == ["1", "2"]
     assert tables == []                                          # no image table for I(T;Y)
-    (t, y), _ = fits[0]
+    (t, y, _, _), _ = fits[0]
     assert t.shape == (180, 64) and y.shape == (180, 5)
     assert torch.equal(y.sum(1), torch.ones(180)) and set(y.argmax(1).tolist()) == set(range(5))
 
@@ -160,8 +160,8 @@ def test_xy_fits_once_and_holdout_writes_mi_train(fresh, capsys, monkeypatch):
 
 
 def test_nan_steps_are_reported(fresh, capsys, monkeypatch):
-    def fake(a, b, **kw):
-        return {"mi": 0.5, "std": 0.1, "history": np.zeros(kw["iters"]), "nan_steps": 3, "iters": kw["iters"],
+    def fake(a, b, config, device):
+        return {"mi": 0.5, "std": 0.1, "history": np.zeros(config.iters), "nan_steps": 3, "iters": config.iters,
                 "seconds": 0.0, "estimator": "mine", "batch_size": 128}
     monkeypatch.setattr(mine, "estimate_mi", fake)
     code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2")
@@ -172,9 +172,9 @@ def test_nan_steps_are_reported(fresh, capsys, monkeypatch):
 def test_short_fit_near_zero_is_warned(fresh, capsys, monkeypatch):
     estimate = {"mi": 0.002}
 
-    def fake(a, b, **kw):
-        return {"mi": estimate["mi"], "std": 0.1, "history": np.zeros(kw["iters"]), "nan_steps": 0,
-                "iters": kw["iters"], "seconds": 0.0, "estimator": "mine", "batch_size": 128}
+    def fake(a, b, config, device):
+        return {"mi": estimate["mi"], "std": 0.1, "history": np.zeros(config.iters), "nan_steps": 0,
+                "iters": config.iters, "seconds": 0.0, "estimator": "mine", "batch_size": 128}
     monkeypatch.setattr(mine, "estimate_mi", fake)
     code, _, err = mi(fresh, capsys, "ty", "--start_epoch", "2")
     assert code == 0 and "~0 nats after only 20 iterations" in err
@@ -192,7 +192,7 @@ def test_short_fit_near_zero_is_warned(fresh, capsys, monkeypatch):
 def test_window_defaults_to_the_last_500_iterations_or_the_whole_shorter_fit(flags, window):
     args = mine.get_args_parser().parse_args(["--ckpt_path", "run", "--mode", "xt", "--dataset", "digits_a"] + flags)
     mine.check_args(args)
-    assert args.window == window
+    assert mine.fit_window(args) == window
 
 
 @pytest.mark.parametrize("flags, message", [

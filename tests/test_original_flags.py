@@ -13,7 +13,7 @@ import train_ctc
 import train_vanilla
 import transfer
 from helper.cli import ORIGINAL_AUGMENTATION
-from helper.cli.train import resolve_warmup, schedule_config
+from helper.cli.train import schedule_config
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = {"train_vanilla.py": train_vanilla, "train_ctc.py": train_ctc, "transfer.py": transfer, "mine.py": mine}
@@ -75,11 +75,11 @@ def test_lr_decay_epochs_of_train_vanilla_is_recorded_and_changes_nothing(capsys
     assert original.original_lr_decay_epochs == "100,150,200" and original.optimizer == "adam"
     assert original.lr_decay_epochs == [] and err.count("has no effect here") == 2
     assert "--lr_decay_epochs 100,150,200 has no effect here" in err and "--step_decay_epochs" in err
-    plain_schedule = schedule_config(resolve_warmup(plain, train_vanilla.WARMUP_EPOCHS))
-    assert schedule_config(resolve_warmup(original, train_vanilla.WARMUP_EPOCHS)) == plain_schedule
+    plain_schedule = schedule_config(plain, train_vanilla.WARMUP_EPOCHS)
+    assert schedule_config(original, train_vanilla.WARMUP_EPOCHS) == plain_schedule
     assert plain_schedule.warmup_epochs == 5 and plain_schedule.lr_decay_epochs == ()
     stepped, _ = parse_vanilla(["--step_decay_epochs", "100,150"], capsys)
-    assert schedule_config(resolve_warmup(stepped, 5)).lr_decay_epochs == (100, 150)
+    assert schedule_config(stepped, 5).lr_decay_epochs == (100, 150)
 
 
 def test_train_ctc_keeps_lr_decay_epochs_as_step_decay(capsys):
@@ -104,6 +104,6 @@ def test_ignored_flags_are_recorded_in_args_json_and_resume_without_them(in_tmp,
     with open(os.path.join(run.run_dir, "args.json")) as handle:
         flags = json.load(handle)
     assert (flags["original_lr_decay_epochs"], flags["optimizer"], flags["net_size"]) == ("100,150,200", "adam", 1.0)
-    assert flags["lr_decay_epochs"] == [] and flags["warmup_epochs"] == 5
+    assert flags["lr_decay_epochs"] == [] and flags["warmup_epochs"] == 5 and flags["script"] == "train_vanilla.py"
     resumed = train_vanilla.main(train_vanilla.get_args_parser().parse_args(base + ["--epochs", "1", "--resume"]))
     assert resumed.run_dir == run.run_dir

@@ -39,7 +39,7 @@ def sweep_file(run, name, fields, rows, script, argv):
     """A results CSV as `script` writes it: its columns and, beside it, its resolved arguments."""
     args = script.get_args_parser().parse_args(["--ckpt_path", str(run)] + argv)
     if script is transfer:
-        transfer.check_args(args)
+        args = transfer.settled_flags(args, "cpu")
     results = ResultsCSV(str(run / name), fields)
     for row in rows:
         results.append(row)

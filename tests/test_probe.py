@@ -3,6 +3,7 @@ import importlib.util
 import math
 import os
 import statistics
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from torch import nn
 
 from helper.core.errors import UserError
 from helper.sweep.features import cached_features, extract_features
-from helper.sweep.probe import cross_validated_probe, fold_summary, probe_backbone, probe_cached, stratified_folds
+from helper.sweep.probe import (ProbeConfig, cross_validated_probe, fold_summary, probe_backbone, probe_cached,
+                                 stratified_folds)
 
 try:
     from models.base import ImageClassifier
@@ -22,7 +24,7 @@ except ImportError:  # the zoo's __init__ may import modules still being written
     ImageClassifier = _module.ImageClassifier
 
 NUM_CLASSES = 4
-PROBE_KW = dict(epochs=3, lr=0.1, batch_size=16, seed=3, device="cpu")
+PROBE = ProbeConfig(epochs=3, lr=0.1, batch_size=16, seed=3)
 
 
 class TinyNet(ImageClassifier):
@@ -111,15 +113,15 @@ def test_cached_probe_equals_backbone_probe_in_eval_mode(data):
     model = TinyNet()
     train_feats, train_labels = extract_features(model, loader(train_set), "cpu")
     test_feats, test_labels = extract_features(model, loader(test_set), "cpu")
-    cached = probe_cached(train_feats, train_labels, test_feats, test_labels, **PROBE_KW)
-    backbone = probe_backbone(model, train_set, test_set, bn_mode="eval", **PROBE_KW)
+    cached = probe_cached(train_feats, train_labels, test_feats, test_labels, PROBE, device="cpu")
+    backbone = probe_backbone(model, train_set, test_set, PROBE, bn_mode="eval", device="cpu")
     assert len(cached["history"]) == 3
     assert cached["final_acc"] == pytest.approx(backbone["final_acc"], abs=1e-4)
     torch.testing.assert_close(cached["head"].weight, backbone["head"].weight, atol=1e-4, rtol=0)
     torch.testing.assert_close(cached["head"].bias, backbone["head"].bias, atol=1e-4, rtol=0)
-    workers = probe_backbone(model, train_set, test_set, bn_mode="eval", num_workers=2, **PROBE_KW)
+    workers = probe_backbone(model, train_set, test_set, PROBE, bn_mode="eval", num_workers=2, device="cpu")
     assert torch.equal(workers["head"].weight, backbone["head"].weight)   # workers load the same batches
-    again = probe_cached(train_feats, train_labels, test_feats, test_labels, **PROBE_KW)
+    again = probe_cached(train_feats, train_labels, test_feats, test_labels, PROBE, device="cpu")
     assert torch.equal(again["head"].weight, cached["head"].weight), "a fixed seed must be reproducible"
 
 
@@ -131,7 +133,7 @@ def test_probe_learns_linearly_separable_features():
         labels = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
         return centers[labels] + 0.3 * torch.randn(n, 8, generator=generator), labels
 
-    result = probe_cached(*sample(256), *sample(128), epochs=10, lr=0.1, batch_size=32, device="cpu")
+    result = probe_cached(*sample(256), *sample(128), ProbeConfig(epochs=10, lr=0.1, batch_size=32), device="cpu")
     assert result["final_acc"] > 95.0, "chance is 25%"
     assert result["best_acc"] == max(result["history"])
     assert result["history"][result["best_epoch"]] == result["best_acc"]
@@ -144,13 +146,13 @@ def test_bn_train_mode_updates_running_stats_not_weights(data):
     model.eval()
     conv_before = model.stage1[0].weight.detach().clone()
     running_mean_before = model.stage1[1].running_mean.clone()
-    probe_backbone(model, train_set, test_set, bn_mode="train", **{**PROBE_KW, "epochs": 1})
+    probe_backbone(model, train_set, test_set, replace(PROBE, epochs=1), bn_mode="train", device="cpu")
     assert not torch.allclose(model.stage1[1].running_mean, running_mean_before)
     assert torch.equal(model.stage1[0].weight, conv_before)
     assert not model.training, "the model's eval mode must be restored"
     assert all(p.requires_grad for p in model.parameters()), "requires_grad flags must be restored"
     with pytest.raises(UserError):
-        probe_backbone(model, train_set, test_set, bn_mode="frozen", **PROBE_KW)
+        probe_backbone(model, train_set, test_set, PROBE, bn_mode="frozen", device="cpu")
 
 
 def test_stratified_folds_cover_every_sample_once_and_spread_each_class():
@@ -182,12 +184,12 @@ def test_cross_validated_probe_is_the_mean_and_std_of_its_folds():
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(60) % 3
     feats = torch.randn(60, 5, generator=generator) + 2.0 * nn.functional.one_hot(labels, 5).float()
-    result = cross_validated_probe(feats, labels, 3, **PROBE_KW)
+    result = cross_validated_probe(feats, labels, 3, PROBE, device="cpu")
     by_hand = []
-    for test in stratified_folds(labels, 3, seed=PROBE_KW["seed"]):
+    for test in stratified_folds(labels, 3, seed=PROBE.seed):
         train = torch.tensor([i not in set(test.tolist()) for i in range(60)])
-        by_hand.append(probe_cached(feats[train], labels[train], feats[test], labels[test], num_classes=3,
-                                    **PROBE_KW)["final_acc"])
+        by_hand.append(probe_cached(feats[train], labels[train], feats[test], labels[test], PROBE, num_classes=3,
+                                    device="cpu")["final_acc"])
     assert result["fold_acc"] == pytest.approx(by_hand) and result["folds"] == 3
     assert result["final_acc"] == pytest.approx(statistics.mean(by_hand))
     assert result["final_acc_std"] == pytest.approx(statistics.stdev(by_hand))

@@ -11,10 +11,11 @@ import torch
 import dataset.registry
 from dataset import DATASETS, DataNotFoundError, DatasetInfo, dataset_names, get_dataset, register_dataset
 from helper.sweep import mi
-from helper.sweep.mi import ESTIMATOR_REGISTRY, ESTIMATORS, Estimator, estimate_mi, register_estimator
+from helper.sweep.mi import ESTIMATOR_REGISTRY, ESTIMATORS, Estimator, register_estimator
 from helper.sweep.mi_cases import latent_gaussian
 from tests.fakedata import (trust_fake_cifar, write_fake_cifar, write_fake_cinic, write_fake_emnist,
                             write_fake_fashion_mnist, write_fake_tinyimagenet)
+from tests.helpers import mine_fit
 
 CPU = torch.device("cpu")
 
@@ -111,7 +112,7 @@ def fit(estimator, a, b, iters=300):
     torch.set_num_threads(1)     # a 32-wide critic runs fastest on one thread
     try:
         batch = 64 if mi.ESTIMATOR_REGISTRY[estimator].pairwise else 128     # an R x R critic costs R times more
-        return estimate_mi(a, b, estimator, iters=iters, batch_size=batch, hidden_size=32, lr=3e-3, window=100,
+        return mine_fit(a, b, estimator, iters=iters, batch_size=batch, hidden_size=32, lr=3e-3, window=100,
                            seed=0, device=CPU)
     finally:
         torch.set_num_threads(threads)

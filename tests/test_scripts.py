@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 import train_vanilla
-from helper.cli.train import resolve_warmup, schedule_config
+from helper.cli.train import schedule_config
 from helper.train.schedule import make_lr_schedule
 from tests.conftest import REPO_ROOT
 from tests.helpers import dry_run
@@ -68,8 +68,9 @@ def test_observe_runs_the_seed_commands_in_order(tmp_path):
     assert scripts == ["train_vanilla.py", "transfer.py", "discriminability.py"] + ["mine.py"] * 4 + ["plot.py"]
     assert "--epochs 200" in calls[0] and "--save_freq 2" in calls[0]
     training = train_vanilla.get_args_parser().parse_args(calls[0].split()[1:])   # the original's schedule
-    lr_at = make_lr_schedule(schedule_config(resolve_warmup(training, train_vanilla.WARMUP_EPOCHS)))
-    assert (training.warmup_epochs, training.min_lr_scale, training.lr_decay_epochs) == (5, 0.1, [])
+    schedule = schedule_config(training, train_vanilla.WARMUP_EPOCHS)
+    lr_at = make_lr_schedule(schedule)
+    assert (schedule.warmup_epochs, training.min_lr_scale, training.lr_decay_epochs) == (5, 0.1, [])
     assert lr_at(1) == pytest.approx(0.01) and lr_at(180) == pytest.approx(0.0062, abs=1e-4)
     xt, ty = calls[3], calls[4]
     assert "--mode xt" in xt and "--lr 8e-5" in xt and "--iter_num 1e+4" in xt

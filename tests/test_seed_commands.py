@@ -15,7 +15,7 @@ import train_ctc
 import train_vanilla
 import transfer
 from helper.train.loops import train_one_epoch
-from helper.cli.train import resolve_warmup
+from helper.cli.train import warmup_epochs
 from tests.fakedata import trust_fake_cifar, write_fake_cifar, write_fake_cinic
 from tests.helpers import cli, read_rows
 
@@ -51,12 +51,11 @@ def test_seed_command_parses_as_written(name):
     if name == "vanilla":
         assert (args.epochs, args.batch_size, args.learning_rate, args.save_freq) == (200, 64, 0.05, 2)
         assert args.lr_decay_epochs == [] and train_vanilla.run_name(args) == RUN
-        resolve_warmup(args, train_vanilla.WARMUP_EPOCHS)                 # the original's schedule
-        assert (args.warmup_epochs, args.min_lr_scale) == (5, 0.1)
+        assert (warmup_epochs(args, train_vanilla.WARMUP_EPOCHS), args.min_lr_scale) == (5, 0.1)   # the original's
     elif name.startswith("ctc"):
         assert (args.epochs, args.stage_two_epoch, args.weight_decay_coef, args.nce_k) == (300, 200, 2.0, 16384)
         assert args.update_memory_bank and train_ctc.run_name(args) == f"resnext32_16x4d_cifar100_a{args.alpha}_b1.0_ctc"
-        assert (resolve_warmup(args, 0).warmup_epochs, args.min_lr_scale) == (0, 0.0)
+        assert (warmup_epochs(args, 0), args.min_lr_scale) == (0, 0.0)
     elif name == "transfer":
         assert (args.epoch, args.wd, args.batch, args.bn_mode, args.mode) == (30, 5e-4, 512, "eval", "linear")
         assert args.lr is None and transfer.DEFAULT_LR["linear"] == 0.4  # resolved per --mode in main

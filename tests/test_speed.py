@@ -11,7 +11,7 @@ from dataset import get_dataset
 from dataset.device_loader import DeviceLoader
 from helper.core.checkpoint import model_state
 from helper.core.errors import UserError
-from helper.cli.sweep import feature_config, source_config, sweep_device
+from helper.cli.sweep import feature_config, settled_sweep_flags, source_config, sweep_device
 from helper.sweep.features import extract_features, feature_loader
 from helper.sweep.source_run import load_source
 from helper.core.speed import autocast, prepare_model
@@ -113,16 +113,18 @@ def sweep_args(argv):
 def test_sweep_defaults_follow_the_device():
     args = sweep_args([])
     assert (args.amp, args.channels_last, args.compile) == (False, None, None)
-    resolve_speed_args(args, torch.device("cuda"), pick_loader=False)                 # as sweep_device does
-    assert (args.amp, args.channels_last, args.compile) == (False, True, False)   # features: the paper's fp32
+    settled = settled_sweep_flags(args, torch.device("cuda"))
+    assert (settled.amp, settled.channels_last, settled.compile) == (False, True, False)   # features: the paper's fp32
+    assert (args.amp, args.channels_last, args.compile) == (False, None, None)             # the parsed flags stay
     fits = mine.get_args_parser().parse_args(["--mode", "xt", "--dataset", "digits_a", "--ckpt_path", "x"])
     for device in ("cuda", "cpu"):                          # MINE fits: fp32 (TF32 matmuls on CUDA), docs/mine.md
         resolved = resolve_speed_args(argparse.Namespace(**vars(fits)), torch.device(device), pick_loader=False)
         assert resolved.amp is False and resolved.tf32 is True
-    assert args.loader == "auto"                          # decided per split when its loader is built
+    assert settled.loader == "auto"                       # decided per split when its loader is built
     args = sweep_args(["--device", "cpu", "--compile"])
     assert sweep_device(args) == torch.device("cpu")
-    assert (args.channels_last, args.compile, args.loader) == (False, True, "auto")
+    settled = settled_sweep_flags(args, sweep_device(args))
+    assert (settled.channels_last, settled.compile, settled.loader) == (False, True, "auto")
 
 
 def test_sweep_device_loader_uploads_each_split_once_and_gives_the_same_features(digits_run):

@@ -16,7 +16,7 @@ from dataset.variants import ArrayDataset
 from helper.core.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from models import load_model
 from helper.train.engine import TrainingRun, changed_args
-from helper.cli.train import loader_config, resolve_warmup, schedule_config
+from helper.cli.train import loader_config, schedule_config, warmup_epochs
 from helper.train.schedule import make_lr_schedule
 from helper.train.setup import val_loader, validation
 from models import create_model
@@ -109,8 +109,9 @@ def original_vanilla_lr(epoch, epochs, lr0=0.05, warmup=5, floor=0.1):
 
 def test_default_schedule_is_the_original_warmup_and_floored_cosine():
     args = train_vanilla.get_args_parser().parse_args(["--epochs", "200"])
-    lr_at = make_lr_schedule(schedule_config(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS)))
-    assert (args.warmup_epochs, args.min_lr_scale) == (5, 0.1)
+    schedule = schedule_config(args, train_vanilla.WARMUP_EPOCHS)
+    lr_at = make_lr_schedule(schedule)
+    assert (schedule.warmup_epochs, args.min_lr_scale) == (5, 0.1)
     for epoch in (1, 5, 6, 100, 180, 200):
         assert abs(lr_at(epoch) - original_vanilla_lr(epoch, 200)) < 1e-12, epoch
     assert lr_at(1) == pytest.approx(0.01) and lr_at(5) == pytest.approx(0.05)
@@ -123,15 +124,14 @@ def test_default_schedule_is_the_original_warmup_and_floored_cosine():
 ])
 def test_step_decay_warms_up_only_when_asked(flags, first_lrs):
     args = train_vanilla.get_args_parser().parse_args(["--step_decay_epochs", "150,180,210", "--epochs", "240"] + flags)
-    lr_at = make_lr_schedule(schedule_config(resolve_warmup(args, train_vanilla.WARMUP_EPOCHS)))
+    lr_at = make_lr_schedule(schedule_config(args, train_vanilla.WARMUP_EPOCHS))
     assert [lr_at(e) for e in (1, 2, 3)] == pytest.approx(first_lrs)
     assert lr_at(151) == pytest.approx(0.005) and lr_at(240) == pytest.approx(0.05 * 0.1 ** 3)
 
 
 def test_ctc_schedule_keeps_the_original_ctc_defaults():
     args = train_ctc.get_args_parser().parse_args([])
-    start_args = resolve_warmup(args, 0)
-    assert (start_args.warmup_epochs, start_args.min_lr_scale) == (0, 0.0)
+    assert (warmup_epochs(args, 0), args.min_lr_scale) == (0, 0.0)
 
 
 @pytest.mark.parametrize("flags, stop", [

@@ -215,16 +215,17 @@ def test_bad_input_exits_2(fresh, tmp_path, capsys):
     (["--target_dataset", "digits_b", "--cv", "5", "--seed", "3"], 0.4, "test", "transfer_digits_b_linear_cv5.csv"),
 ])
 def test_flags_become_one_transfer_config_and_name_the_results_file(argv, lr, eval_split, name):
-    from helper.cli.sweep import transfer_config
     from helper.sweep.results import KIND
     args = transfer.get_args_parser().parse_args(["--ckpt_path", "x", "--device", "cpu", *argv])
     transfer.check_args(args)
-    config = transfer_config(args)
+    flags, config = transfer.settled_flags(args, "cpu"), transfer.transfer_config(args, "cpu")
     assert (config.train.lr, config.eval_split, config.train.epochs, config.train.batch_size) == (
         lr, eval_split, args.epoch, args.batch)
     assert config.train.weight_decay == args.wd and config.train.seed == args.seed and config.cv == args.cv
-    assert config.flags == vars(args) and config.source.arch == "resnext32_16x4d"
-    assert KIND["transfer"].file_name(vars(args)) == name
+    assert config.flags == vars(flags) and config.source.arch == "resnext32_16x4d"
+    assert (flags.lr, flags.eval_split, args.lr, args.eval_split) == (lr, eval_split, None, None)  # args as parsed
+    assert KIND["transfer"].file_name(config.flags) == name
+
 
 
 def test_target_per_class_probes_the_first_images_of_each_class(fresh, capsys, monkeypatch):

@@ -2,6 +2,8 @@
 
 Scripts add these groups to their parsers; everything below the scripts takes plain values.
 """
+import argparse
+
 import torch
 
 from dataset.device_loader import gpu_loader_works
@@ -42,7 +44,7 @@ def add_layout_args(group, compile_help):
 
 
 def resolve_speed_args(args, device, dataset=None, pick_loader=True):
-    """Replace the None defaults of `add_speed_args` for `device`; returns `args`.
+    """A copy of `args` with the None defaults of `add_speed_args` settled for `device`; `args` is left as parsed.
 
     compile stays off unless asked: the compile time of ResNeXt forward+backward is paid
     again by every process and every shape (the last, smaller batch), which a sweep over
@@ -56,23 +58,25 @@ def resolve_speed_args(args, device, dataset=None, pick_loader=True):
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    for name in ("amp", "channels_last"):
-        if getattr(args, name, None) is None:
-            setattr(args, name, cuda)
+    settled = {name: cuda for name in ("amp", "channels_last") if getattr(args, name, None) is None}
     if getattr(args, "compile", None) is None:
-        args.compile = False
-    if not pick_loader or not hasattr(args, "loader"):
-        return args
+        settled["compile"] = False
+    if pick_loader and hasattr(args, "loader"):
+        settled["loader"] = _loader(args, device, dataset)
+    return argparse.Namespace(**{**vars(args), **settled})
+
+
+def _loader(args, device, dataset):
+    """--loader with auto decided for `device` and `dataset` (gpu when the set fits there)."""
     loader = args.loader
     if loader not in LOADERS:
         raise UserError(f"--loader must be one of {', '.join(LOADERS)}, got {loader!r}.")
     if loader == "auto":
-        loader = "gpu" if cuda and dataset is not None and gpu_loader_works(dataset, device) else "cpu"
-    elif loader == "gpu" and getattr(args, "augment", None) == "auto":
+        return "gpu" if device.type == "cuda" and dataset is not None and gpu_loader_works(dataset, device) else "cpu"
+    if loader == "gpu" and getattr(args, "augment", None) == "auto":
         raise UserError("--loader gpu cannot run --augment auto: AutoAugment works on PIL images on the "
                         "host. Use --loader cpu (or auto) with --augment auto.")
-    args.loader = loader
-    return args
+    return loader
 
 
 def speed_argv(args):
@@ -88,5 +92,5 @@ def describe(args):
 
 
 def speed_config(args):
-    """The resolved speed flags of `args` (after `resolve_speed_args`) as a `Speed`."""
+    """The speed flags of the settled flags (what `resolve_speed_args` returns) as a `Speed`."""
     return Speed(amp=bool(args.amp), channels_last=bool(args.channels_last), compile=bool(args.compile))

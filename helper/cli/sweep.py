@@ -4,8 +4,9 @@ parsers, and the settings they resolve to.
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
                                      parents=[sweep_args_parser(), feature_args_parser()])
     ...
-    device = sweep_device(args)                     # settles --channels_last / --compile for the device
-    sweep, features = sweep_config(args), feature_config(args)
+    device = sweep_device(args)
+    flags = settled_sweep_flags(args, device)       # --channels_last / --compile settled for the device
+    sweep, features = sweep_config(flags), feature_config(flags)
 """
 import argparse
 import os
@@ -17,11 +18,8 @@ from helper.core.device import get_device
 from helper.core.writes import check_output_folder
 from helper.sweep import board
 from helper.sweep.features import FeatureConfig
-from helper.sweep.mi import MineConfig
-from helper.sweep.probe import ProbeConfig
 from helper.sweep.runner import Selection, SweepConfig, parse_shard
 from helper.sweep.source_run import SourceConfig
-from helper.sweep.transfer import TransferConfig
 from helper.train import run_folder
 
 AMP_HELP = "bf16 autocast on CUDA for feature extraction; default off: fp32 features as in the paper"
@@ -29,16 +27,17 @@ NO_AMP_HELP = "fp32 (the default here)"
 SEED_HELP = "seed of the probe head, its shuffle and k-means (default 0)"
 
 
-def sweep_args_parser(start_epoch=2, skip=2):
+def sweep_args_parser():
     """The "checkpoint sweep" flags: which run, which checkpoints, resuming, sharding, progress, TensorBoard."""
     parser = argparse.ArgumentParser(add_help=False)
     g = parser.add_argument_group("checkpoint sweep")
     g.add_argument("--ckpt_path", required=True,
                    help="run folder: a name under --model_path (as in the original) or any path")
     g.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders live")
-    g.add_argument("--start_epoch", type=int, default=start_epoch, help="first checkpoint epoch")
-    g.add_argument("--skip", type=int, default=skip, help="epoch step between checkpoints (even, as saved)")
-    g.add_argument("--end_epoch", type=int, default=None, help="last checkpoint epoch (default: newest present)")
+    g.add_argument("--start_epoch", type=int, default=Selection.start_epoch, help="first checkpoint epoch")
+    g.add_argument("--skip", type=int, default=Selection.skip, help="epoch step between checkpoints (even, as saved)")
+    g.add_argument("--end_epoch", type=int, default=Selection.end_epoch,
+                   help="last checkpoint epoch (default: newest present)")
     g.add_argument("--force", action="store_true", help="recompute checkpoints already in the results file")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="take every N-th checkpoint starting at the I-th (0-based); default from RANK/WORLD_SIZE")
@@ -51,8 +50,8 @@ def sweep_args_parser(start_epoch=2, skip=2):
     return parser
 
 
-def feature_args_parser(model_default=None, extract_batch=256, amp_help=AMP_HELP, no_amp_help=NO_AMP_HELP,
-                        seed_help=SEED_HELP):
+def feature_args_parser(model_default=None, extract_batch=FeatureConfig.extract_batch, amp_help=AMP_HELP,
+                        no_amp_help=NO_AMP_HELP, seed_help=SEED_HELP):
     """The "model, data and features" flags: loading checkpoints and extracting frozen features.
 
     The keywords are a script's own default and help texts (mine.py: what its --amp and --seed also drive).
@@ -63,7 +62,8 @@ def feature_args_parser(model_default=None, extract_batch=256, amp_help=AMP_HELP
     g.add_argument("--model", default=model_default, choices=available_models(), metavar="MODEL",
                    help="architecture of the checkpoints, checked against the arch they record"
                         + (f" (default {model_default})" if model_default else " (default: what they record)"))
-    g.add_argument("--data_folder", default="./data", help="root of the data sets (default ./data)")
+    g.add_argument("--data_folder", default=FeatureConfig.data_folder,
+                   help=f"root of the data sets (default {FeatureConfig.data_folder})")
     g.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=min(8, os.cpu_count() or 1),
                    help="DataLoader worker processes")
     g.add_argument("--device", default=None, help="cuda, cuda:1, cpu; default: CUDA when present")
@@ -72,24 +72,29 @@ def feature_args_parser(model_default=None, extract_batch=256, amp_help=AMP_HELP
     g.add_argument("--seed", type=SEED, default=0, help=seed_help)
     g.add_argument("--amp", action="store_true", help=amp_help)
     g.add_argument("--no_amp", dest="amp", action="store_false", help=no_amp_help)
-    g.add_argument("--loader", default="auto", choices=LOADERS,
+    g.add_argument("--loader", default=FeatureConfig.loader, choices=LOADERS,
                    help="gpu: each evaluation split is uploaded once as uint8 and normalised on the device, so "
                         "no checkpoint pays DataLoader workers again; cpu: a DataLoader per checkpoint; auto "
                         "(default): gpu on CUDA for 32x32 array data sets that fit in half the free memory")
     add_layout_args(g, compile_help="torch.compile the frozen feature extraction (and mine.py's statistics "
                                     "network): compiled once per process and reused by every checkpoint; "
                                     "fine-tuning stays eager (default: off)")
-    g.add_argument("--cache_dir", default=None,
+    g.add_argument("--cache_dir", default=FeatureConfig.cache_dir,
                    help="keep extracted features here, keyed by the checkpoint file's SHA-1, data set and "
                         "split, so reruns skip extraction (default: no cache)")
     return parser
 
 
 def sweep_device(args):
-    """The device of `--device`, with --channels_last/--compile settled for it in `args` (CUDA: channels_last on)."""
-    device = get_device(args.device)
-    resolve_speed_args(args, device, pick_loader=False)
-    return device
+    """The device of `--device` (default: CUDA when present)."""
+    return get_device(args.device)
+
+
+def settled_sweep_flags(args, device, **resolved):
+    """The flags a sweep is built from and records (its protocol record, saved checkpoints): as parsed, with
+    --channels_last and --compile settled for `device` (CUDA: channels_last on) and the script's own `resolved`
+    values (transfer.py's --lr for its --mode, say). `args` itself is left as parsed."""
+    return argparse.Namespace(**{**vars(resolve_speed_args(args, device, pick_loader=False)), **resolved})
 
 
 def check_output_folders(args):
@@ -116,35 +121,13 @@ def sweep_config(args):
 
 
 def source_config(args):
-    """How each checkpoint's model is built: --model, and --channels_last once `sweep_device` settled it."""
+    """How each checkpoint's model is built: --model and --channels_last of the settled flags."""
     return SourceConfig(arch=args.model, channels_last=bool(args.channels_last))
 
 
 def feature_config(args):
-    """The `FeatureConfig` of the "model, data and features" flags (after `sweep_device`)."""
+    """The `FeatureConfig` of the "model, data and features" flags (settled: `settled_sweep_flags`)."""
     return FeatureConfig(data_folder=args.data_folder, num_workers=args.num_workers, extract_batch=args.extract_batch,
                          loader=args.loader, amp=bool(args.amp), compile=bool(args.compile),
                          channels_last=bool(args.channels_last), cache_dir=args.cache_dir,
                          progress=not args.no_progress)
-
-
-def probe_config(args):
-    """transfer.py's --epoch, --lr (its mode default filled in), --wd, --batch and --seed as a `ProbeConfig`."""
-    return ProbeConfig(epochs=args.epoch, lr=args.lr, weight_decay=args.wd, batch_size=args.batch, seed=args.seed)
-
-
-def transfer_config(args):
-    """transfer.py's flags (after its check_args and `sweep_device`) as a `TransferConfig`."""
-    return TransferConfig(target_dataset=args.target_dataset, eval_split=args.eval_split, mode=args.mode,
-                          target_per_class=args.target_per_class, train=probe_config(args), bn_mode=args.bn_mode,
-                          cv=args.cv, probe_lr=args.probe_lr,
-                          save_finetuned=args.save_finetuned, force=args.force, features=feature_config(args),
-                          source=source_config(args), flags=run_flags(args))
-
-
-def mine_config(args):
-    """mine.py's estimator flags (after `sweep_device`) as a `MineConfig`."""
-    return MineConfig(estimator=args.estimator, iters=args.iter_num, batch_size=args.batch_size, lr=args.lr,
-                      hidden_size=args.hidden_size, ma_rate=args.ma_rate, window=args.window, holdout=args.holdout,
-                      seed=args.seed, amp=bool(args.amp), tf32=args.tf32, compile=bool(args.compile),
-                      progress=not args.no_progress)

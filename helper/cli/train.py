@@ -5,6 +5,7 @@ as a `parents=` parser, their checks, and the settings the flags resolve to, bui
                                      parents=[training_parser(epochs=300)])
 """
 import argparse
+import os
 import sys
 from dataclasses import fields
 
@@ -12,14 +13,14 @@ from dataset import dataset_names
 from helper.cli import add_original_training_flags, dataset_name
 from helper.cli.flags import (FRACTION, MOMENTUM, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
                               SEED, int_list, number_in)
-from helper.cli.speed import add_speed_args, speed_config
+from helper.cli.speed import add_speed_args, resolve_speed_args, speed_config
 from helper.core.checkpoint import DEFAULT_MODEL_ROOT
 from helper.core.errors import UserError
 from helper.train.ctc import CTCConfig
-from helper.train.engine import RunConfig, TrainingRun, fit
+from helper.train.engine import LoopConfig, RunConfig
 from helper.train.run_folder import DEFAULT_TB_PATH
-from helper.train.schedule import ScheduleConfig, make_lr_schedule
-from helper.train.setup import LoaderConfig, SGDConfig, default_workers, train_loader_for, validation
+from helper.train.schedule import ScheduleConfig
+from helper.train.setup import LoaderConfig, SGDConfig, default_workers
 from models import available_models
 
 
@@ -27,13 +28,14 @@ STEP_DECAY_FLAGS = ("--step_decay_epochs", "--lr_decay_epochs")
 INTERRUPTED_TRAINING = "interrupted; the same command with --resume continues where this stopped"
 
 
-def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_flags=STEP_DECAY_FLAGS):
+def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=ScheduleConfig.min_lr_scale,
+                    step_decay_flags=STEP_DECAY_FLAGS):
     """A `parents=` parser with the flags every training script shares; defaults are the paper's.
 
     `epochs`, `warmup_epochs`, `min_lr_scale`: the script's defaults, its cosine schedule as in its
-    original (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `resolve_warmup` must get the
-    same `warmup_epochs` to resolve an absent --warmup_epochs. `step_decay_flags`: the spellings of the
-    step-decay epochs (train_vanilla.py leaves out --lr_decay_epochs, which its original ignored).
+    original (train_vanilla.py: 5 and 0.1; train_ctc.py: 0 and 0); `settled_flags` and `schedule_config` must
+    get the same `warmup_epochs` to resolve an absent --warmup_epochs. `step_decay_flags`: the spellings of
+    the step-decay epochs (train_vanilla.py leaves out --lr_decay_epochs, which its original ignored).
     """
     parser = argparse.ArgumentParser(add_help=False)
     g = parser.add_argument_group("data and model")
@@ -59,7 +61,8 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_fl
                    help="comma-separated epochs for step decay over the whole run, e.g. 150,180,210 (CRD/ITRD); "
                         "empty = cosine annealing (paper). In train_ctc.py it replaces both cosine phases, "
                         "including stage 2's restart")
-    g.add_argument("--lr_decay_rate", type=number_in(float, 0, 1, low_open=True), default=0.1, help="step-decay factor")
+    g.add_argument("--lr_decay_rate", type=number_in(float, 0, 1, low_open=True), default=ScheduleConfig.lr_decay_rate,
+                   help="step-decay factor")
     g.add_argument("--min_lr_scale", type=FRACTION, default=min_lr_scale,
                    help="cosine schedule floor, as a fraction of each cosine phase's initial learning rate "
                         f"(original: {min_lr_scale})")
@@ -75,7 +78,7 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_fl
     g.add_argument("--note", "--notes", default="", help="suffix of the run folder name, e.g. vanilla or ctc")
     g.add_argument("-t", "--trial", default="0", help="trial id, part of the run folder name")
     g.add_argument("--model_path", default=DEFAULT_MODEL_ROOT, help="where run folders are created")
-    g.add_argument("--run_dir", default=None,
+    g.add_argument("--run_dir", default=RunConfig.run_dir,
                    help="the run folder itself, instead of <model_path>/<name from the flags>; e.g. to continue a "
                         "run with a new learning rate: --resume --allow_arg_changes --run_dir <its folder>")
     g.add_argument("--tb_path", default=DEFAULT_TB_PATH, help="where TensorBoard logs are written")
@@ -98,14 +101,6 @@ def training_parser(epochs=200, warmup_epochs=0, min_lr_scale=0.0, step_decay_fl
     return add_speed_args(parser)
 
 
-def resolve_warmup(args, cosine_warmup):
-    """Fill an absent `--warmup_epochs` before args.json records it: `cosine_warmup` (the script's default)
-    under cosine annealing, 0 under step decay, whose CRD / ITRD protocol has no warm-up; returns `args`."""
-    if args.warmup_epochs is None:
-        args.warmup_epochs = 0 if args.lr_decay_epochs else cosine_warmup
-    return args
-
-
 def check_ctc_args(args):
     """Reject bad stage settings of train_ctc.py before any data is read (its weights are checked where parsed)."""
     s, epochs = args.stage_two_epoch, args.epochs
@@ -121,21 +116,42 @@ def check_ctc_args(args):
               "at --stage_two_decay_rate x the learning rate as in the paper's two-phase cosine.", file=sys.stderr)
 
 
-# ------------------------------------------------------------------ settings (after resolve_speed_args)
-def run_config(args):
+# ------------------------------------------------------------------ settings: pure functions of the flags
+def settled_flags(args, device, train_set, cosine_warmup):
+    """The flags a run is built from and records (args.json, every checkpoint): as parsed, with --warmup_epochs
+    (`warmup_epochs`) and the speed flags (amp, channels_last, compile, --loader auto) settled for `device` and
+    `train_set`. `args` itself is left as parsed."""
+    settled = resolve_speed_args(args, device, train_set)
+    settled.warmup_epochs = warmup_epochs(args, cosine_warmup)
+    return settled
+
+
+def warmup_epochs(args, cosine_warmup):
+    """--warmup_epochs, or when absent `cosine_warmup` (the script's default) under cosine annealing and 0 under
+    step decay, whose CRD / ITRD protocol has no warm-up."""
+    if args.warmup_epochs is not None:
+        return args.warmup_epochs
+    return 0 if args.lr_decay_epochs else cosine_warmup
+
+
+def run_config(args, script):
+    """Where the run of `script` goes and how it starts; the command line as typed names its continuation."""
     return RunConfig(arch=args.model, dataset=args.dataset, epochs=args.epochs, learning_rate=args.learning_rate,
                      seed=args.seed, note=args.note, save_freq=args.save_freq, model_path=args.model_path,
-                     tb_path=args.tb_path, run_dir=args.run_dir, resume=args.resume, overwrite=args.overwrite,
-                     allow_arg_changes=args.allow_arg_changes)
+                     tb_path=args.tb_path, script=script, command_line=typed_command(script), run_dir=args.run_dir,
+                     resume=args.resume, overwrite=args.overwrite, allow_arg_changes=args.allow_arg_changes)
 
 
-def schedule_config(args):
-    """The schedule of `args`, whose --warmup_epochs `resolve_warmup` has filled."""
-    if args.warmup_epochs is None:
-        raise ValueError("--warmup_epochs is unresolved: call resolve_warmup(args, ...) first")
-    return ScheduleConfig(learning_rate=args.learning_rate, epochs=args.epochs, warmup_epochs=args.warmup_epochs,
-                          lr_decay_epochs=tuple(args.lr_decay_epochs), lr_decay_rate=args.lr_decay_rate,
-                          min_lr_scale=args.min_lr_scale)
+def typed_command(script):
+    """This process's argv when it runs `script` from the command line; None otherwise (a test calling main)."""
+    return tuple(sys.argv) if os.path.basename(sys.argv[0]) == script else None
+
+
+def schedule_config(args, cosine_warmup):
+    """The learning-rate schedule of the flags; `cosine_warmup` as in `warmup_epochs`."""
+    return ScheduleConfig(learning_rate=args.learning_rate, epochs=args.epochs,
+                          warmup_epochs=warmup_epochs(args, cosine_warmup), lr_decay_epochs=tuple(args.lr_decay_epochs),
+                          lr_decay_rate=args.lr_decay_rate, min_lr_scale=args.min_lr_scale)
 
 
 def sgd_config(args):
@@ -143,33 +159,19 @@ def sgd_config(args):
 
 
 def loader_config(args):
-    """The loaders of `args`, whose --loader and --channels_last `resolve_speed_args` has settled."""
+    """The loaders of the settled flags (`settled_flags`: --loader and --channels_last decided)."""
     return LoaderConfig(batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
                         on_device=args.loader == "gpu", channels_last=bool(args.channels_last))
 
 
+def loop_config(args, cosine_warmup):
+    """How the epochs of the settled flags go: schedule, loaders, bf16 and printing."""
+    return LoopConfig(schedule=schedule_config(args, cosine_warmup), loader=loader_config(args),
+                      amp=speed_config(args).amp, progress=not args.no_progress, print_freq=args.print_freq)
+
+
 def ctc_config(args):
     return _config_of(CTCConfig, args)
-
-
-def train_run(args, name, model, optimizer, train_set, val_set, compute_loss, device, state=None, loader_for=None,
-              lr_phases=None, before_epoch=None):
-    """Open (or resume) the run `name` of `args` and train it with `compute_loss` on the flags' schedule,
-    validating every epoch on `val_set`; returns the finished `TrainingRun`.
-
-    `state`: further objects the run's resume file keeps (CTC's heads and memory, a regression head);
-    `loader_for(epoch)`: the epoch's loader (default: `train_set` by the flags); `lr_phases`: the
-    schedule's phases (CTC's restart at stage two); `before_epoch(epoch)`: as in `fit`.
-    """
-    loader = loader_config(args)
-    run = TrainingRun(run_config(args), vars(args), name, model, optimizer, state=state,
-                      evaluate_fn=validation(loader, model, val_set, device))
-    with run.locked():
-        start = run.prepare()
-        fit(run, loader_for or train_loader_for(loader, train_set, device), compute_loss,
-            make_lr_schedule(schedule_config(args), lr_phases), device, start, before_epoch=before_epoch,
-            progress=not args.no_progress, amp=speed_config(args).amp, print_freq=args.print_freq)
-    return run
 
 
 def _config_of(config_class, args):

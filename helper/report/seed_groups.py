@@ -12,12 +12,15 @@ its `_trial_<N>` part set aside.
 import os
 import re
 
+from helper.core.protocol import RESUME_FREE_ARGS
 from helper.core.stats import mean_std
 from helper.sweep.results import read_args
-from helper.train.engine import RESUME_FREE_ARGS
-from helper.train.run_folder import FLAGS_FILE
+from helper.train.run_folder import FLAGS_FILE, SCRIPT_KEY
 
 SEED_ARGS = {"seed", "trial", "note"}   # the note names a repetition as often as a method; the flags name methods
+# Left out of the comparison with the seed: the script (its flags name the method, and runs recorded before
+# args.json named its script group with runs recorded since), and what only says how a run executed.
+IGNORED = SEED_ARGS | RESUME_FREE_ARGS | {SCRIPT_KEY}
 TRIAL_IN_NAME = re.compile(r"_trial_[^_]+")
 
 
@@ -31,7 +34,7 @@ def configuration(run_dir):
     flags = run_args(run_dir)
     if flags is None:
         return "name", TRIAL_IN_NAME.sub("_trial_*", os.path.basename(os.path.normpath(run_dir)))
-    return "args", tuple(sorted((k, repr(v)) for k, v in flags.items() if k not in SEED_ARGS | RESUME_FREE_ARGS))
+    return "args", tuple(sorted((k, repr(v)) for k, v in flags.items() if k not in IGNORED))
 
 
 def group_runs(run_dirs):

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -371,21 +371,15 @@ class MineConfig:
     ma_rate: float = 0.01           # weight of each batch in MINE's moving average of E[exp T]
     window: int = 500               # last iterations averaged for the reported value
     holdout: float | None = None    # fraction of rows held out to pick and score the critic
-    seed: int = 0
+    seed: int | None = 0            # the critic's init and the batch draws; None: another fit each call
     amp: bool = False               # bf16 autocast on CUDA (bounds reduced in fp32)
     tf32: bool = True               # TF32 matmuls on CUDA when amp is off
     compile: bool = False
     progress: bool = True
 
-    def kwargs(self):
-        """These settings as `estimate_mi`'s keyword arguments."""
-        return asdict(self)
 
-
-def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
-                hidden_size=1024, ma_rate=0.01, window=500, holdout=None, eval_every=EVAL_EVERY,
-                seed=None, device=None, amp=False, tf32=True, compile=False, progress=False, smile_tau=5.0):
-    """Lower-bound I(a; b) in nats for paired rows a (N, Da), b (N, Db).
+def estimate_mi(a, b, config=MineConfig(), device=None, eval_every=EVAL_EVERY, smile_tau=5.0):
+    """Lower-bound I(a; b) in nats for paired rows a (N, Da), b (N, Db), with `config`'s estimator and critic.
 
     Returns a dict: 'mi' and 'std' (mean and std of the last `window` per-iteration bounds),
     'history' (numpy, NaN where the bound was not finite), 'nan_steps' (skipped updates),
@@ -409,12 +403,15 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     the window (e.g. every step was non-finite).
     """
     start = time.time()
-    iters, batch_size, window, eval_every = int(iters), int(batch_size), int(window), int(eval_every)
+    estimator, lr, ma_rate, holdout, seed = config.estimator, config.lr, config.ma_rate, config.holdout, config.seed
+    amp, tf32, progress = config.amp, config.tf32, config.progress
+    iters, batch_size, window = int(config.iters), int(config.batch_size), int(config.window)
+    eval_every = int(eval_every)
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     _check_inputs(a, b, estimator, iters, batch_size, window, holdout, eval_every)
     chosen = ESTIMATOR_REGISTRY[estimator]
     device = device if isinstance(device, torch.device) else get_device(device)
-    dim_a, hidden_size = a.shape[1], int(hidden_size)
+    dim_a, hidden_size = a.shape[1], int(config.hidden_size)
     rows, in_dim = a.shape[0], a.shape[1] + b.shape[1]
     infonce_rows = max(2, min(batch_size, rows, INFONCE_MAX_ROWS, math.isqrt(INFONCE_MAX_ELEMENTS // hidden_size)))
     check_memory(device, critic_memory_bytes(rows, in_dim, min(batch_size, rows), hidden_size, estimator,
@@ -451,7 +448,7 @@ def estimate_mi(a, b, estimator="mine", iters=10000, batch_size=5000, lr=1e-4,
     history = torch.empty(iters, device=device)
     skipped = torch.zeros((), device=device)
     ma = None
-    bound_fn = compiled(_bound) if compile else _bound
+    bound_fn = compiled(_bound) if config.compile else _bound
     steps = tqdm(range(iters), desc=f"MI ({estimator})", disable=not progress)
     with _matmul_precision(device, tf32 and not amp):
         if best is not None:

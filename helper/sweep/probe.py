@@ -33,14 +33,8 @@ class ProbeConfig:
     lr: float = 0.4                 # initial learning rate, cosine-annealed to 0
     weight_decay: float = 5e-4
     batch_size: int = 512
-    seed: int = 0                   # the head's init and the shuffle
+    seed: int = 0                   # the head's init and the shuffle (and the cross-validation folds)
     momentum: float = 0.9
-
-    def kwargs(self, num_classes, device, progress=False):
-        """The keywords of `probe_cached` / `probe_backbone` / `cross_validated_probe` for these settings."""
-        return dict(num_classes=num_classes, epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                    momentum=self.momentum, batch_size=self.batch_size, seed=self.seed, device=device,
-                    progress=progress)
 
 
 def seeded_linear(feat_dim, num_classes, seed):
@@ -50,10 +44,9 @@ def seeded_linear(feat_dim, num_classes, seed):
         return nn.Linear(feat_dim, num_classes)
 
 
-def train_linear_probe(feature_batches, n_train, train_labels, eval_fn, feat_dim, num_classes, epochs=30,
-                       lr=0.4, weight_decay=5e-4, momentum=0.9, batch_size=512, seed=0, device=None,
-                       progress=False):
-    """Train a fresh linear head on frozen features; evaluate it after every epoch.
+def train_linear_probe(feature_batches, n_train, train_labels, eval_fn, feat_dim, num_classes, config=ProbeConfig(),
+                       device=None, progress=False):
+    """Train a fresh linear head on frozen features with `config`'s settings; evaluate it after every epoch.
 
     feature_batches(list of idx (B,) int64 CPU) yields the features (B, feat_dim) of those
     index batches in order, without grad (a generator, so a DataLoader's workers can prefetch).
@@ -61,6 +54,7 @@ def train_linear_probe(feature_batches, n_train, train_labels, eval_fn, feat_dim
     cosine LR per epoch down to 0, a seeded shuffle each epoch.
     Returns {'final_acc', 'best_acc', 'best_epoch', 'history', 'head'}.
     """
+    epochs, batch_size, seed = config.epochs, config.batch_size, config.seed
     if epochs < 1 or batch_size < 1:
         raise UserError(f"The linear probe needs epochs >= 1 and batch size >= 1 (got {epochs} and {batch_size}).")
     if n_train < 1 or len(train_labels) != n_train:
@@ -69,7 +63,8 @@ def train_linear_probe(feature_batches, n_train, train_labels, eval_fn, feat_dim
     device = torch.device(device) if device is not None else get_device()
     labels_on_device = torch.as_tensor(train_labels, dtype=torch.long).to(device)
     head = seeded_linear(feat_dim, num_classes, seed).to(device)
-    optimizer = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(head.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
     shuffle_generator = torch.Generator().manual_seed(seed)
     history = []
@@ -97,19 +92,20 @@ def infer_num_classes(*label_tensors):
     return int(max(int(labels.max()) for labels in label_tensors if len(labels))) + 1
 
 
-def probe_cached(train_feats, train_labels, test_feats, test_labels, eval_batch_size=4096, **kw):
-    """Linear probe on precomputed features: train (N, D) / (N,), test (M, D) / (M,).
+def probe_cached(train_feats, train_labels, test_feats, test_labels, config=ProbeConfig(), num_classes=None,
+                 device=None, progress=False, eval_batch_size=4096):
+    """Linear probe with `config`'s settings on precomputed features: train (N, D) / (N,), test (M, D) / (M,).
 
-    Extra keywords go to `train_linear_probe` (num_classes defaults to 1 + max label).
+    `num_classes` defaults to 1 + the largest label.
     """
     if train_feats.ndim != 2 or test_feats.ndim != 2 or train_feats.shape[1] != test_feats.shape[1]:
         raise UserError(f"Cached probe features must be (N, D) with the same D for train and test "
                         f"(got {tuple(train_feats.shape)} and {tuple(test_feats.shape)}).")
-    device = torch.device(kw.pop("device", None) or get_device())
+    device = torch.device(device or get_device())
     train_on_device = train_feats.to(device, torch.float32)
     test_on_device = test_feats.to(device, torch.float32)
     test_labels_on_device = torch.as_tensor(test_labels, dtype=torch.long).to(device)
-    kw.setdefault("num_classes", infer_num_classes(torch.as_tensor(train_labels), test_labels_on_device))
+    num_classes = num_classes or infer_num_classes(torch.as_tensor(train_labels), test_labels_on_device)
 
     def feature_batches(index_batches):
         """Rows of the device copy (a plain tensor: no grad); the epoch's indices cross to the device once."""
@@ -120,8 +116,8 @@ def probe_cached(train_feats, train_labels, test_feats, test_labels, eval_batch_
         batches = zip(test_on_device.split(eval_batch_size), test_labels_on_device.split(eval_batch_size))
         return percent_correct(head, batches)
 
-    return train_linear_probe(feature_batches, len(train_feats), train_labels, eval_fn,
-                              feat_dim=train_feats.shape[1], device=device, **kw)
+    return train_linear_probe(feature_batches, len(train_feats), train_labels, eval_fn, train_feats.shape[1],
+                              num_classes, config, device, progress)
 
 
 def percent_correct(head, feature_label_batches):
@@ -146,8 +142,9 @@ def parameter_fingerprint(model):
                         for p in model.parameters()])
 
 
-def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, compile=False, num_workers=0, **kw):
-    """Linear probe that runs the frozen backbone on the images each batch.
+def probe_backbone(model, train_set, test_set, config=ProbeConfig(), bn_mode="eval", amp=False, compile=False,
+                   num_workers=0, num_classes=None, device=None, progress=False):
+    """Linear probe with `config`'s settings that runs the frozen backbone on the images each batch.
 
     bn_mode='eval': backbone in eval mode (same result as `probe_cached`);
     bn_mode='train': backbone in train mode while featurizing, so BatchNorm running
@@ -159,10 +156,10 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, compil
     """
     if bn_mode not in ("eval", "train"):
         raise UserError(f"bn_mode must be 'eval' or 'train' (got {bn_mode!r}).")
-    device = torch.device(kw.pop("device", None) or get_device())
+    device = torch.device(device or get_device())
     train_labels = dataset_labels(train_set)
-    kw.setdefault("num_classes", infer_num_classes(train_labels, dataset_labels(test_set)))
-    test_loader = torch.utils.data.DataLoader(test_set, batch_size=kw.get("batch_size", 512),
+    num_classes = num_classes or infer_num_classes(train_labels, dataset_labels(test_set))
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=config.batch_size,
                                               shuffle=False, num_workers=num_workers)
 
     featurize = features_fn(compile)
@@ -184,8 +181,8 @@ def probe_backbone(model, train_set, test_set, bn_mode="eval", amp=False, compil
     try:
         for p in model.parameters():
             p.requires_grad_(False)
-        result = train_linear_probe(feature_batches, len(train_set), train_labels, eval_fn,
-                                    feat_dim=model.feat_dim, device=device, **kw)
+        result = train_linear_probe(feature_batches, len(train_set), train_labels, eval_fn, model.feat_dim,
+                                    num_classes, config, device, progress)
     finally:
         for p, flag in zip(model.parameters(), grad_flags):
             p.requires_grad_(flag)
@@ -219,11 +216,11 @@ def fold_summary(values):
     return mean, std, std / math.sqrt(len(values))
 
 
-def cross_validated_probe(feats, labels, k, seed=0, **kw):
-    """K-fold linear probe on one pooled feature set: feats (N, D), labels (N,).
+def cross_validated_probe(feats, labels, k, config=ProbeConfig(), num_classes=None, device=None, progress=False):
+    """K-fold linear probe with `config`'s settings on one pooled feature set: feats (N, D), labels (N,).
 
-    Each fold of `stratified_folds(labels, k, seed)` is the test set once, a fresh head (seed
-    `seed`) trained on the other K - 1 folds; extra keywords go to `probe_cached`. Returns
+    Each fold of `stratified_folds(labels, k, config.seed)` is the test set once, a fresh head (seed
+    `config.seed`) trained on the other K - 1 folds with `probe_cached`. Returns
     {'final_acc': mean over folds, 'final_acc_std': their sample std, 'final_acc_sem': std / sqrt(K),
     'best_acc': mean of each fold's best epoch, 'fold_acc': [K final accuracies], 'folds': K}.
     """
@@ -231,12 +228,13 @@ def cross_validated_probe(feats, labels, k, seed=0, **kw):
     if len(feats) != len(labels):
         raise UserError(f"Cross-validation needs one label per feature row (got {len(feats)} rows and "
                         f"{len(labels)} labels).")
-    kw.setdefault("num_classes", infer_num_classes(labels))
+    num_classes = num_classes or infer_num_classes(labels)
     finals, bests = [], []
-    for test in stratified_folds(labels, k, seed):
+    for test in stratified_folds(labels, k, config.seed):
         train = torch.ones(len(labels), dtype=torch.bool)
         train[test] = False
-        result = probe_cached(feats[train], labels[train], feats[test], labels[test], seed=seed, **kw)
+        result = probe_cached(feats[train], labels[train], feats[test], labels[test], config, num_classes, device,
+                              progress)
         finals.append(result["final_acc"])
         bests.append(result["best_acc"])
     mean, std, sem = fold_summary(finals)

@@ -22,19 +22,17 @@ from torch import nn
 
 from helper.core.checkpoint import CheckpointError, file_sha1, list_checkpoints, load_checkpoint
 from helper.core.errors import UserError
+from helper.core.protocol import FINETUNE_MEMBER_ARGS
 from helper.sweep.probe import probe_cached
 from helper.sweep.source_run import load_source
-from helper.sweep.transfer import (finetune, finetuned_path, probe_kwargs, probe_result, save_finetuned,
-                                   target_features)
+from helper.sweep.transfer import finetune, finetuned_path, probe_result, save_finetuned, target_features
 from models.base import ImageClassifier
 
 
 def finetune_flags(config):
     """{flag: value} of the transfer.py flags that decide what a fine-tuned member is (a saved one is reused
-    only when they all agree with the ones it records), from a `TransferConfig`."""
-    train = config.train
-    return {"target_dataset": config.target_dataset, "epoch": train.epochs, "lr": train.lr,
-            "wd": train.weight_decay, "batch": train.batch_size, "seed": train.seed}
+    only when they all agree with the ones it records), from a `TransferConfig`'s recorded flags."""
+    return {flag: config.flags.get(flag) for flag in sorted(FINETUNE_MEMBER_ARGS)}
 
 
 # ------------------------------------------------------------------ the members
@@ -106,8 +104,8 @@ def concat_probe(members, target, config, device):
         eval_parts.append(eval_feats)
         del model
     train_feats, eval_feats = torch.cat(train_parts, dim=1), torch.cat(eval_parts, dim=1)
-    result = probe_cached(train_feats, train_labels, eval_feats, eval_labels,
-                          **probe_kwargs(config, target["info"].num_classes, device))
+    result = probe_cached(train_feats, train_labels, eval_feats, eval_labels, config.train,
+                          target["info"].num_classes, device, config.features.progress)
     return {**probe_result(result), "feat_size": train_feats.shape[1]}
 
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from helper.core.checkpoint import MAX_EPOCH, CheckpointError, checkpoint_files, file_sha1
 from helper.core.errors import UserError, warn
+from helper.core.protocol import SWEEP_FREE_ARGS
 from helper.core.writes import guarded_write
 from helper.sweep.board import SweepBoard
 from helper.sweep.results import FINGERPRINT, check_protocol, protocol_record_path, write_args_json
@@ -108,12 +109,6 @@ def select_epochs(available, start, skip, end=None):
 def on_grid(epoch, start, skip, end=None):
     """Whether `epoch` is one of start, start + skip, ... up to `end` (None: no bound): the selection rule."""
     return epoch >= start and (end is None or epoch <= end) and (epoch - start) % skip == 0
-
-
-# Flags that say which checkpoints to take and how fast or where to compute, not what a row means.
-SWEEP_FREE_ARGS = {"ckpt_path", "model_path", "start_epoch", "skip", "end_epoch", "force", "shard", "no_progress", "wait",
-                   "device", "num_workers", "data_folder", "cache_dir", "extract_batch", "source_dataset",
-                   "channels_last", "compile", "loader", "tb_path"}
 
 
 def run_sweep(config, flags, run_dir, results, evaluate_one, label="sweep"):

@@ -36,7 +36,7 @@ class TransferConfig:
     bn_mode: str = "eval"           # linear: eval (features cached) or train (the original's BatchNorm updates)
     cv: int | None = None           # K: the linear probe cross-validated over K folds of train + eval
     target_per_class: int | None = None     # only the first images of each class of the target's train split
-    probe_lr: float = 0.4           # two_stage: the learning rate of the final probe on the fine-tuned members
+    probe_lr: float = ProbeConfig.lr    # two_stage: the learning rate of the final probe on the fine-tuned members
     save_finetuned: bool = False    # finetune: write the fine-tuned weights beside the run
     force: bool = False             # two_stage: fine-tune a member again when its saved one was made otherwise
     features: FeatureConfig = FeatureConfig()
@@ -45,11 +45,6 @@ class TransferConfig:
 
 
 # ------------------------------------------------------------------ per-checkpoint evaluations
-def probe_kwargs(config, num_classes, device):
-    """The keywords of the probe functions for `config`'s training settings."""
-    return config.train.kwargs(num_classes, device, progress=config.features.progress)
-
-
 def target_features(model, path, target, config, device):
     """((train features, labels), (eval features, labels)) of the frozen `model` (checkpoint `path`) on the
     target's unaugmented splits; cached with --cache_dir."""
@@ -71,12 +66,12 @@ def linear_probe(model, path, target, config, device):
         return cv_linear_probe(model, path, target, config, device)
     if config.bn_mode == "train":
         features = config.features
-        result = probe_backbone(model, target["train"], target["eval"], bn_mode="train",
-                                num_workers=features.num_workers, amp=features.amp, compile=features.compile,
-                                **probe_kwargs(config, num_classes, device))
+        result = probe_backbone(model, target["train"], target["eval"], config.train, bn_mode="train",
+                                amp=features.amp, compile=features.compile, num_workers=features.num_workers,
+                                num_classes=num_classes, device=device, progress=features.progress)
         return probe_result(result)
     train, test = target_features(model, path, target, config, device)
-    return probe_result(probe_cached(*train, *test, **probe_kwargs(config, num_classes, device)))
+    return probe_result(probe_cached(*train, *test, config.train, num_classes, device, config.features.progress))
 
 
 def cv_linear_probe(model, path, target, config, device):
@@ -86,9 +81,9 @@ def cv_linear_probe(model, path, target, config, device):
     depend only on the labels and --seed, so every checkpoint is scored on the same partition.
     """
     (train_feats, train_labels), (eval_feats, eval_labels) = target_features(model, path, target, config, device)
-    kwargs = probe_kwargs(config, target["info"].num_classes, device)
     result = cross_validated_probe(torch.cat([train_feats, eval_feats]), torch.cat([train_labels, eval_labels]),
-                                   config.cv, **kwargs)
+                                   config.cv, config.train, target["info"].num_classes, device,
+                                   config.features.progress)
     return {"final_acc": result["final_acc"], "final_acc_std": result["final_acc_std"],
             "final_acc_sem": result["final_acc_sem"], "folds": result["folds"],
             "best_acc_on_eval": result["best_acc"], "best_epoch": None}

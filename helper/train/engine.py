@@ -1,4 +1,9 @@
-"""A training run's folder: checkpoints, exact resume, TensorBoard and the epoch log.
+"""A training run, from start or resume to its last checkpoint: `train_run` opens its folder (`TrainingRun`:
+checkpoints, exact resume, TensorBoard and the epoch log) and runs the epochs (`fit`).
+
+    run = train_run(config, loop, flags, name, model, optimizer, train_set, val_set, compute_loss, device)
+
+What `train_run` does with a `TrainingRun`:
 
     run = TrainingRun(config, flags, name, model, optimizer, state={"criterion": crd})
     start = run.prepare()            # fresh run (writes ckpt_epoch_0) or --resume
@@ -37,24 +42,16 @@ from helper.core.checkpoint import (CKPT_LIKE_RE, atomic_write, changed_flags, c
 from helper.core.distributed import (all_gather_objects, barrier, get_rank, get_world_size, is_main_process,
                                      seed_this_rank)
 from helper.core.errors import UserError
+from helper.core.protocol import LEGACY_ARGS, RESUME_FREE_ARGS, RUN_NAME_ARGS
 from helper.core.seed import rng_state, set_rng_state
 from helper.core.writes import guarded_write
 from helper.train.loops import NonFiniteLossError, train_one_epoch
-from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, RUN_NAME_ARGS, append_log_line,
+from helper.train.run_folder import (FLAGS_FILE, LOG_FILE, RESUME_FILE, append_log_line,
                                      check_writable, continue_command, log_lines_through, read_log,
-                                     move_results_aside, remove_stale_temporaries, run_lock, similar_runs, tb_dir)
-from helper.train.schedule import set_lr
-
-# Flags that may differ on --resume: they change where and how fast a run executes, not what it computes
-# (the last three: flags the original scripts ignored, recorded when given).
-RESUME_FREE_ARGS = {"resume", "overwrite", "allow_arg_changes", "device", "num_workers", "no_progress",
-                    "data_folder", "model_path", "tb_path", "amp", "channels_last", "compile", "loader", "sync_bn",
-                    "run_dir", "print_freq", "optimizer", "net_size", "original_lr_decay_epochs"}
-
-
-# Flags added after runs were already written, with the value those runs had.
-LEGACY_ARGS = {"warmup_epochs": 0}
-
+                                     move_results_aside, remove_stale_temporaries, run_lock, run_record, similar_runs,
+                                     tb_dir)
+from helper.train.schedule import ScheduleConfig, make_lr_schedule, set_lr
+from helper.train.setup import LoaderConfig, train_loader_for, validation
 
 def changed_args(saved, current):
     """{flag: (saved, current)} for the flags whose change would alter a resumed run's trajectory.
@@ -78,10 +75,22 @@ class RunConfig:
     save_freq: int                  # write ckpt_epoch_<E>.pth every this many epochs
     model_path: str                 # run folders are created under it, named by the script
     tb_path: str
+    script: str                     # the script training it (train_vanilla.py, ...), recorded in args.json
+    command_line: tuple | None = None   # its argv as typed, for the command that continues the run; None: unknown
     run_dir: str | None = None      # the run folder itself, instead of <model_path>/<name>
     resume: bool = False
     overwrite: bool = False
     allow_arg_changes: bool = False
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How a run's epochs go: its learning-rate schedule, its loaders, bf16 autocast and what is printed."""
+    schedule: ScheduleConfig
+    loader: LoaderConfig
+    amp: bool = False               # bf16 autocast of forward and loss (CUDA only)
+    progress: bool = True           # tqdm bars
+    print_freq: int = 0             # also one printed line every this many steps; 0 = off
 
 
 class TrainingRun:
@@ -131,18 +140,18 @@ class TrainingRun:
             self._no_run_to_resume()
         if self.main:
             for name in remove_stale_temporaries(self.run_dir):
-                self._log(f"removed {name}, left in {self.run_dir} by an interrupted save")
+                self.log(f"removed {name}, left in {self.run_dir} by an interrupted save")
             check_writable((self.run_dir, self.tb_dir))
         barrier()  # every rank has looked at the folder before rank 0 writes to it
         if resuming:
             start = self._load_resume(resume_path)
             best = "none yet" if self.best_acc is None else f"{self.best_acc:.2f}"
-            self._log(f"resuming {self.run_dir} at epoch {start} (best so far: {best})")
+            self.log(f"resuming {self.run_dir} at epoch {start} (best so far: {best})")
         else:
             overwrite = self.config.overwrite
             if self.config.resume and list(existing) == [0]:
                 # Stopped between the initial checkpoint and the first resume.pth: nothing trained yet.
-                self._log(f"{self.run_dir} holds only the initialisation; starting the run again")
+                self.log(f"{self.run_dir} holds only the initialisation; starting the run again")
                 overwrite = True
             if existing and not overwrite:
                 if self.config.resume:
@@ -157,7 +166,7 @@ class TrainingRun:
                 if overwrite:
                     self._clear_previous_run()
                 path = os.path.join(self.run_dir, FLAGS_FILE)
-                self._guarded(path, lambda: write_flags(path, self.flags))
+                self._guarded(path, lambda: write_flags(path, run_record(self.config.script, self.flags)))
             val = self.evaluate_fn() if self.evaluate_fn else {}
             self._save_model(ckpt_name(0), 0, val.get("acc1"))
             self._save_resume(0)  # so a failure in epoch 1 can still be resumed
@@ -173,7 +182,7 @@ class TrainingRun:
         and move its sweeps' results aside, so none of their rows is taken for the new run's."""
         aside, moved = move_results_aside(self.run_dir)
         if moved:
-            self._log(f"moved the old run's sweep results ({', '.join(moved)}) to {aside}: they were computed "
+            self.log(f"moved the old run's sweep results ({', '.join(moved)}) to {aside}: they were computed "
                       "from the checkpoints this run replaces")
         for name in os.listdir(self.run_dir) if os.path.isdir(self.run_dir) else []:
             if (CKPT_LIKE_RE.match(name) or name.endswith(("_best.pth", "_last.pth"))
@@ -197,7 +206,7 @@ class TrainingRun:
                                 "They would silently change its schedule, stages or data. Pass the run's flags "
                                 f"(see its {FLAGS_FILE}), --allow_arg_changes to continue anyway (recorded in "
                                 "log.txt), or --overwrite to start again.")
-            self._log(f"warning: resuming with changed flags: {listed}")
+            self.log(f"warning: resuming with changed flags: {listed}")
         if self.main:
             self._trim_log(ckpt["epoch"])
             if changes:
@@ -239,7 +248,7 @@ class TrainingRun:
         if self.main:
             self._guarded(self.tb_dir, lambda: self._board(record))
             self._append_log(record)
-            self._log(f"epoch {epoch}/{self.config.epochs} | lr {lr:.5f} | train loss {train['loss']:.4f} "
+            self.log(f"epoch {epoch}/{self.config.epochs} | lr {lr:.5f} | train loss {train['loss']:.4f} "
                       f"acc {train['acc1']:.2f} | val loss {val['loss']:.4f} acc {val['acc1']:.2f} "
                       f"| best {self.best_acc:.2f} | {seconds:.1f}s")
         if epoch % self.config.save_freq == 0:
@@ -260,7 +269,7 @@ class TrainingRun:
         self._save_model(f"{self.config.arch}_last.pth", epoch, accuracy)
         if self.writer:
             self.writer.close()
-        self._log(f"done: best val acc {self.best_acc:.2f}; checkpoints in {self.run_dir}")
+        self.log(f"done: best val acc {self.best_acc:.2f}; checkpoints in {self.run_dir}")
         barrier()  # no rank returns before rank 0 has written the last files
 
     def complete_finished(self):
@@ -272,7 +281,7 @@ class TrainingRun:
             accuracy = (self.evaluate_fn() if self.evaluate_fn else {}).get("acc1")
             if not os.path.isfile(last):
                 self._save_model(os.path.basename(last), self.saved_epoch, accuracy)
-                self._log(f"wrote the missing {last} from {RESUME_FILE} (epoch {self.saved_epoch})")
+                self.log(f"wrote the missing {last} from {RESUME_FILE} (epoch {self.saved_epoch})")
             if not os.path.isfile(best):
                 self._restore_best(best, accuracy)
         if self.writer:
@@ -289,10 +298,10 @@ class TrainingRun:
                 with open(source, "rb") as saved:
                     self._write(best, lambda f: shutil.copyfileobj(saved, f))
         else:
-            self._log(f"warning: {best} is missing and cannot be recreated: the best epoch "
+            self.log(f"warning: {best} is missing and cannot be recreated: the best epoch "
                       f"({epoch if epoch is not None else 'unknown'}) has no ckpt_epoch file in {self.run_dir}.")
             return
-        self._log(f"wrote the missing {best} (epoch {epoch if epoch is not None else self.saved_epoch})")
+        self.log(f"wrote the missing {best} (epoch {epoch if epoch is not None else self.saved_epoch})")
 
     def _best_epoch_from_log(self):
         """The epoch whose log line first reached the run's best accuracy (resume files without 'best_epoch')."""
@@ -351,7 +360,7 @@ class TrainingRun:
         kept, dropped = log_lines_through(self.run_dir, epoch)
         if dropped:
             self._write(os.path.join(self.run_dir, LOG_FILE), lambda f: f.write(kept.encode()))
-            self._log(f"{LOG_FILE}: dropped {dropped} lines past epoch {epoch}, the state resumed from")
+            self.log(f"{LOG_FILE}: dropped {dropped} lines past epoch {epoch}, the state resumed from")
 
     def _no_run_to_resume(self):
         """--resume, but the folder the flags name holds no run. Refuse when a run of this script and note
@@ -362,23 +371,29 @@ class TrainingRun:
                             f"{RESUME_FILE} and no checkpoints). Check the path, or drop --resume to start a new "
                             "run there.")
         current = self.flags
-        similar = similar_runs(os.path.dirname(self.run_dir.rstrip(os.sep)), current, changed_args)
+        similar = similar_runs(os.path.dirname(self.run_dir.rstrip(os.sep)), self.config.script, current,
+                               changed_args)
         moved = [(path, changes) for path, changes in similar if set(changes) <= RUN_NAME_ARGS]
         if not moved:
             same_model = [os.path.basename(p) for p, changes in similar if "model" not in changes]
-            self._log(f"--resume: {self.run_dir} holds no run yet; starting it"
+            self.log(f"--resume: {self.run_dir} holds no run yet; starting it"
                       + (f" (other runs of {self.config.arch} with this note, under other flags: "
                          f"{', '.join(same_model)})" if same_model else ""))
             return
         listing = " ".join(f"{path} ({describe_changes(changes, flags=current)})." for path, changes in moved)
         same_arch = [path for path, changes in moved if not {"model", "dataset"} & set(changes)]
-        how = (f"To continue it with these flags: {continue_command(current, same_arch[0])}" if same_arch
+        how = (f"To continue it with these flags: {self.continue_command(same_arch[0])}" if same_arch
                else f"To continue it, pass its --model and --dataset (see its {FLAGS_FILE}).")
         raise UserError(f"--resume was given, but {self.run_dir} holds no run to resume. A run of note "
                         f"{self.config.note!r} that differs only in flags the run-folder name is built from exists: "
                         f"{listing} {how} To start a new run instead, drop --resume.")
 
-    def _log(self, message):
+    def continue_command(self, run_dir, learning_rate=None):
+        """The command that continues the run in `run_dir` with this command's flags (and `learning_rate`)."""
+        return continue_command(self.config.script, self.config.command_line, run_dir, learning_rate)
+
+    def log(self, message):
+        """Print `message` once (rank 0), above any progress bar."""
         if self.main:
             tqdm.write(message)
 
@@ -395,7 +410,7 @@ def fit(run, loader_for, compute_loss, lr_at, device, start, before_epoch=None, 
     epochs = range(start, config.epochs + 1)
     if not epochs:
         run.complete_finished()
-        run._log(f"{run.run_dir} already finished its {config.epochs} epochs; nothing to do.")
+        run.log(f"{run.run_dir} already finished its {config.epochs} epochs; nothing to do.")
         return None
     for epoch in tqdm(epochs, desc="epochs", initial=start - 1, total=config.epochs,
                       disable=not (progress and run.main), dynamic_ncols=True):
@@ -411,9 +426,29 @@ def fit(run, loader_for, compute_loss, lr_at, device, start, before_epoch=None, 
             raise UserError(f"{err} Training stopped without saving this epoch; the last good checkpoint is "
                             f"{run.last_good_checkpoint()} and {RESUME_FILE} holds the state after epoch "
                             f"{epoch - 1}. Check the data, or continue this run with a lower learning rate, e.g. "
-                            f"half: {continue_command(run.flags, run.run_dir, config.learning_rate / 2)} "
+                            f"half: {run.continue_command(run.run_dir, config.learning_rate / 2)} "
                             "(or start again with --overwrite).")
         val = run.evaluate_fn()
         run.end_epoch(epoch, lr, train, val)
     run.finish(config.epochs, val["acc1"])
     return val
+
+
+def train_run(config, loop, flags, name, model, optimizer, train_set, val_set, compute_loss, device, state=None,
+              loader_for=None, lr_phases=None, before_epoch=None):
+    """Open (or resume) the run `name` and train it with `compute_loss` on `loop`'s schedule, validating every
+    epoch on `val_set`; returns the finished `TrainingRun`.
+
+    `config`: the `RunConfig`; `flags`: the run's flags as a dict, recorded and compared on --resume;
+    `state`: further objects the run's resume file keeps (CTC's heads and memory, a regression head);
+    `loader_for(epoch)`: the epoch's loader (default: `train_set` served by `loop.loader`); `lr_phases`:
+    the schedule's phases (CTC's restart at stage two); `before_epoch(epoch)`: as in `fit`.
+    """
+    run = TrainingRun(config, flags, name, model, optimizer, state=state,
+                      evaluate_fn=validation(loop.loader, model, val_set, device))
+    with run.locked():
+        start = run.prepare()
+        fit(run, loader_for or train_loader_for(loop.loader, train_set, device), compute_loss,
+            make_lr_schedule(loop.schedule, lr_phases), device, start, before_epoch=before_epoch,
+            progress=loop.progress, amp=loop.amp, print_freq=loop.print_freq)
+    return run

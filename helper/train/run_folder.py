@@ -3,7 +3,6 @@ epoch, and finding the run a `--resume` meant (docs/run_folder.md says what this
 import json
 import os
 import shlex
-import sys
 import time
 
 import torch
@@ -15,17 +14,15 @@ from helper.core.writes import folder_problem
 
 LOG_FILE = "log.txt"
 RESUME_FILE = "resume.pth"
-FLAGS_FILE = "args.json"    # the run's flags, as a JSON object
+FLAGS_FILE = "args.json"    # the run's flags, as a JSON object, and the script that wrote them
+SCRIPT_KEY = "script"       # args.json's entry naming that script (train_vanilla.py, train_ctc.py, distill_cat.py)
 LOCK_FILE = "train.lock"    # held by the process training the run (run_lock)
 DEFAULT_TB_PATH = "./save/tensorboard"      # --tb_path's default: the root of every run's TensorBoard events
-# The flags the run-folder names of train_vanilla.py and train_ctc.py are built from (besides --note).
 # What the sweeps derive from a run's checkpoints: results files (shards too), protocol records, their .bak
 # copies; and folders of MINE histories and fine-tuned weights. --overwrite moves them to ASIDE_PREFIX<time>/.
 RESULTS_SUFFIXES = (".csv", ".csv.bak", ".args.json", ".args.json.bak")
 FINETUNED_PREFIX, HISTORY_SUFFIX = "finetuned_", "_history"
 ASIDE_PREFIX = "before_overwrite_"
-RUN_NAME_ARGS = {"model", "dataset", "learning_rate", "trial", "alpha", "beta", "teacher", "stage_two_loss",
-                 "kd_weight"}
 
 
 # ------------------------------------------------------------------ log.txt
@@ -141,9 +138,14 @@ def move_results_aside(run_dir):
 
 
 # ------------------------------------------------------------------ finding a run
-def similar_runs(model_root, current, changed):
-    """[(run folder, changed(saved, current))] of the resumable runs under `model_root` of the same script
-    and note as the flags `current`."""
+def run_record(script, flags):
+    """What `args.json` holds: the script that wrote the run (its `SCRIPT_KEY`) and the run's flags."""
+    return {SCRIPT_KEY: script, **flags}
+
+
+def similar_runs(model_root, script, current, changed):
+    """[(run folder, changed(saved, current))] of the resumable runs under `model_root` that `script` wrote
+    with the note of the flags `current`."""
     found = []
     for name in sorted(os.listdir(model_root)) if os.path.isdir(model_root) else []:
         folder = os.path.join(model_root, name)
@@ -153,28 +155,19 @@ def similar_runs(model_root, current, changed):
         except (OSError, ValueError):
             continue
         if (isinstance(saved, dict) and os.path.isfile(os.path.join(folder, RESUME_FILE))
-                and saved.get("note") == current.get("note")
-                and script_of(saved) == script_of(current)):
+                and saved.pop(SCRIPT_KEY, None) == script and saved.get("note") == current.get("note")):
             found.append((folder, changed(saved, current)))
     return found
 
 
-def script_of(flags):
-    """The training script that wrote a run with these flags (a dict): each has flags of its own."""
-    if "stage_two_epoch" in flags:
-        return "train_ctc.py"
-    return "distill_cat.py" if "teachers" in flags else "train_vanilla.py"
-
-
-def continue_command(flags, run_dir, learning_rate=None):
-    """The command that continues the run in `run_dir` with this invocation's flags (and `learning_rate`);
-    `flags` (the run's flags dict) names the script."""
-    script = script_of(flags)
+def continue_command(script, command_line, run_dir, learning_rate=None):
+    """The command that continues the run in `run_dir` that `script` wrote, with the flags of `command_line`
+    (the command's argv as typed, script path first; None when not known) and `learning_rate`."""
     replaced = {"--resume", "--allow_arg_changes", "--overwrite", "--run_dir"} | (
         {"--learning_rate"} if learning_rate is not None else set())
-    if os.path.basename(sys.argv[0]) == script:
+    if command_line is not None:
         flags, skip = [], False
-        for arg in sys.argv[1:]:
+        for arg in command_line[1:]:
             name = arg.split("=", 1)[0]
             if skip:
                 skip = False
@@ -182,7 +175,7 @@ def continue_command(flags, run_dir, learning_rate=None):
                 skip = "=" not in arg and name in ("--run_dir", "--learning_rate")
             else:
                 flags.append(arg)
-        command = ["python", sys.argv[0], *flags]
+        command = ["python", command_line[0], *flags]
     else:
         command = ["python", script, "<the same flags>"]
     if learning_rate is not None:

@@ -8,7 +8,7 @@ class ScheduleConfig:
     """The learning-rate schedule of a training run (the optimisation flags of helper/cli/train.py)."""
     learning_rate: float
     epochs: int
-    warmup_epochs: int                  # resolved: the script's default filled in (helper.cli.train.resolve_warmup)
+    warmup_epochs: int                  # resolved: the script's default filled in (helper.cli.train.warmup_epochs)
     lr_decay_epochs: tuple = ()         # step-decay milestones; empty = cosine annealing
     lr_decay_rate: float = 0.1
     min_lr_scale: float = 0.0           # cosine floor, a fraction of each phase's initial learning rate
