@@ -64,6 +64,7 @@ def test_fashion_end_to_end_on_idx_files_then_a_rerun_recomputes_nothing(tmp_pat
     write_fake_fashion_mnist(tmp_path / "data", n_train_per_class=8, n_test_per_class=6)
     env = dict(os.environ, NO_SETUP="1", WORKDIR=str(tmp_path), DATA_FOLDER=str(tmp_path / "data"),
                PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", DATA="fashion", SOURCE_PER_CLASS="6",
+               TARGET_PER_CLASS="4",
                SEEDS="2", EPOCHS="2", SAVE_FREQ="1", STAGE_TWO="1", NCE_K="16", CV="3", PROBE_EPOCHS="2",
                MINE_XT_ITERS="5", MINE_TY_ITERS="5", MINE_BATCH="32", MINE_HIDDEN="8", MINE_WINDOW="3", JOBS="2")
     script = os.path.join(REPO_ROOT, "scripts", "cpu_experiment.sh")
@@ -74,6 +75,7 @@ def test_fashion_end_to_end_on_idx_files_then_a_rerun_recomputes_nothing(tmp_pat
     for name in FASHION_RESULTS:
         rows = read_rows(run / f"{name}.csv")
         assert [r["epoch"] for r in rows] == ["0", "1", "2"], name
+    assert '"target_per_class": 4' in (run / "transfer_fashion_b_linear_cv3.args.json").read_text()
     target = read_rows(run / "discriminability_fashion_b.csv")
     assert all(float(r["nc1"]) >= 0 and 1 <= float(r["effective_rank"]) <= 64 and float(r["coding_rate"]) > 0
                for r in target)
