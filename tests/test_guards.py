@@ -82,7 +82,9 @@ def test_a_second_trainer_of_a_run_folder_names_the_holder_and_touches_nothing(i
     """Case 5 with a real first trainer in another process; then Ctrl-C (SIGINT) ends it (case 16)."""
     first = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train_vanilla.py"), *TRAIN,
                               "--epochs", "400", "--tb_path", "tb"], cwd=in_tmp, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True,
+                             # a suite started in the background inherits SIGINT ignored; Ctrl-C is what is tested
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: os.path.isfile(os.path.join(RUN, "log.txt")), "the first epoch", first)
         for argv in (["--seed", "1", "--epochs", "400"], ["--epochs", "400", "--resume"]):
