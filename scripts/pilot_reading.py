@@ -15,21 +15,17 @@ import statistics
 import sys
 
 from helper.core.errors import UserError, run_cli
+from helper.report.tradeoff_table import smooth
 from helper.train.run_folder import read_log
 
 
-def centred_means(values, window):
-    """The mean of each value's centred window (shorter at the ends, as far as the values go)."""
-    half = window // 2
-    return [statistics.fmean(values[max(0, i - half):i + half + 1]) for i in range(len(values))]
-
-
 def saturation(train_acc, window=5, tolerance=1.0):
-    """(final training accuracy, 1-based saturation epoch) of a run's per-epoch training accuracies."""
+    """(final training accuracy, 1-based saturation epoch) of a run's per-epoch training accuracies; the
+    curve is smoothed as the results tables smooth theirs (a centred moving average, `window` odd)."""
     final = statistics.fmean(train_acc[-window:])
-    smooth = centred_means(train_acc, window)
+    smoothed = smooth(dict(enumerate(train_acc, 1)), window)
     epoch = len(train_acc)
-    while epoch > 1 and smooth[epoch - 2] >= final - tolerance:
+    while epoch > 1 and smoothed[epoch - 1] >= final - tolerance:
         epoch -= 1
     return final, epoch
 
@@ -50,7 +46,7 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run folders of the pilot")
     parser.add_argument("--window", type=int, default=5, help="epochs averaged for the final value and the "
-                        "smoothing (default 5)")
+                        "smoothing (odd; default 5)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="points below the final value that count "
                         "as saturated (default 1)")
     parser.add_argument("--by", type=float, default=2 / 3, help="fraction of the epochs by which the run must be "
