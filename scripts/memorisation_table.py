@@ -16,7 +16,7 @@ from helper.cli import HelpFormatter
 from helper.core.checkpoint import resolve_run_dir
 from helper.core.errors import UserError, run_cli
 from helper.core.stats import mean_std
-from helper.report.tradeoff_table import MI_NAMES, read_curve
+from helper.report.tradeoff_table import MI_NAMES, fmt_mean_std, read_curve
 
 
 def memorisation_rows(name, runs, target):
@@ -40,8 +40,8 @@ def memorisation_rows(name, runs, target):
 
 
 def fmt(values):
-    mean, std = mean_std(values)
-    return f"{mean:.3f} ± {std:.3f}"
+    """'mean ± std' of `values` in nats, as the results tables write them."""
+    return fmt_mean_std(mean_std(values), 3)
 
 
 def get_args_parser():
